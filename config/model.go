@@ -1,0 +1,174 @@
+package config
+
+// This file is the configuration schema: every key an operator can write.
+// docs/configuration.md documents each one; keep the two in step.
+
+// Config is one whole configuration file.
+type Config struct {
+	Management Management           `yaml:"management"`
+	Log        Log                  `yaml:"log"`
+	Monitors   map[string]*Monitor  `yaml:"monitors"`
+	Pools      map[string]*Pool     `yaml:"pools"`
+	Profiles   Profiles             `yaml:"profiles"`
+	SNATPools  map[string]*SNATPool `yaml:"snat_pools"`
+	Virtuals   map[string]*Virtual  `yaml:"virtuals"`
+
+	// File is the path the configuration was read from ("" for built-in or API input).
+	File string `yaml:"-"`
+	// Notices are non-fatal findings from validation (printed by `check`, logged by `run`).
+	Notices []string `yaml:"-"`
+	// lines maps object paths ("pools.web.members[1].address") to source lines.
+	lines map[string]int
+}
+
+// Management is the REST API / metrics / dashboard listener.
+type Management struct {
+	Address   string `yaml:"address"`    // default 127.0.0.1:9090; "off" disables
+	Token     string `yaml:"token"`      // bearer token; empty = no auth
+	TokenFile string `yaml:"token_file"` // file holding the token
+}
+
+// Log controls the structured log and the HTTP access log.
+type Log struct {
+	Level     string `yaml:"level"`      // debug | info | warn | error (default info)
+	Format    string `yaml:"format"`     // text | json (default text)
+	AccessLog string `yaml:"access_log"` // off | stderr | stdout | PATH (default off)
+}
+
+// Monitor is a health monitor (F5: ltm monitor).
+type Monitor struct {
+	Type         string   `yaml:"type"`          // tcp | http | https | udp
+	Interval     Duration `yaml:"interval"`      // default 5s
+	UpInterval   Duration `yaml:"up_interval"`   // default 0 = use interval
+	Timeout      Duration `yaml:"timeout"`       // default 16s
+	TimeUntilUp  Duration `yaml:"time_until_up"` // default 0
+	Send         string   `yaml:"send"`          // bytes to send (tcp/udp) or the request (http/https)
+	Receive      string   `yaml:"receive"`       // regex the response must match (empty = any)
+	Status       []int    `yaml:"status"`        // http/https: accepted status codes (empty = any)
+	Destination  string   `yaml:"destination"`   // "*:*" (default), "*:PORT", "IP:PORT"
+	ServerName   string   `yaml:"server_name"`   // https: SNI
+	ReverseMatch bool     `yaml:"reverse"`       // F5 reverse: a receive match marks the member down
+}
+
+// Pool is a load-balancing pool (F5: ltm pool).
+type Pool struct {
+	LBMethod         string    `yaml:"lb_method"`          // default round-robin
+	HashKey          string    `yaml:"hash_key"`           // consistent-hash key: source_addr | uri | header:NAME | query:NAME | cookie:NAME
+	Monitors         []string  `yaml:"monitors"`           // monitor names
+	MonitorMinUp     int       `yaml:"monitor_min_up"`     // 0 = all monitors must pass; N = at least N
+	MinActiveMembers int       `yaml:"min_active_members"` // priority group activation; 0 = off
+	SlowRampTime     Duration  `yaml:"slow_ramp_time"`     // default 10s
+	Passive          *Passive  `yaml:"passive"`            // passive (inband) failure detection
+	Members          []*Member `yaml:"members"`
+}
+
+// Passive is passive failure detection from live traffic (F5: inband monitor).
+type Passive struct {
+	Enabled         *bool    `yaml:"enabled"`          // default true
+	Failures        int      `yaml:"failures"`         // default 3
+	FailureInterval Duration `yaml:"failure_interval"` // default 10s
+	RetryTime       Duration `yaml:"retry_time"`       // default 30s
+}
+
+// Member is one pool member (F5: pool member, node:port).
+type Member struct {
+	Address         string `yaml:"address"`          // IP:PORT
+	Ratio           int    `yaml:"ratio"`            // default 1
+	ConnectionLimit int    `yaml:"connection_limit"` // 0 = unlimited
+	Priority        int    `yaml:"priority"`         // priority group; higher is preferred (default 0)
+	State           string `yaml:"state"`            // enabled | disabled | forced-offline
+}
+
+// Profiles holds every named profile by kind.
+type Profiles struct {
+	HTTP        map[string]*HTTPProfile        `yaml:"http"`
+	ClientSSL   map[string]*ClientSSLProfile   `yaml:"client_ssl"`
+	ServerSSL   map[string]*ServerSSLProfile   `yaml:"server_ssl"`
+	Persistence map[string]*PersistenceProfile `yaml:"persistence"`
+	TCP         map[string]*TCPProfile         `yaml:"tcp"`
+}
+
+// HTTPProfile controls the HTTP/1.1 full proxy (F5: http profile + oneconnect).
+type HTTPProfile struct {
+	InsertXForwardedFor *bool    `yaml:"insert_xforwarded_for"` // default true
+	MaxHeaderSize       Size     `yaml:"max_header_size"`       // default 32KiB (F5 max-header-size)
+	MaxHeaderCount      int      `yaml:"max_header_count"`      // default 64 (F5 max-header-count)
+	HeaderTimeout       Duration `yaml:"header_timeout"`        // default 10s: whole request head must arrive in this time
+	KeepAliveTimeout    Duration `yaml:"keepalive_timeout"`     // default 60s: idle client keep-alive
+	OneConnect          *bool    `yaml:"oneconnect"`            // default true: reuse server-side connections
+	MaxIdlePerMember    int      `yaml:"max_idle_per_member"`   // default 64
+	ServerIdleTimeout   Duration `yaml:"server_idle_timeout"`   // default 30s
+	ResponseTimeout     Duration `yaml:"response_timeout"`      // default 60s: wait for response head
+}
+
+// ClientSSLProfile terminates TLS from clients (F5: client-ssl profile).
+type ClientSSLProfile struct {
+	Cert       string    `yaml:"cert"`        // PEM file
+	Key        string    `yaml:"key"`         // PEM file
+	SNI        []SNICert `yaml:"sni"`         // extra certificates chosen by server name
+	MinVersion string    `yaml:"min_version"` // 1.0 | 1.1 | 1.2 | 1.3 (default 1.2)
+	ALPN       []string  `yaml:"alpn"`        // default [http/1.1] on http virtuals
+}
+
+// SNICert is one certificate served for the listed names.
+type SNICert struct {
+	ServerNames []string `yaml:"server_names"` // names (wildcards "*.example.com" allowed); default: names in the certificate
+	Cert        string   `yaml:"cert"`
+	Key         string   `yaml:"key"`
+}
+
+// ServerSSLProfile re-encrypts to the pool member (F5: server-ssl profile).
+type ServerSSLProfile struct {
+	ServerName string `yaml:"server_name"` // SNI sent to the server
+	Verify     bool   `yaml:"verify"`      // verify the server certificate (default false, as F5)
+	CA         string `yaml:"ca"`          // PEM bundle for verification (default: system roots)
+	MinVersion string `yaml:"min_version"` // default 1.2
+	Cert       string `yaml:"cert"`        // client certificate (optional)
+	Key        string `yaml:"key"`
+}
+
+// PersistenceProfile is a session-persistence method (F5: persistence profile).
+type PersistenceProfile struct {
+	Type               string   `yaml:"type"`                  // source_addr | cookie_insert | cookie_passive | universal
+	Timeout            Duration `yaml:"timeout"`               // default 180s (table entries); cookie_insert: cookie expiry, 0 = session cookie
+	PrefixV4           *int     `yaml:"prefix_v4"`             // source_addr: IPv4 mask length (default 32)
+	PrefixV6           *int     `yaml:"prefix_v6"`             // source_addr: IPv6 mask length (default 128)
+	CookieName         string   `yaml:"cookie_name"`           // cookie_insert default FULCRUM_<pool>; cookie_passive: required
+	CookiePath         string   `yaml:"cookie_path"`           // default /
+	CookieDomain       string   `yaml:"cookie_domain"`         // default none
+	HTTPOnly           *bool    `yaml:"httponly"`              // default true
+	Secure             bool     `yaml:"secure"`                // default false
+	Secret             string   `yaml:"secret"`                // cookie_insert HMAC key; default random per start
+	Key                string   `yaml:"key"`                   // universal: header:NAME | uri | query:NAME | cookie:NAME
+	MatchAcrossVirtual bool     `yaml:"match_across_virtuals"` // one record shared by every virtual
+	MatchAcrossPools   bool     `yaml:"match_across_pools"`    // a record may point into another pool
+}
+
+// TCPProfile is reserved for the TCP profile issue; only built-in "tcp" exists today.
+type TCPProfile struct {
+	Parent string `yaml:"parent"`
+}
+
+// SNATPool is a list of translation addresses (F5: ltm snatpool).
+type SNATPool struct {
+	Addresses []string `yaml:"addresses"`
+}
+
+// Virtual is a virtual server (F5: ltm virtual, "Standard" type).
+type Virtual struct {
+	Destination         string   `yaml:"destination"`          // IP:PORT to listen on
+	Type                string   `yaml:"type"`                 // tcp | udp | http
+	Pool                string   `yaml:"pool"`                 // default pool
+	Persistence         string   `yaml:"persistence"`          // persistence profile name
+	FallbackPersistence string   `yaml:"fallback_persistence"` // used when the primary finds nothing to go on
+	SNAT                string   `yaml:"snat"`                 // none (default) | automap | SNAT pool name
+	HTTP                string   `yaml:"http_profile"`         // default built-in "http" for type http
+	ClientSSL           string   `yaml:"client_ssl"`           // client-ssl profile: terminate TLS
+	ServerSSL           string   `yaml:"server_ssl"`           // server-ssl profile: re-encrypt to members
+	ClientsideTCP       string   `yaml:"clientside_tcp"`       // TCP profile for the client side (default tcp)
+	ServersideTCP       string   `yaml:"serverside_tcp"`       // TCP profile for the server side (default: clientside's)
+	IdleTimeout         Duration `yaml:"idle_timeout"`         // default 300s (tcp/http), 60s (udp)
+	ConnectTimeout      Duration `yaml:"connect_timeout"`      // default 5s
+	ConnectionLimit     int      `yaml:"connection_limit"`     // 0 = unlimited
+	Enabled             *bool    `yaml:"enabled"`              // default true
+}
