@@ -40,7 +40,7 @@ type Monitor struct {
 	Type         string   `yaml:"type"`          // tcp | http | https | udp
 	Interval     Duration `yaml:"interval"`      // default 5s
 	UpInterval   Duration `yaml:"up_interval"`   // default 0 = use interval
-	Timeout      Duration `yaml:"timeout"`       // default 16s
+	Timeout      Duration `yaml:"timeout"`       // default 3 × interval + 1s (16s for the default interval)
 	TimeUntilUp  Duration `yaml:"time_until_up"` // default 0
 	Send         string   `yaml:"send"`          // bytes to send (tcp/udp) or the request (http/https)
 	Receive      string   `yaml:"receive"`       // regex the response must match (empty = any)
@@ -161,7 +161,7 @@ type Virtual struct {
 	Pool                string   `yaml:"pool"`                 // default pool
 	Persistence         string   `yaml:"persistence"`          // persistence profile name
 	FallbackPersistence string   `yaml:"fallback_persistence"` // used when the primary finds nothing to go on
-	SNAT                string   `yaml:"snat"`                 // none (default) | automap | SNAT pool name
+	SNAT                string   `yaml:"snat"`                 // automap (default) | none | SNAT pool name
 	HTTP                string   `yaml:"http_profile"`         // default built-in "http" for type http
 	ClientSSL           string   `yaml:"client_ssl"`           // client-ssl profile: terminate TLS
 	ServerSSL           string   `yaml:"server_ssl"`           // server-ssl profile: re-encrypt to members

@@ -1,0 +1,266 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultBase is where `fulcrum run` serves the API unless configured
+// otherwise (management.address).
+const DefaultBase = "http://127.0.0.1:9090"
+
+// Client is the Go client of the management API; the CLI uses it. The zero
+// value talks to DefaultBase without a token.
+type Client struct {
+	Base  string       // "http://127.0.0.1:9090"; a bare "host:port" is accepted
+	Token string       // bearer token, "" = none
+	HTTP  *http.Client // nil = a client with a 60 s overall timeout
+}
+
+// APIError is an error answer from the API. errors.Is maps it to
+// ErrNotFound (404), ErrBadRequest (400) and ErrUnauthorized (401).
+type APIError struct {
+	StatusCode int
+	Message    string
+	Problems   []string // one per configuration problem, if any
+}
+
+func (e *APIError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Message)
+	if len(e.Problems) > 1 || (len(e.Problems) == 1 && !strings.Contains(e.Message, e.Problems[0])) {
+		for _, p := range e.Problems {
+			b.WriteString("\n  ")
+			b.WriteString(p)
+		}
+	}
+	return b.String()
+}
+
+func (e *APIError) Unwrap() error {
+	switch e.StatusCode {
+	case http.StatusNotFound:
+		return ErrNotFound
+	case http.StatusBadRequest:
+		return ErrBadRequest
+	case http.StatusUnauthorized:
+		return ErrUnauthorized
+	}
+	return nil
+}
+
+// NormalizeBase turns what an operator types for -api ("127.0.0.1:9090",
+// ":9090", "http://lb1:9090/") into a base URL. "" gives DefaultBase.
+func NormalizeBase(addr string) (string, error) {
+	addr = strings.TrimSpace(addr)
+	if addr == "" {
+		return DefaultBase, nil
+	}
+	if !strings.Contains(addr, "://") {
+		// Without a scheme, url.Parse would read "localhost:9090" as
+		// scheme "localhost".
+		if strings.HasPrefix(addr, ":") {
+			addr = "127.0.0.1" + addr
+		}
+		addr = "http://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil {
+		return "", fmt.Errorf("API address %q: %v", addr, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", fmt.Errorf("API address %q: scheme must be http or https", addr)
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("API address %q: no host", addr)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("API address %q: must not have a query or fragment", addr)
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}
+
+// Virtuals lists every virtual server, sorted by name.
+func (c *Client) Virtuals(ctx context.Context) ([]VirtualStatus, error) {
+	var out []VirtualStatus
+	return out, c.do(ctx, http.MethodGet, "/api/v1/virtuals", nil, nil, &out)
+}
+
+// Virtual returns one virtual server; an unknown name unwraps to ErrNotFound.
+func (c *Client) Virtual(ctx context.Context, name string) (VirtualStatus, error) {
+	var out VirtualStatus
+	return out, c.do(ctx, http.MethodGet, "/api/v1/virtuals/"+url.PathEscape(name), nil, nil, &out)
+}
+
+// Pools lists every pool with its members, sorted by name.
+func (c *Client) Pools(ctx context.Context) ([]PoolStatus, error) {
+	var out []PoolStatus
+	return out, c.do(ctx, http.MethodGet, "/api/v1/pools", nil, nil, &out)
+}
+
+// Pool returns one pool; an unknown name unwraps to ErrNotFound.
+func (c *Client) Pool(ctx context.Context, name string) (PoolStatus, error) {
+	var out PoolStatus
+	return out, c.do(ctx, http.MethodGet, "/api/v1/pools/"+url.PathEscape(name), nil, nil, &out)
+}
+
+// Member returns one pool member by address ("127.0.0.1:8081", "[::1]:80").
+func (c *Client) Member(ctx context.Context, pool, member string) (MemberStatus, error) {
+	var out MemberStatus
+	return out, c.do(ctx, http.MethodGet, memberPath(pool, member), nil, nil, &out)
+}
+
+// Connections lists connections matching q (F5: show sys connection).
+func (c *Client) Connections(ctx context.Context, q ConnQuery) ([]ConnectionStatus, error) {
+	v := url.Values{}
+	setNonEmpty(v, "virtual", q.Virtual)
+	setNonEmpty(v, "pool", q.Pool)
+	setNonEmpty(v, "member", q.Member)
+	setNonEmpty(v, "client", q.Client)
+	if q.Limit != 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	var out []ConnectionStatus
+	return out, c.do(ctx, http.MethodGet, "/api/v1/connections", v, nil, &out)
+}
+
+// Persistence lists persistence records matching q.
+func (c *Client) Persistence(ctx context.Context, q PersistQuery) ([]PersistenceRecord, error) {
+	v := url.Values{}
+	setNonEmpty(v, "virtual", q.Virtual)
+	setNonEmpty(v, "pool", q.Pool)
+	setNonEmpty(v, "profile", q.Profile)
+	if q.Limit != 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	var out []PersistenceRecord
+	return out, c.do(ctx, http.MethodGet, "/api/v1/persistence", v, nil, &out)
+}
+
+// SetMemberState sets a member's state: enabled, disabled or forced-offline
+// (enable, disable and force-offline are accepted too).
+func (c *Client) SetMemberState(ctx context.Context, pool, member, state string) error {
+	body, _ := json.Marshal(MemberStateRequest{State: state})
+	return c.do(ctx, http.MethodPatch, memberPath(pool, member), nil, body, nil)
+}
+
+// LoadConfig sends a whole YAML configuration to validate and apply. A
+// rejected configuration unwraps to ErrBadRequest; its *APIError lists the
+// problems.
+func (c *Client) LoadConfig(ctx context.Context, yaml []byte) error {
+	if yaml == nil {
+		yaml = []byte{}
+	}
+	return c.do(ctx, http.MethodPost, "/api/v1/config", nil, yaml, nil)
+}
+
+// Reload asks the server to re-read its configuration file.
+func (c *Client) Reload(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/api/v1/reload", nil, nil, nil)
+}
+
+func memberPath(pool, member string) string {
+	return "/api/v1/pools/" + url.PathEscape(pool) + "/members/" + url.PathEscape(member)
+}
+
+func setNonEmpty(v url.Values, k, s string) {
+	if s != "" {
+		v.Set(k, s)
+	}
+}
+
+func (c *Client) httpClient() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return &http.Client{Timeout: 60 * time.Second}
+}
+
+// do sends one request. A nil body sends none; out nil discards a
+// successful answer.
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, body []byte, out any) error {
+	base, err := NormalizeBase(c.Base)
+	if err != nil {
+		return err
+	}
+	u := base + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		if method == http.MethodPost {
+			req.Header.Set("Content-Type", "application/yaml")
+		} else {
+			req.Header.Set("Content-Type", "application/json")
+		}
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return decodeError(resp)
+	}
+	if out == nil {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decoding the answer: %w", method, path, err)
+	}
+	return nil
+}
+
+func decodeError(resp *http.Response) error {
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	e := &APIError{StatusCode: resp.StatusCode}
+	var er ErrorResponse
+	if json.Unmarshal(raw, &er) == nil && er.Error != "" {
+		e.Message, e.Problems = er.Error, er.Problems
+		return e
+	}
+	// Not our JSON: perhaps a proxy in between. Show what came back.
+	e.Message = resp.Status
+	if s := strings.TrimSpace(string(raw)); s != "" {
+		if len(s) > 200 {
+			s = s[:200] + "…"
+		}
+		e.Message += ": " + s
+	}
+	return e
+}
+
+// IsUnreachable reports whether err means the API could not be reached at
+// all (nothing listening, unknown host, timeout), as opposed to an answer.
+func IsUnreachable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if _, ok := errors.AsType[*APIError](err); ok {
+		return false
+	}
+	_, ok := errors.AsType[*url.Error](err)
+	return ok
+}

@@ -1,0 +1,63 @@
+package api
+
+import (
+	"context"
+	"net/http/httptest"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDashboardScript runs the dashboard's JavaScript in Node against a live
+// API with a token: it must ask for the token, send it as Bearer, render
+// virtuals and pools with F5 status colours, and disable a member through
+// PATCH. Skipped where Node is not installed.
+func TestDashboardScript(t *testing.T) {
+	t.Parallel()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed")
+	}
+	fb := newFake()
+	srv := httptest.NewServer(NewHandler(fb, nil, Options{Token: "tok"}))
+	defer srv.Close()
+
+	_, rest, _ := strings.Cut(string(dashboardHTML), "<script>")
+	script, _, _ := strings.Cut(rest, "</script>")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "testdata/dashboard_harness.js", srv.URL, "tok")
+	cmd.Stdin = strings.NewReader(script)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node: %v\n%s", err, out)
+	}
+	got := map[string]string{}
+	for _, l := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(l, ": "); ok {
+			got[k] = v
+		}
+	}
+	check := func(key, want string) {
+		t.Helper()
+		if !strings.Contains(got[key], want) {
+			t.Errorf("%s = %q, want it to contain %q\nfull output:\n%s", key, got[key], want, out)
+		}
+	}
+	check("login shown", "block") // first poll got 401
+	check("status", "updated")
+	check("virtuals", "web_vs 10.0.0.10:80 http web src 3 120 400 4.9 KiB 3.0 MiB 2 1")
+	check("virtuals", "standard + TLS")
+	check("pools", "127.0.0.1:8081 enabled up 1 0 3 100 390 2.0 KiB 1.5 KiB 0 monitor http: 200 OK")
+	check("pools", "No members.")
+	check("msg", "(none)")
+	// app pool offline; web members: available, disabled, offline (the
+	// first render after the click shows 8081 disabled).
+	check("dots", "dot offline,dot available,dot disabled,dot disabled,dot offline")
+	check("calls", "GET /api/v1/pools auth=Bearer tok")
+	check("calls", "PATCH /api/v1/pools/web/members/127.0.0.1%3A8081 auth=Bearer tok")
+	if s := fb.member("web", "127.0.0.1:8081").State; s != "disabled" {
+		t.Errorf("member state after clicking Disable: %q", s)
+	}
+}

@@ -1,0 +1,199 @@
+package api
+
+import (
+	"errors"
+	"time"
+)
+
+// This file is the wire model of the management API. Field names follow the
+// F5 vocabulary an operator already knows (availability, state, connection
+// limit, ratio, priority); JSON names are snake_case. Zero times are omitted
+// from JSON rather than rendered as year 1.
+
+// VirtualStatus is one virtual server (F5: ltm virtual) and its statistics.
+type VirtualStatus struct {
+	Name        string `json:"name"`
+	Destination string `json:"destination"` // IP:PORT it listens on
+	Type        string `json:"type"`        // e.g. standard, http, udp
+	Pool        string `json:"pool"`        // default pool
+	Persistence string `json:"persistence"` // persistence profile name, "" = none
+	Enabled     bool   `json:"enabled"`
+	TLS         bool   `json:"tls"` // terminates TLS (client-ssl profile)
+	// Availability is available, offline (no pool member is available) or
+	// disabled (the virtual server itself is disabled).
+	Availability string `json:"availability"`
+
+	Active   int64  `json:"active_connections"`
+	Total    uint64 `json:"total_connections"`
+	Requests uint64 `json:"requests"`
+	BytesIn  uint64 `json:"bytes_in"`  // from clients
+	BytesOut uint64 `json:"bytes_out"` // to clients
+	Errors   uint64 `json:"errors"`
+	Rejected uint64 `json:"rejected"` // malformed or refused client input
+}
+
+// MonitorStatus is the last result of one health monitor on one member.
+type MonitorStatus struct {
+	Monitor   string    `json:"monitor"`
+	Up        bool      `json:"up"`
+	Checked   bool      `json:"checked"` // false until the first result
+	Reason    string    `json:"reason"`
+	LastRun   time.Time `json:"last_run,omitzero"`
+	LatencyNS int64     `json:"latency_ns"`
+}
+
+// MemberStatus is one pool member (F5: ltm pool members).
+type MemberStatus struct {
+	Address      string    `json:"address"`      // IP:PORT ("[::1]:80" for IPv6)
+	State        string    `json:"state"`        // enabled | disabled | forced-offline
+	Health       string    `json:"health"`       // up | down | unchecked
+	Availability string    `json:"availability"` // available | offline | unknown | disabled
+	Reason       string    `json:"reason"`       // why the last health/state change happened
+	Since        time.Time `json:"since,omitzero"`
+
+	Ratio     int `json:"ratio"`
+	Priority  int `json:"priority"`
+	ConnLimit int `json:"connection_limit"` // 0 = unlimited
+
+	Active          int64  `json:"active_connections"`
+	Total           uint64 `json:"total_connections"`
+	Requests        uint64 `json:"requests"`
+	BytesIn         uint64 `json:"bytes_in"`  // from the member
+	BytesOut        uint64 `json:"bytes_out"` // to the member
+	Errors          uint64 `json:"errors"`
+	PassiveFailures uint64 `json:"passive_failures"`
+
+	LatencyEWMANS   int64 `json:"latency_ewma_ns"`
+	SlowRampPercent int   `json:"slow_ramp_percent"` // 100 = full weight
+
+	Monitors []MonitorStatus `json:"monitors"`
+}
+
+// PoolStatus is one pool (F5: ltm pool) with its members.
+type PoolStatus struct {
+	Name         string `json:"name"`
+	Method       string `json:"method"`       // load-balancing method
+	Availability string `json:"availability"` // available | offline
+	Available    int    `json:"available_members"`
+	Total        int    `json:"total_members"`
+
+	Active     int64  `json:"active_connections"`
+	TotalConns uint64 `json:"total_connections"`
+	Requests   uint64 `json:"requests"`
+	BytesIn    uint64 `json:"bytes_in"`
+	BytesOut   uint64 `json:"bytes_out"`
+	Errors     uint64 `json:"errors"`
+
+	Members []MemberStatus `json:"members"`
+}
+
+// ConnectionStatus is one proxied connection (F5: show sys connection): the
+// client-side pair and the server-side pair of the full proxy.
+type ConnectionStatus struct {
+	ID          uint64 `json:"id"`
+	Virtual     string `json:"virtual"`
+	Proto       string `json:"proto"` // tcp | udp
+	Pool        string `json:"pool"`
+	Client      string `json:"client"`       // client address
+	VirtualAddr string `json:"virtual_addr"` // the address the client connected to
+	ServerLocal string `json:"server_local"` // our side of the server connection (SNAT address)
+	Server      string `json:"server"`       // the pool member
+
+	Created            time.Time `json:"created,omitzero"`
+	AgeSeconds         float64   `json:"age_s"`
+	IdleSeconds        float64   `json:"idle_s"`
+	IdleTimeoutSeconds float64   `json:"idle_timeout_s"`
+	BytesIn            uint64    `json:"bytes_in"`  // from the client
+	BytesOut           uint64    `json:"bytes_out"` // to the client
+}
+
+// PersistenceRecord is one persistence-table entry (F5: show ltm persistence
+// persist-records).
+type PersistenceRecord struct {
+	Key     string `json:"key"`   // table key
+	Type    string `json:"type"`  // source-address, cookie, hash, ...
+	Value   string `json:"value"` // the persisted value as an operator reads it (e.g. client IP)
+	Profile string `json:"profile"`
+	Virtual string `json:"virtual"`
+	Pool    string `json:"pool"`
+	Member  string `json:"member"`
+
+	Created        time.Time `json:"created,omitzero"`
+	Expires        time.Time `json:"expires,omitzero"`
+	TimeoutSeconds float64   `json:"timeout_s"`
+}
+
+// ConnQuery filters the connection table. Empty fields match everything.
+type ConnQuery struct {
+	Virtual string
+	Pool    string
+	Member  string // server address
+	Client  string // client address or IP
+	Limit   int    // 0 = DefaultLimit
+}
+
+// PersistQuery filters the persistence table. Empty fields match everything.
+type PersistQuery struct {
+	Virtual string
+	Pool    string
+	Profile string
+	Limit   int // 0 = DefaultLimit
+}
+
+const (
+	// DefaultLimit is how many connections or persistence records a query
+	// returns when it does not say.
+	DefaultLimit = 1000
+	// MaxLimit bounds one answer, so a mistyped limit cannot make the
+	// management plane build a response of millions of rows in memory.
+	MaxLimit = 100000
+)
+
+var (
+	// ErrNotFound is wrapped by a Backend for an unknown pool, member or
+	// virtual server; the API answers 404.
+	ErrNotFound = errors.New("not found")
+	// ErrBadRequest is wrapped by a Backend for invalid input (a bad state
+	// word, an invalid configuration); the API answers 400. For a
+	// configuration the error message carries one problem per line.
+	ErrBadRequest = errors.New("bad request")
+	// ErrUnauthorized is what Client errors unwrap to when the API answered
+	// 401 (missing or wrong token).
+	ErrUnauthorized = errors.New("unauthorized")
+)
+
+// Backend is what the API shows and changes. The engine implements it. All
+// methods must be safe for concurrent use; the read methods return copies
+// the API may keep.
+type Backend interface {
+	Virtuals() []VirtualStatus
+	Pools() []PoolStatus
+	Connections(q ConnQuery) []ConnectionStatus
+	Persistence(q PersistQuery) []PersistenceRecord
+	// SetMemberState changes a member's runtime state: enabled, disabled
+	// (F5 user-disabled: persistent and active connections still allowed)
+	// or forced-offline (only active connections continue).
+	SetMemberState(pool, member, state string) error
+	// LoadConfig validates and applies a whole new configuration. A
+	// validation failure wraps ErrBadRequest and its message has one
+	// problem per line.
+	LoadConfig(yaml []byte) error
+	// Reload re-reads the configuration file from disk (same error rules).
+	Reload() error
+}
+
+// NormalizeState maps the words an operator types to a member state the
+// Backend understands: enable/enabled, disable/disabled,
+// force-offline/forced-offline/forced_offline/offline. ok is false for
+// anything else.
+func NormalizeState(s string) (state string, ok bool) {
+	switch s {
+	case "enable", "enabled":
+		return "enabled", true
+	case "disable", "disabled":
+		return "disabled", true
+	case "force-offline", "forced-offline", "forced_offline", "offline":
+		return "forced-offline", true
+	}
+	return "", false
+}

@@ -1,0 +1,938 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// validator completes and checks one decoded configuration. It never stops
+// at the first problem: every rule runs and adds what it finds.
+type validator struct {
+	cfg     *Config
+	p       *parser
+	userTCP []string        // profiles.tcp entries written in the file
+	once    map[string]bool // problems reported once although found from several places
+}
+
+func (v *validator) errorf(path, format string, args ...any) {
+	if v.p.suppressed(path) {
+		return
+	}
+	v.p.add(v.p.lineFor(path), path, format, args...)
+}
+
+// errorOnce reports a problem about a shared object (a profile used by
+// several virtuals) only the first time.
+func (v *validator) errorOnce(path, format string, args ...any) {
+	if v.once == nil {
+		v.once = map[string]bool{}
+	}
+	key := path + "\x00" + fmt.Sprintf(format, args...)
+	if v.once[key] {
+		return
+	}
+	v.once[key] = true
+	v.errorf(path, format, args...)
+}
+
+func (v *validator) notice(path, format string, args ...any) {
+	if v.once == nil {
+		v.once = map[string]bool{}
+	}
+	msg := fmt.Sprintf(format, args...)
+	if v.once["notice\x00"+path+msg] {
+		return
+	}
+	v.once["notice\x00"+path+msg] = true
+	v.p.notices = append(v.p.notices, &Error{File: v.p.file, Line: v.p.lineFor(path), Path: path, Msg: msg})
+}
+
+func (v *validator) validate() {
+	v.names()
+	v.management()
+	v.logging()
+	v.monitors()
+	v.pools()
+	v.httpProfiles()
+	v.clientSSL()
+	v.serverSSL()
+	v.persistence()
+	v.tcpProfiles()
+	v.snatPools()
+	v.virtuals()
+	v.listeners()
+
+	sortErrors(v.p.notices)
+	for _, n := range v.p.notices {
+		v.cfg.Notices = append(v.cfg.Notices, n.Error())
+	}
+}
+
+// oneOf checks an enumerated keyword.
+func (v *validator) oneOf(path, what, value string, allowed ...string) bool {
+	if slices.Contains(allowed, value) {
+		return true
+	}
+	if value == "" {
+		v.errorf(path, "%s is required: one of %s", what, strings.Join(allowed, ", "))
+		return false
+	}
+	msg := fmt.Sprintf("%s %q is not valid: use one of %s", what, value, strings.Join(allowed, ", "))
+	if s := suggest(value, allowed); s != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	v.errorf(path, "%s", msg)
+	return false
+}
+
+// ref checks that name is one of the objects in m.
+func refCheck[T any](v *validator, path, kind, name string, m map[string]*T) bool {
+	if _, ok := m[name]; ok {
+		return true
+	}
+	names := sortedKeys(m)
+	list := "none are defined"
+	if len(names) > 0 {
+		list = "defined: " + strings.Join(names, ", ")
+	}
+	msg := fmt.Sprintf("%s %q does not exist (%s)", kind, name, list)
+	if s := suggest(name, names); s != "" {
+		msg += fmt.Sprintf("; did you mean %q?", s)
+	}
+	v.errorf(path, "%s", msg)
+	return false
+}
+
+// positive checks a duration that must be > 0 and, unless indefinite is
+// allowed, finite.
+func (v *validator) positive(path, what string, d Duration, indefiniteOK bool) {
+	switch {
+	case d == Indefinite && !indefiniteOK:
+		v.errorf(path, "%s cannot be indefinite: give a duration such as 30s", what)
+	case d == 0:
+		if indefiniteOK {
+			v.errorf(path, "%s must be longer than 0 (write indefinite for no limit)", what)
+		} else {
+			v.errorf(path, "%s must be longer than 0", what)
+		}
+	}
+}
+
+func (v *validator) finite(path, what string, d Duration) {
+	if d == Indefinite {
+		v.errorf(path, "%s cannot be indefinite: give a duration such as 30s", what)
+	}
+}
+
+// ---- names ----
+
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func (v *validator) names() {
+	check := func(section string, names []string) {
+		for _, n := range names {
+			if !validName(n) {
+				v.errorf(section+"."+n, "name %q is not valid: names are made of letters, digits, '_', '.' and '-'", n)
+			}
+		}
+	}
+	c := v.cfg
+	check("monitors", sortedKeys(c.Monitors))
+	check("pools", sortedKeys(c.Pools))
+	check("snat_pools", sortedKeys(c.SNATPools))
+	check("virtuals", sortedKeys(c.Virtuals))
+	check("profiles.http", sortedKeys(c.Profiles.HTTP))
+	check("profiles.client_ssl", sortedKeys(c.Profiles.ClientSSL))
+	check("profiles.server_ssl", sortedKeys(c.Profiles.ServerSSL))
+	check("profiles.persistence", sortedKeys(c.Profiles.Persistence))
+	check("profiles.tcp", sortedKeys(c.Profiles.TCP))
+}
+
+// ---- management and log ----
+
+// ParseManagementAddress parses management.address: "IP:PORT",
+// "localhost:PORT" or ":PORT" (every address).
+func ParseManagementAddress(s string) (netip.AddrPort, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%q is not HOST:PORT (write 127.0.0.1:9090, [::1]:9090, :9090 or off)", s)
+	}
+	pn, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || pn == 0 {
+		return netip.AddrPort{}, fmt.Errorf("port %q must be a number from 1 to 65535", port)
+	}
+	var addr netip.Addr
+	switch host {
+	case "":
+		addr = netip.IPv6Unspecified()
+	case "localhost":
+		addr = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	default:
+		addr, err = netip.ParseAddr(host)
+		if err != nil {
+			return netip.AddrPort{}, fmt.Errorf("host %q must be an IP address, localhost or empty", host)
+		}
+	}
+	return netip.AddrPortFrom(addr, uint16(pn)), nil
+}
+
+func (v *validator) management() {
+	m := &v.cfg.Management
+	switch {
+	case m.Token != "" && m.TokenFile != "":
+		v.errorf("management.token_file", "set token or token_file, not both")
+	case m.TokenFile != "":
+		data, err := readRegular(m.TokenFile, maxTokenFile)
+		if err != nil {
+			v.errorf("management.token_file", "cannot read the token file: %v", err)
+			break
+		}
+		m.Token = strings.TrimSpace(string(data))
+		if m.Token == "" {
+			v.errorf("management.token_file", "the token file %s is empty", m.TokenFile)
+		}
+	}
+	if strings.ContainsFunc(m.Token, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		path := "management.token"
+		if m.TokenFile != "" {
+			path = "management.token_file"
+		}
+		v.errorf(path, "the token must not contain spaces or control characters (it is sent as an HTTP bearer token)")
+	}
+	if m.Address == ManagementOff {
+		return
+	}
+	ap, err := ParseManagementAddress(m.Address)
+	if err != nil {
+		v.errorf("management.address", "%v", err)
+		return
+	}
+	if !ap.Addr().IsLoopback() && m.Token == "" {
+		v.notice("management.address", "the management API listens on %s without a token: anyone who can reach it can change the configuration; set token or token_file, or listen on 127.0.0.1", m.Address)
+	}
+}
+
+func (v *validator) logging() {
+	l := &v.cfg.Log
+	v.oneOf("log.level", "level", l.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.format", "format", l.Format, "text", "json")
+	switch l.AccessLog {
+	case "off", "stderr", "stdout":
+	default:
+		dir := filepath.Dir(l.AccessLog)
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			v.errorf("log.access_log", "the directory %s of access_log does not exist (use off, stderr, stdout or a file path)", dir)
+		}
+	}
+}
+
+// ---- monitors ----
+
+// ParseMonitorDestination parses a monitor destination: "*:*" (the member),
+// "*:PORT" (the member's address, another port) or "IP:PORT" (a fixed
+// alias). It returns the fixed address (invalid when "*"), and the port (0
+// when "*").
+func ParseMonitorDestination(s string) (addr netip.Addr, port uint16, err error) {
+	host, ps, ok := strings.Cut(s, ":")
+	if ok && host == "*" {
+		if ps == "*" {
+			return netip.Addr{}, 0, nil
+		}
+		pn, err := strconv.ParseUint(ps, 10, 16)
+		if err != nil || pn == 0 {
+			return netip.Addr{}, 0, fmt.Errorf("destination %q: the port must be * or a number from 1 to 65535", s)
+		}
+		return netip.Addr{}, uint16(pn), nil
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil || ap.Port() == 0 || ap.Addr().IsUnspecified() {
+		return netip.Addr{}, 0, fmt.Errorf("destination %q is not valid: write *:* (the member), *:PORT or IP:PORT", s)
+	}
+	return ap.Addr(), ap.Port(), nil
+}
+
+func (v *validator) monitors() {
+	for _, name := range sortedKeys(v.cfg.Monitors) {
+		m := v.cfg.Monitors[name]
+		path := "monitors." + name
+		v.oneOf(path+".type", "type", m.Type, "tcp", "http", "https", "udp")
+		isHTTP := m.Type == "http" || m.Type == "https"
+
+		switch {
+		case m.Interval == Indefinite:
+			v.errorf(path+".interval", "interval cannot be indefinite")
+		case m.Interval < MinMonitorInterval:
+			v.errorf(path+".interval", "interval must be at least %s", MinMonitorInterval)
+		}
+		switch {
+		case m.UpInterval == Indefinite:
+			v.errorf(path+".up_interval", "up_interval cannot be indefinite (0 means: use interval)")
+		case m.UpInterval != 0 && m.UpInterval < MinMonitorInterval:
+			v.errorf(path+".up_interval", "up_interval must be 0 (use interval) or at least %s", MinMonitorInterval)
+		}
+		switch {
+		case m.Timeout == Indefinite:
+			v.errorf(path+".timeout", "timeout cannot be indefinite")
+		case m.Interval > 0 && m.Interval != Indefinite && m.Timeout <= m.Interval:
+			v.errorf(path+".timeout", "timeout (%s) must be longer than interval (%s), or a member is marked down after a single late probe; F5 recommends 3 × interval + 1s = %s",
+				m.Timeout, m.Interval, monitorTimeoutFactorF5*m.Interval+Duration(time.Second))
+		}
+		v.finite(path+".time_until_up", "time_until_up", m.TimeUntilUp)
+
+		if len(m.Status) > 0 && !isHTTP {
+			v.errorf(path+".status", "status applies only to http and https monitors")
+		}
+		for i, code := range m.Status {
+			if code < 100 || code > 599 {
+				v.errorf(fmt.Sprintf("%s.status[%d]", path, i), "status code %d is not valid: use 100 to 599", code)
+			}
+		}
+		if m.Receive != "" {
+			if _, err := regexp.Compile(m.Receive); err != nil {
+				v.errorf(path+".receive", "receive is not a valid regular expression (Go RE2 syntax): %v", err)
+			}
+		}
+		if m.ReverseMatch && m.Receive == "" {
+			v.errorf(path+".reverse", "reverse marks a member down when receive matches: it needs receive")
+		}
+		if isHTTP && strings.Contains(m.Send, `\r\n`) {
+			v.errorf(path+".send", `send contains the characters \r\n literally: write it in double quotes ("GET / HTTP/1.0\r\n\r\n") so YAML turns them into CR LF`)
+		}
+		if m.ServerName != "" && m.Type != "https" {
+			v.errorf(path+".server_name", "server_name (TLS SNI) applies only to https monitors")
+		}
+		if _, _, err := ParseMonitorDestination(m.Destination); err != nil {
+			v.errorf(path+".destination", "%v", err)
+		}
+	}
+}
+
+// ---- pools ----
+
+// LBMethods lists the load-balancing methods, in documentation order.
+func LBMethods() []string {
+	return []string{"round-robin", "ratio", "least-connections", "fastest", "consistent-hash", "power-of-two"}
+}
+
+// ParseKey splits a hash or universal-persistence key into its kind
+// ("source_addr", "uri", "header", "query", "cookie") and name.
+// allowSource says whether "source_addr" is accepted.
+func ParseKey(s string, allowSource bool) (kind, name string, err error) {
+	forms := "uri, header:NAME, query:NAME or cookie:NAME"
+	if allowSource {
+		forms = "source_addr, " + forms
+	}
+	switch s {
+	case "source_addr":
+		if allowSource {
+			return s, "", nil
+		}
+	case "uri":
+		return s, "", nil
+	}
+	kind, name, ok := strings.Cut(s, ":")
+	switch {
+	case !ok || (kind != "header" && kind != "query" && kind != "cookie"):
+		return "", "", fmt.Errorf("key %q is not valid: use %s", s, forms)
+	case name == "":
+		return "", "", fmt.Errorf("key %q names no %s: write %s:NAME", s, kind, kind)
+	case kind == "query" && strings.ContainsAny(name, "&=#? \t"):
+		return "", "", fmt.Errorf("key %q: a query parameter name cannot contain &, =, #, ? or spaces", s)
+	case kind != "query" && !isToken(name):
+		return "", "", fmt.Errorf("key %q: %q is not a valid %s name", s, name, kind)
+	}
+	return kind, name, nil
+}
+
+// isToken reports whether s is an RFC 9110 token (header and cookie names).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (v *validator) pools() {
+	for _, name := range sortedKeys(v.cfg.Pools) {
+		pl := v.cfg.Pools[name]
+		path := "pools." + name
+		v.oneOf(path+".lb_method", "lb_method", pl.LBMethod, LBMethods()...)
+		if pl.LBMethod == "consistent-hash" {
+			if pl.HashKey == "" {
+				v.errorf(path+".hash_key", "consistent-hash needs hash_key: source_addr, uri, header:NAME, query:NAME or cookie:NAME")
+			} else if _, _, err := ParseKey(pl.HashKey, true); err != nil {
+				v.errorf(path+".hash_key", "%v", err)
+			}
+		} else if pl.HashKey != "" {
+			v.notice(path+".hash_key", "hash_key is ignored: lb_method is %s, not consistent-hash", pl.LBMethod)
+		}
+
+		seen := map[string]int{}
+		for i, mon := range pl.Monitors {
+			mp := fmt.Sprintf("%s.monitors[%d]", path, i)
+			if j, dup := seen[mon]; dup {
+				v.errorf(mp, "monitor %q is listed twice (also monitors[%d])", mon, j)
+				continue
+			}
+			seen[mon] = i
+			refCheck(v, mp, "monitor", mon, v.cfg.Monitors)
+		}
+		if pl.MonitorMinUp < 0 || pl.MonitorMinUp > len(pl.Monitors) {
+			v.errorf(path+".monitor_min_up", "monitor_min_up is %d but the pool has %d monitors: use 0 (all must pass) to %d", pl.MonitorMinUp, len(pl.Monitors), len(pl.Monitors))
+		}
+		if pl.MinActiveMembers < 0 {
+			v.errorf(path+".min_active_members", "min_active_members cannot be negative (0 turns priority groups off)")
+		}
+		v.finite(path+".slow_ramp_time", "slow_ramp_time", pl.SlowRampTime)
+
+		if pp := pl.Passive; *pp.Enabled {
+			if pp.Failures < 1 {
+				v.errorf(path+".passive.failures", "failures must be at least 1 (set enabled: false to turn passive detection off)")
+			}
+			v.positive(path+".passive.failure_interval", "failure_interval", pp.FailureInterval, false)
+			v.positive(path+".passive.retry_time", "retry_time", pp.RetryTime, false)
+		}
+
+		if len(pl.Members) == 0 {
+			mp := path
+			if v.p.has(path + ".members") {
+				mp = path + ".members"
+			}
+			v.errorf(mp, "a pool needs at least one member (members: [{address: 192.0.2.10:80}])")
+		}
+		addrs := map[netip.AddrPort]int{}
+		for i, m := range pl.Members {
+			mp := memberPath(name, i)
+			if m.Address == "" {
+				v.errorf(mp+".address", "address is required: IP:PORT")
+			} else if ap, err := parseMember(m.Address); err != nil {
+				v.errorf(mp+".address", "%v", err)
+			} else if j, dup := addrs[ap]; dup {
+				v.errorf(mp+".address", "member %s is listed twice in this pool (also members[%d])", ap, j)
+			} else {
+				addrs[ap] = i
+			}
+			if m.Ratio < 1 || m.Ratio > MaxRatio {
+				v.errorf(mp+".ratio", "ratio %d is out of range: use 1 to %d", m.Ratio, MaxRatio)
+			}
+			if m.ConnectionLimit < 0 {
+				v.errorf(mp+".connection_limit", "connection_limit cannot be negative (0 means unlimited)")
+			}
+			if m.Priority < 0 {
+				v.errorf(mp+".priority", "priority cannot be negative")
+			}
+			v.oneOf(mp+".state", "state", m.State, "enabled", "disabled", "forced-offline")
+		}
+	}
+}
+
+func parseMember(s string) (netip.AddrPort, error) {
+	ap, err := netip.ParseAddrPort(s)
+	switch {
+	case err != nil:
+		return ap, fmt.Errorf("address %q is not IP:PORT (write 192.0.2.10:80 or [2001:db8::10]:80)", s)
+	case ap.Port() == 0:
+		return ap, fmt.Errorf("address %q: the port must be 1 to 65535", s)
+	case ap.Addr().IsUnspecified():
+		return ap, fmt.Errorf("address %q: a member needs a real address, not %s", s, ap.Addr())
+	}
+	return ap, nil
+}
+
+// ---- profiles ----
+
+func (v *validator) httpProfiles() {
+	for _, name := range sortedKeys(v.cfg.Profiles.HTTP) {
+		h := v.cfg.Profiles.HTTP[name]
+		path := "profiles.http." + name
+		if h.MaxHeaderSize < MinMaxHeaderSize || h.MaxHeaderSize > MaxMaxHeaderSize {
+			v.errorf(path+".max_header_size", "max_header_size %d is out of range: use 1KiB to 1MiB", h.MaxHeaderSize)
+		}
+		if h.MaxHeaderCount < 1 || h.MaxHeaderCount > MaxMaxHeaderCount {
+			v.errorf(path+".max_header_count", "max_header_count %d is out of range: use 1 to %d", h.MaxHeaderCount, MaxMaxHeaderCount)
+		}
+		v.positive(path+".header_timeout", "header_timeout", h.HeaderTimeout, false)
+		v.positive(path+".keepalive_timeout", "keepalive_timeout", h.KeepAliveTimeout, false)
+		v.positive(path+".server_idle_timeout", "server_idle_timeout", h.ServerIdleTimeout, false)
+		v.positive(path+".response_timeout", "response_timeout", h.ResponseTimeout, false)
+		if h.MaxIdlePerMember < 0 {
+			v.errorf(path+".max_idle_per_member", "max_idle_per_member cannot be negative (0 keeps no idle connections)")
+		}
+	}
+}
+
+// TLSVersions lists the min_version keywords.
+func TLSVersions() []string { return []string{"1.0", "1.1", "1.2", "1.3"} }
+
+// TLSVersion returns the crypto/tls constant for a min_version keyword.
+func TLSVersion(s string) (uint16, bool) {
+	switch s {
+	case "1.0":
+		return tls.VersionTLS10, true
+	case "1.1":
+		return tls.VersionTLS11, true
+	case "1.2":
+		return tls.VersionTLS12, true
+	case "1.3":
+		return tls.VersionTLS13, true
+	}
+	return 0, false
+}
+
+// loadPair loads a certificate and its key the way the data plane will,
+// so that `check` finds a wrong path or a key that does not match.
+func (v *validator) loadPair(path, certFile, keyFile string) (*tls.Certificate, bool) {
+	certPEM, err := readRegular(certFile, maxPEMFile)
+	if err != nil {
+		v.errorf(path+".cert", "cannot read the certificate: %v", err)
+		return nil, false
+	}
+	keyPEM, err := readRegular(keyFile, maxPEMFile)
+	if err != nil {
+		v.errorf(path+".key", "cannot read the key: %v", err)
+		return nil, false
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		v.errorf(path+".cert", "certificate %s with key %s: %v", certFile, keyFile, err)
+		return nil, false
+	}
+	if leaf := pair.Leaf; leaf != nil {
+		now := time.Now()
+		switch {
+		case now.After(leaf.NotAfter):
+			v.notice(path+".cert", "certificate %s expired on %s", certFile, leaf.NotAfter.UTC().Format(time.DateOnly))
+		case now.Before(leaf.NotBefore):
+			v.notice(path+".cert", "certificate %s is not valid before %s", certFile, leaf.NotBefore.UTC().Format(time.DateOnly))
+		}
+	}
+	return &pair, true
+}
+
+func validServerName(s string) bool {
+	s = strings.TrimPrefix(s, "*.")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (v *validator) clientSSL() {
+	for _, name := range sortedKeys(v.cfg.Profiles.ClientSSL) {
+		s := v.cfg.Profiles.ClientSSL[name]
+		path := "profiles.client_ssl." + name
+		v.oneOf(path+".min_version", "min_version", s.MinVersion, TLSVersions()...)
+		switch {
+		case s.Cert == "" && s.Key == "":
+			v.errorf(path, "a client_ssl profile needs cert and key (PEM files)")
+		case s.Cert == "":
+			v.errorf(path+".cert", "cert is required (PEM file)")
+		case s.Key == "":
+			v.errorf(path+".key", "key is required (PEM file)")
+		default:
+			v.loadPair(path, s.Cert, s.Key)
+		}
+		for i := range s.SNI {
+			e := &s.SNI[i]
+			ep := fmt.Sprintf("%s.sni[%d]", path, i)
+			if e.Cert == "" || e.Key == "" {
+				v.errorf(ep, "an sni entry needs cert and key")
+				continue
+			}
+			for j, sn := range e.ServerNames {
+				if !validServerName(sn) {
+					v.errorf(fmt.Sprintf("%s.server_names[%d]", ep, j), "%q is not a server name (write www.example.com or *.example.com)", sn)
+				}
+			}
+			pair, ok := v.loadPair(ep, e.Cert, e.Key)
+			if !ok || len(e.ServerNames) > 0 {
+				continue
+			}
+			// Default: the names the certificate is valid for.
+			if pair.Leaf != nil {
+				e.ServerNames = slices.Clone(pair.Leaf.DNSNames)
+			}
+			if len(e.ServerNames) == 0 {
+				v.errorf(ep+".server_names", "certificate %s names no DNS names: list server_names", e.Cert)
+			}
+		}
+		for i, p := range s.ALPN {
+			if p == "" || len(p) > 255 {
+				v.errorf(fmt.Sprintf("%s.alpn[%d]", path, i), "an ALPN protocol name is 1 to 255 bytes")
+			}
+		}
+	}
+}
+
+func (v *validator) serverSSL() {
+	for _, name := range sortedKeys(v.cfg.Profiles.ServerSSL) {
+		s := v.cfg.Profiles.ServerSSL[name]
+		path := "profiles.server_ssl." + name
+		v.oneOf(path+".min_version", "min_version", s.MinVersion, TLSVersions()...)
+		switch {
+		case s.Cert != "" && s.Key == "":
+			v.errorf(path+".key", "cert is set but key is not: a client certificate needs both")
+		case s.Cert == "" && s.Key != "":
+			v.errorf(path+".cert", "key is set but cert is not: a client certificate needs both")
+		case s.Cert != "":
+			v.loadPair(path, s.Cert, s.Key)
+		}
+		if s.CA != "" {
+			data, err := readRegular(s.CA, maxPEMFile)
+			if err != nil {
+				v.errorf(path+".ca", "cannot read the CA bundle: %v", err)
+			} else if !x509.NewCertPool().AppendCertsFromPEM(data) {
+				v.errorf(path+".ca", "%s holds no PEM certificate", s.CA)
+			}
+		}
+		if s.ServerName != "" && !validServerName(s.ServerName) {
+			v.errorf(path+".server_name", "%q is not a server name", s.ServerName)
+		}
+	}
+}
+
+// persistenceNeedsHTTP reports whether a persistence type reads HTTP.
+func persistenceNeedsHTTP(typ string) bool {
+	return typ == "cookie_insert" || typ == "cookie_passive" || typ == "universal"
+}
+
+func (v *validator) persistence() {
+	for _, name := range sortedKeys(v.cfg.Profiles.Persistence) {
+		pp := v.cfg.Profiles.Persistence[name]
+		path := "profiles.persistence." + name
+		if !v.oneOf(path+".type", "type", pp.Type, "source_addr", "cookie_insert", "cookie_passive", "universal") {
+			continue
+		}
+		if pp.Type == "cookie_insert" {
+			v.finite(path+".timeout", "a cookie_insert timeout (cookie expiry; 0 = session cookie)", pp.Timeout)
+		} else {
+			v.positive(path+".timeout", "timeout", pp.Timeout, true)
+		}
+		if *pp.PrefixV4 < 0 || *pp.PrefixV4 > 32 {
+			v.errorf(path+".prefix_v4", "prefix_v4 %d is out of range: use 0 to 32", *pp.PrefixV4)
+		}
+		if *pp.PrefixV6 < 0 || *pp.PrefixV6 > 128 {
+			v.errorf(path+".prefix_v6", "prefix_v6 %d is out of range: use 0 to 128", *pp.PrefixV6)
+		}
+		if pp.CookieName != "" && !isToken(pp.CookieName) {
+			v.errorf(path+".cookie_name", "%q is not a valid cookie name", pp.CookieName)
+		}
+		if pp.Type == "cookie_passive" && pp.CookieName == "" {
+			v.errorf(path+".cookie_name", "cookie_passive needs cookie_name: the application's session cookie (e.g. JSESSIONID)")
+		}
+		if !strings.HasPrefix(pp.CookiePath, "/") || strings.ContainsFunc(pp.CookiePath, badCookieAttr) {
+			v.errorf(path+".cookie_path", "cookie_path %q must start with / and contain no ';', spaces or control characters", pp.CookiePath)
+		}
+		if strings.ContainsFunc(pp.CookieDomain, badCookieAttr) {
+			v.errorf(path+".cookie_domain", "cookie_domain %q contains ';', spaces or control characters", pp.CookieDomain)
+		}
+		if pp.Secret != "" && len(pp.Secret) < MinCookieSecretLength {
+			v.errorf(path+".secret", "secret is %d bytes: use at least %d (random, e.g. `openssl rand -hex 32`)", len(pp.Secret), MinCookieSecretLength)
+		}
+		switch {
+		case pp.Type == "universal" && pp.Key == "":
+			v.errorf(path+".key", "universal persistence needs key: header:NAME, uri, query:NAME or cookie:NAME")
+		case pp.Type == "universal":
+			if _, _, err := ParseKey(pp.Key, false); err != nil {
+				v.errorf(path+".key", "%v", err)
+			}
+		case pp.Key != "":
+			v.errorf(path+".key", "key applies only to universal persistence (this profile is %s)", pp.Type)
+		}
+	}
+}
+
+func badCookieAttr(r rune) bool { return r == ';' || r <= ' ' || r == 0x7f }
+
+// tcpProfiles rejects TCP profiles: the TCP profile work is issue #3.
+func (v *validator) tcpProfiles() {
+	for _, name := range v.userTCP {
+		v.errorf("profiles.tcp."+name, "TCP profiles are not built yet (issue #3): only the built-in profile `tcp` is available; remove this entry")
+	}
+}
+
+func (v *validator) snatPools() {
+	for _, name := range sortedKeys(v.cfg.SNATPools) {
+		s := v.cfg.SNATPools[name]
+		path := "snat_pools." + name
+		if name == SNATNone || name == SNATAutomap {
+			v.errorf(path, "a SNAT pool cannot be called %q: that word is a snat keyword; rename the pool", name)
+		}
+		if len(s.Addresses) == 0 {
+			v.errorf(path+".addresses", "a SNAT pool needs at least one address")
+		}
+		seen := map[netip.Addr]int{}
+		for i, a := range s.Addresses {
+			ap := fmt.Sprintf("%s.addresses[%d]", path, i)
+			ip, err := netip.ParseAddr(a)
+			switch {
+			case err != nil:
+				v.errorf(ap, "%q is not an IP address (a SNAT address has no port)", a)
+			case ip.IsUnspecified():
+				v.errorf(ap, "%s cannot be a translation address", ip)
+			default:
+				if j, dup := seen[ip]; dup {
+					v.errorf(ap, "address %s is listed twice (also addresses[%d])", ip, j)
+				}
+				seen[ip] = i
+			}
+		}
+	}
+}
+
+// ---- virtuals ----
+
+// ParseDestination parses a virtual's destination: IPv4:PORT or
+// [IPv6]:PORT, port 1-65535; 0.0.0.0 and :: listen on every address.
+func ParseDestination(s string) (netip.AddrPort, error) {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return ap, fmt.Errorf("destination %q is not IP:PORT (write 192.0.2.1:443, [2001:db8::1]:443 or 0.0.0.0:443)", s)
+	}
+	if ap.Port() == 0 {
+		return ap, fmt.Errorf("destination %q: the port must be 1 to 65535", s)
+	}
+	return ap, nil
+}
+
+func (v *validator) virtuals() {
+	c := v.cfg
+	for _, name := range sortedKeys(c.Virtuals) {
+		vs := c.Virtuals[name]
+		path := "virtuals." + name
+		typeOK := v.oneOf(path+".type", "type", vs.Type, "tcp", "udp", "http")
+		if vs.Destination == "" {
+			v.errorf(path+".destination", "destination is required: IP:PORT to listen on")
+		} else if _, err := ParseDestination(vs.Destination); err != nil {
+			v.errorf(path+".destination", "%v", err)
+		}
+		var pool *Pool
+		if vs.Pool == "" {
+			v.errorf(path+".pool", "pool is required: the pool this virtual sends connections to")
+		} else if refCheck(v, path+".pool", "pool", vs.Pool, c.Pools) {
+			pool = c.Pools[vs.Pool]
+		}
+		if vs.ConnectionLimit < 0 {
+			v.errorf(path+".connection_limit", "connection_limit cannot be negative (0 means unlimited)")
+		}
+		v.positive(path+".idle_timeout", "idle_timeout", vs.IdleTimeout, true)
+		v.positive(path+".connect_timeout", "connect_timeout", vs.ConnectTimeout, false)
+
+		if vs.HTTP != "" {
+			if typeOK && vs.Type != "http" {
+				v.errorf(path+".http_profile", "http_profile applies only to virtuals of type http (this one is %s)", vs.Type)
+			} else {
+				refCheck(v, path+".http_profile", "http profile", vs.HTTP, c.Profiles.HTTP)
+			}
+		}
+		if vs.ClientSSL != "" {
+			if vs.Type == "udp" {
+				v.errorf(path+".client_ssl", "a udp virtual cannot terminate TLS (DTLS is not supported): remove client_ssl")
+			} else if refCheck(v, path+".client_ssl", "client_ssl profile", vs.ClientSSL, c.Profiles.ClientSSL) && vs.Type == "http" {
+				prof := c.Profiles.ClientSSL[vs.ClientSSL]
+				if len(prof.ALPN) == 0 {
+					prof.ALPN = []string{DefaultALPN}
+				}
+				if slices.Contains(prof.ALPN, "h2") {
+					v.errorOnce("profiles.client_ssl."+vs.ClientSSL+".alpn", "HTTP/2 is not built yet: remove h2 from alpn (the profile is used by http virtual %s)", name)
+				}
+			}
+		}
+		if vs.ServerSSL != "" {
+			if vs.Type == "udp" {
+				v.errorf(path+".server_ssl", "a udp virtual cannot use TLS to its members (DTLS is not supported): remove server_ssl")
+			} else {
+				refCheck(v, path+".server_ssl", "server_ssl profile", vs.ServerSSL, c.Profiles.ServerSSL)
+			}
+		}
+
+		var primary *PersistenceProfile
+		if vs.Persistence != "" && refCheck(v, path+".persistence", "persistence profile", vs.Persistence, c.Profiles.Persistence) {
+			primary = c.Profiles.Persistence[vs.Persistence]
+			if typeOK && persistenceNeedsHTTP(primary.Type) && vs.Type != "http" {
+				v.errorf(path+".persistence", "persistence profile %q is %s, which reads HTTP: it needs a virtual of type http (this one is %s)", vs.Persistence, primary.Type, vs.Type)
+			}
+			v.cookieSecretNotice(vs.Persistence, primary)
+		}
+		if vs.FallbackPersistence != "" {
+			switch {
+			case vs.Persistence == "":
+				v.errorf(path+".fallback_persistence", "fallback_persistence needs persistence: it is used when the primary profile finds nothing")
+			case refCheck(v, path+".fallback_persistence", "persistence profile", vs.FallbackPersistence, c.Profiles.Persistence):
+				fb := c.Profiles.Persistence[vs.FallbackPersistence]
+				if fb.Type != "source_addr" {
+					v.errorf(path+".fallback_persistence", "fallback persistence must be of type source_addr (%q is %s)", vs.FallbackPersistence, fb.Type)
+				}
+			}
+		}
+
+		switch vs.SNAT {
+		case SNATAutomap, SNATNone:
+		default:
+			sp, ok := c.SNATPools[vs.SNAT]
+			if !ok {
+				names := append([]string{SNATAutomap, SNATNone}, sortedKeys(c.SNATPools)...)
+				v.errorf(path+".snat", "snat %q is not automap, none or a SNAT pool (choose from: %s)", vs.SNAT, strings.Join(names, ", "))
+			} else if pool != nil {
+				v.snatFamilies(path+".snat", vs.SNAT, sp, vs.Pool, pool)
+			}
+		}
+		for _, side := range []struct{ key, val string }{{"clientside_tcp", vs.ClientsideTCP}, {"serverside_tcp", vs.ServersideTCP}} {
+			if side.val != BuiltinTCPProfile {
+				v.errorf(path+"."+side.key, "TCP profiles are not built yet (issue #3): only the built-in profile `tcp` is available")
+			}
+		}
+
+		// A pool that hashes on HTTP data cannot serve an L4 virtual.
+		if pool != nil && typeOK && vs.Type != "http" && pool.LBMethod == "consistent-hash" {
+			if kind, _, err := ParseKey(pool.HashKey, true); err == nil && kind != "source_addr" {
+				v.errorf(path+".pool", "pool %q hashes on %s, which needs a virtual of type http (this one is %s); use hash_key: source_addr or another pool", vs.Pool, pool.HashKey, vs.Type)
+			}
+		}
+	}
+}
+
+// snatFamilies checks that a SNAT pool can source connections to every
+// member: an IPv6 member needs an IPv6 translation address, and so on.
+func (v *validator) snatFamilies(path, spName string, sp *SNATPool, poolName string, pool *Pool) {
+	var has4, has6 bool
+	for _, a := range sp.Addresses {
+		if ip, err := netip.ParseAddr(a); err == nil {
+			has4 = has4 || ip.Unmap().Is4()
+			has6 = has6 || !ip.Unmap().Is4()
+		}
+	}
+	if !has4 && !has6 {
+		return // the SNAT pool's own errors say why
+	}
+	for _, m := range pool.Members {
+		ap, err := parseMember(m.Address)
+		if err != nil {
+			continue
+		}
+		if is4 := ap.Addr().Unmap().Is4(); (is4 && !has4) || (!is4 && !has6) {
+			fam := "IPv6"
+			if is4 {
+				fam = "IPv4"
+			}
+			v.errorf(path, "SNAT pool %q has no %s address, so it cannot connect to member %s of pool %q; add one", spName, fam, ap, poolName)
+			return
+		}
+	}
+}
+
+func (v *validator) cookieSecretNotice(name string, pp *PersistenceProfile) {
+	if pp.Type == "cookie_insert" && pp.Secret == "" {
+		v.notice("profiles.persistence."+name, "persistence profile %q has no secret: a random secret is generated at start, so its cookies will not survive a restart or work across devices; set `secret`", name)
+	}
+}
+
+// listeners rejects two enabled virtuals (or a virtual and the management
+// API) that would bind the same socket.
+func (v *validator) listeners() {
+	type listener struct {
+		name, path string
+		udp        bool
+		ap         netip.AddrPort
+		line       int
+	}
+	var ls []listener
+	for name, vs := range v.cfg.Virtuals {
+		if !*vs.Enabled {
+			continue
+		}
+		ap, err := ParseDestination(vs.Destination)
+		if err != nil || (vs.Type != "tcp" && vs.Type != "udp" && vs.Type != "http") {
+			continue
+		}
+		path := "virtuals." + name
+		ls = append(ls, listener{"virtual " + strconv.Quote(name), path + ".destination", vs.Type == "udp", ap, v.p.lineFor(path)})
+	}
+	slices.SortFunc(ls, func(a, b listener) int {
+		if a.line != b.line {
+			return a.line - b.line
+		}
+		return strings.Compare(a.name, b.name)
+	})
+	if addr := v.cfg.Management.Address; addr != ManagementOff {
+		if ap, err := ParseManagementAddress(addr); err == nil {
+			ls = append(ls, listener{"the management API", "management.address", false, ap, v.p.lineFor("management.address")})
+		}
+	}
+	for j := range ls {
+		for i := range j {
+			a, b := ls[i], ls[j]
+			if a.udp != b.udp || !Overlaps(a.ap, b.ap) {
+				continue
+			}
+			where := ""
+			if a.line > 0 {
+				where = fmt.Sprintf(" (line %d)", a.line)
+			}
+			proto := "TCP"
+			if a.udp {
+				proto = "UDP"
+			}
+			v.errorf(b.path, "%s overlaps %s%s on %s: both would listen on %s port %d; change the address or port, or disable one",
+				b.ap, a.name, where, a.ap, proto, b.ap.Port())
+			break
+		}
+	}
+}
+
+// Overlaps reports whether two listening addresses would claim the same
+// socket: same port, and equal addresses or a wildcard covering the other
+// (0.0.0.0 covers every IPv4 address; :: covers every address, as Linux
+// listeners on :: are dual-stack).
+func Overlaps(a, b netip.AddrPort) bool {
+	if a.Port() != b.Port() {
+		return false
+	}
+	x, y := a.Addr().Unmap(), b.Addr().Unmap()
+	switch {
+	case x == y:
+		return true
+	case x == netip.IPv6Unspecified() || y == netip.IPv6Unspecified():
+		return true
+	case x == netip.IPv4Unspecified() && y.Is4(), y == netip.IPv4Unspecified() && x.Is4():
+		return true
+	}
+	return false
+}

@@ -1,0 +1,267 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/fulcrum-adc/fulcrum/api"
+	"github.com/fulcrum-adc/fulcrum/config"
+	"github.com/fulcrum-adc/fulcrum/conntrack"
+	"github.com/fulcrum-adc/fulcrum/monitor"
+	"github.com/fulcrum-adc/fulcrum/persist"
+	"github.com/fulcrum-adc/fulcrum/pool"
+	"github.com/fulcrum-adc/fulcrum/virtual"
+)
+
+// Options configure an Engine.
+type Options struct {
+	Log        *slog.Logger // required
+	AccessLog  *slog.Logger // nil: no access log
+	ConfigPath string       // file Reload re-reads ("" : Reload is refused)
+}
+
+// Engine is one running Fulcrum instance.
+type Engine struct {
+	log       *slog.Logger
+	accessLog *slog.Logger
+	path      string
+
+	conns    *conntrack.Table
+	persists *persist.Table
+	monitors *monitor.Manager
+	metrics  *api.Metrics
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	bg     sync.WaitGroup
+
+	mu        sync.Mutex // serialises Apply and guards the fields below
+	cfg       *config.Config
+	pools     map[string]*pool.Pool
+	listeners map[string]*virtual.Listener // "tcp|addr" / "udp|addr"
+	vstats    map[string]*virtual.Stats
+	secrets   map[string][]byte // generated cookie secrets, kept across reloads
+	draining  []*virtual.Listener
+}
+
+// New starts an engine with no configuration; call Apply.
+func New(opt Options) *Engine {
+	e := &Engine{
+		log:       opt.Log,
+		accessLog: opt.AccessLog,
+		path:      opt.ConfigPath,
+		conns:     conntrack.NewTable(),
+		persists:  persist.NewTable(),
+		monitors:  monitor.NewManager(opt.Log),
+		pools:     map[string]*pool.Pool{},
+		listeners: map[string]*virtual.Listener{},
+		vstats:    map[string]*virtual.Stats{},
+		secrets:   map[string][]byte{},
+	}
+	e.metrics = api.NewMetrics(e)
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.bg.Add(2)
+	go func() { defer e.bg.Done(); e.conns.Run(e.ctx, time.Second) }()
+	go func() { defer e.bg.Done(); e.persists.Run(e.ctx, time.Second) }()
+	return e
+}
+
+// Metrics is the Prometheus side of the instance.
+func (e *Engine) Metrics() *api.Metrics { return e.metrics }
+
+// Conns is the connection table.
+func (e *Engine) Conns() *conntrack.Table { return e.conns }
+
+// PersistTable is the persistence table.
+func (e *Engine) PersistTable() *persist.Table { return e.persists }
+
+// Config returns the configuration in force.
+func (e *Engine) Config() *config.Config {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cfg
+}
+
+// Listener returns the listener serving a virtual (nil if none); for tests.
+func (e *Engine) Listener(virtualName string) *virtual.Listener {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, l := range e.listeners {
+		if l.Plan().Name == virtualName {
+			return l
+		}
+	}
+	return nil
+}
+
+// Apply compiles cfg and makes it the running configuration. On error the
+// running configuration stays in force and nothing is changed.
+func (e *Engine) Apply(cfg *config.Config) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c, err := e.compile(cfg)
+	if err != nil {
+		return err
+	}
+	// Open the listeners this configuration adds; keep the ones it shares.
+	next := make(map[string]*virtual.Listener, len(c.plans))
+	var opened []*virtual.Listener
+	for key, plan := range c.plans {
+		if l, ok := e.listeners[key]; ok {
+			next[key] = l
+			continue
+		}
+		l, err := virtual.Listen(plan)
+		if err != nil {
+			for _, o := range opened {
+				o.Close()
+			}
+			line := cfg.Line("virtuals." + plan.Name + ".destination")
+			return fmt.Errorf("%s:%d: virtuals.%s.destination: cannot listen on %s: %w (the running configuration is unchanged)",
+				cfg.File, line, plan.Name, plan.Destination, err)
+		}
+		opened = append(opened, l)
+		next[key] = l
+	}
+	// Commit: publish plans to kept listeners, stop listeners that went away.
+	for key, l := range next {
+		l.Swap(c.plans[key])
+	}
+	for key, l := range e.listeners {
+		if _, ok := next[key]; !ok {
+			e.log.Info("virtual server listener closed", "virtual", l.Plan().Name, "address", l.Addr().String())
+			l.Close() // stops accepting; its connections finish on their plan
+			e.draining = append(e.draining, l)
+		}
+	}
+	for key, l := range next {
+		if _, ok := e.listeners[key]; !ok {
+			e.log.Info("virtual server listening", "virtual", l.Plan().Name, "type", l.Plan().Type, "address", l.Addr().String())
+		}
+	}
+	e.forgetRemoved(c)
+	e.listeners = next
+	e.pools = c.pools
+	e.cfg = cfg
+	e.monitors.Set(c.jobs)
+	for _, n := range cfg.Notices {
+		e.log.Warn("configuration notice", "notice", n)
+	}
+	return nil
+}
+
+// Reload re-reads the configuration file and applies it (SIGHUP, API).
+func (e *Engine) Reload() error {
+	if e.path == "" {
+		return fmt.Errorf("%w: this instance was not started from a configuration file", api.ErrBadRequest)
+	}
+	cfg, err := config.Load(e.path)
+	if err != nil {
+		var ce config.Errors
+		if errors.As(err, &ce) {
+			return fmt.Errorf("%w: %s", api.ErrBadRequest, err)
+		}
+		return err
+	}
+	if err := e.Apply(cfg); err != nil {
+		return err
+	}
+	e.log.Info("configuration reloaded", "file", e.path)
+	return nil
+}
+
+// LoadConfig validates and applies a configuration given as YAML (API).
+func (e *Engine) LoadConfig(data []byte) error {
+	cfg, err := config.Parse(data, "api")
+	if err != nil {
+		return fmt.Errorf("%w: %s", api.ErrBadRequest, err)
+	}
+	if err := e.Apply(cfg); err != nil {
+		return err
+	}
+	e.log.Info("configuration loaded through the API")
+	return nil
+}
+
+// Close stops accepting, waits up to ctx for connections to finish, then
+// closes the rest and stops every background task.
+func (e *Engine) Close(ctx context.Context) {
+	e.mu.Lock()
+	ls := make([]*virtual.Listener, 0, len(e.listeners)+len(e.draining))
+	for _, l := range e.listeners {
+		ls = append(ls, l)
+		l.Close()
+	}
+	ls = append(ls, e.draining...)
+	e.listeners = map[string]*virtual.Listener{}
+	e.draining = nil
+	e.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, l := range ls {
+		wg.Add(1)
+		go func() { defer wg.Done(); l.Wait(ctx) }()
+	}
+	// Connections still open when ctx ends are closed through the table.
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		if n := e.conns.CloseAll(); n > 0 {
+			e.log.Warn("closed connections still open at shutdown", "count", n)
+		}
+		<-done
+	}
+	e.monitors.Close()
+	e.cancel()
+	e.bg.Wait()
+}
+
+func (e *Engine) secretFor(profile string) []byte {
+	if s, ok := e.secrets[profile]; ok {
+		return s
+	}
+	s := make([]byte, 32)
+	if _, err := rand.Read(s); err != nil {
+		// crypto/rand never fails on Linux; if it did, refusing to run is right.
+		fmt.Fprintln(os.Stderr, "fulcrum: crypto/rand failed:", err)
+		os.Exit(1)
+	}
+	e.secrets[profile] = s
+	return s
+}
+
+// forgetRemoved drops the metric series and statistics of virtuals and
+// members the new configuration no longer has.
+func (e *Engine) forgetRemoved(c *compiled) {
+	if e.cfg == nil {
+		return
+	}
+	for name := range e.cfg.Virtuals {
+		still := false
+		for _, p := range c.plans {
+			if p.Name == name {
+				still = true
+				break
+			}
+		}
+		if !still {
+			e.metrics.ForgetVirtual(name)
+			delete(e.vstats, name)
+		}
+	}
+	for name, old := range e.pools {
+		np := c.pools[name]
+		for _, m := range old.Members() {
+			if np == nil || np.Member(m.Addr()) == nil {
+				e.metrics.ForgetMember(name, m.String())
+			}
+		}
+	}
+}

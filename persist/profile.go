@@ -1,0 +1,507 @@
+package persist
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Profile types.
+const (
+	TypeSourceAddr    = "source_addr"
+	TypeCookieInsert  = "cookie_insert"
+	TypeCookiePassive = "cookie_passive"
+	TypeUniversal     = "universal"
+)
+
+// DefaultCookiePrefix prefixes the pool name to form the cookie_insert cookie
+// name when none is configured (F5 uses "BIGipServer" + pool).
+const DefaultCookiePrefix = "FULCRUM_"
+
+// MinSecretLen is the shortest cookie_insert HMAC secret accepted.
+const MinSecretLen = 16
+
+// maxValueLen bounds the identity stored verbatim in a key. Longer values
+// (a huge header, a long URI) are keyed by their SHA-256 instead so that a
+// client cannot make each record cost kilobytes.
+const maxValueLen = 128
+
+// HTTPRequest is the view of an HTTP request persistence needs (the proxy's
+// request type implements it).
+type HTTPRequest interface {
+	Header(name string) (string, bool) // first value, case-insensitive name
+	Cookie(name string) (string, bool)
+	Path() string // request target path without query
+	Query(name string) (string, bool)
+}
+
+// Request is what a profile needs to know about a connection or request.
+type Request struct {
+	Virtual string
+	Pool    string // the virtual's pool
+	Client  netip.Addr
+	HTTP    HTTPRequest // nil for L4 virtuals
+}
+
+// ProfileConfig is a persistence profile as configured.
+type ProfileConfig struct {
+	Name                     string
+	Type                     string        // source_addr | cookie_insert | cookie_passive | universal
+	Timeout                  time.Duration // table entry lifetime; cookie_insert: cookie Max-Age (0 = session cookie)
+	PrefixV4, PrefixV6       int           // source_addr masks
+	CookieName               string        // cookie_insert: "" => "FULCRUM_" + pool name; cookie_passive: the application's cookie, required
+	CookiePath, CookieDomain string
+	HTTPOnly, Secure         bool
+	Secret                   []byte // cookie_insert HMAC key (>= 16 bytes; the caller supplies a random one when the operator set none)
+	Key                      string // universal: "header:NAME" | "uri" | "query:NAME" | "cookie:NAME"
+	MatchAcrossVirtuals      bool   // records are shared by all virtuals (scope excludes the virtual name)
+	MatchAcrossPools         bool   // records are shared across pools too (scope excludes pool name) and may point into another pool
+}
+
+// Universal key sources.
+const (
+	keyHeader = iota + 1
+	keyURI
+	keyQuery
+	keyCookie
+)
+
+// Profile is a validated, immutable persistence profile. It is safe for
+// concurrent use and holds no records itself: table-based types keep them in
+// the Table passed to each call.
+type Profile struct {
+	cfg     ProfileConfig
+	keyKind int    // universal
+	keyName string // universal: header/query/cookie name
+	cookie  *cookieCodec
+	// attrs is the fixed tail of a cookie_insert Set-Cookie header.
+	attrs string
+}
+
+// NewProfile validates cfg and returns the profile.
+func NewProfile(cfg ProfileConfig) (*Profile, error) {
+	p := &Profile{cfg: cfg}
+	p.cfg.Secret = append([]byte(nil), cfg.Secret...)
+	name := cfg.Name
+	if name == "" {
+		return nil, errors.New("persistence profile: name is required")
+	}
+	if strings.ContainsAny(name, "|") {
+		return nil, fmt.Errorf("persistence profile %q: name must not contain '|'", name)
+	}
+	if cfg.Timeout < 0 {
+		return nil, fmt.Errorf("persistence profile %q: timeout %v is negative", name, cfg.Timeout)
+	}
+	switch cfg.Type {
+	case TypeSourceAddr:
+		if cfg.PrefixV4 < 0 || cfg.PrefixV4 > 32 {
+			return nil, fmt.Errorf("persistence profile %q: prefix_v4 %d is out of range 0..32", name, cfg.PrefixV4)
+		}
+		if cfg.PrefixV6 < 0 || cfg.PrefixV6 > 128 {
+			return nil, fmt.Errorf("persistence profile %q: prefix_v6 %d is out of range 0..128", name, cfg.PrefixV6)
+		}
+	case TypeCookieInsert:
+		if len(cfg.Secret) < MinSecretLen {
+			return nil, fmt.Errorf("persistence profile %q: cookie_insert secret is %d bytes, need at least %d", name, len(cfg.Secret), MinSecretLen)
+		}
+		if cfg.CookieName != "" && !validToken(cfg.CookieName) {
+			return nil, fmt.Errorf("persistence profile %q: cookie_name %q is not a valid cookie name (letters, digits and !#$%%&'*+-.^_`|~ only)", name, cfg.CookieName)
+		}
+		if cfg.MatchAcrossPools && cfg.CookieName == "" {
+			return nil, fmt.Errorf("persistence profile %q: match_across_pools with cookie_insert needs an explicit cookie_name (the default name differs per pool, so another pool would never see the cookie)", name)
+		}
+		if !validAttr(cfg.CookiePath) {
+			return nil, fmt.Errorf("persistence profile %q: cookie_path %q contains ';' or a control character", name, cfg.CookiePath)
+		}
+		if !validAttr(cfg.CookieDomain) {
+			return nil, fmt.Errorf("persistence profile %q: cookie_domain %q contains ';' or a control character", name, cfg.CookieDomain)
+		}
+		p.cookie = newCookieCodec(cfg.Secret)
+		p.attrs = p.cookieAttrs()
+	case TypeCookiePassive:
+		if cfg.CookieName == "" {
+			return nil, fmt.Errorf("persistence profile %q: cookie_passive needs cookie_name (the application's session cookie, e.g. JSESSIONID)", name)
+		}
+		if !validToken(cfg.CookieName) {
+			return nil, fmt.Errorf("persistence profile %q: cookie_name %q is not a valid cookie name", name, cfg.CookieName)
+		}
+	case TypeUniversal:
+		kind, kname, err := parseKey(cfg.Key)
+		if err != nil {
+			return nil, fmt.Errorf("persistence profile %q: %w", name, err)
+		}
+		p.keyKind, p.keyName = kind, kname
+	case "":
+		return nil, fmt.Errorf("persistence profile %q: type is required (source_addr, cookie_insert, cookie_passive or universal)", name)
+	default:
+		return nil, fmt.Errorf("persistence profile %q: unknown type %q (valid: source_addr, cookie_insert, cookie_passive, universal)", name, cfg.Type)
+	}
+	if cfg.Type != TypeCookieInsert && cfg.Timeout == 0 {
+		return nil, fmt.Errorf("persistence profile %q: %s needs a timeout > 0 (records would never expire; F5's default is 180s)", name, cfg.Type)
+	}
+	return p, nil
+}
+
+// parseKey parses a universal key: "header:NAME" | "uri" | "query:NAME" | "cookie:NAME".
+func parseKey(k string) (int, string, error) {
+	if k == "uri" {
+		return keyURI, "", nil
+	}
+	src, name, found := strings.Cut(k, ":")
+	if !found {
+		return 0, "", fmt.Errorf("universal key %q is not one of header:NAME, uri, query:NAME, cookie:NAME", k)
+	}
+	var kind int
+	switch src {
+	case "header":
+		kind = keyHeader
+	case "query":
+		kind = keyQuery
+	case "cookie":
+		kind = keyCookie
+	default:
+		return 0, "", fmt.Errorf("universal key %q: unknown source %q (valid: header, uri, query, cookie)", k, src)
+	}
+	if name == "" {
+		return 0, "", fmt.Errorf("universal key %q: the %s name is missing", k, src)
+	}
+	if kind != keyQuery && !validToken(name) {
+		return 0, "", fmt.Errorf("universal key %q: %q is not a valid %s name", k, name, src)
+	}
+	if kind == keyQuery && strings.ContainsAny(name, "&=#") {
+		return 0, "", fmt.Errorf("universal key %q: query parameter name must not contain '&', '=' or '#'", k)
+	}
+	return kind, name, nil
+}
+
+// validToken reports whether s is an RFC 7230 token (valid as a header or
+// cookie name).
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validAttr reports whether s can be put in a Set-Cookie attribute value.
+func validAttr(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f || c == ';' {
+			return false
+		}
+	}
+	return true
+}
+
+// Name is the profile's name.
+func (p *Profile) Name() string { return p.cfg.Name }
+
+// Type is the profile's type (one of the Type* constants).
+func (p *Profile) Type() string { return p.cfg.Type }
+
+// Config returns a copy of the configuration the profile was built from.
+func (p *Profile) Config() ProfileConfig {
+	c := p.cfg
+	c.Secret = append([]byte(nil), p.cfg.Secret...)
+	return c
+}
+
+// NeedsHTTP reports whether the profile reads HTTP requests (every type but
+// source_addr: cookies, and all universal keys are HTTP attributes).
+func (p *Profile) NeedsHTTP() bool { return p.cfg.Type != TypeSourceAddr }
+
+// Target is where a persisted client should go.
+type Target struct {
+	Pool   string
+	Member netip.AddrPort
+}
+
+// CookieName is the cookie this profile reads and (for cookie_insert) sets
+// for requests to pool.
+func (p *Profile) CookieName(pool string) string {
+	if p.cfg.CookieName != "" {
+		return p.cfg.CookieName
+	}
+	if p.cfg.Type == TypeCookieInsert {
+		return DefaultCookiePrefix + pool
+	}
+	return ""
+}
+
+// identity returns the human-readable identity the request carries for this
+// profile, or ok=false when it carries none.
+func (p *Profile) identity(req *Request) (string, bool) {
+	if req == nil {
+		return "", false
+	}
+	switch p.cfg.Type {
+	case TypeSourceAddr:
+		return p.maskClient(req.Client)
+	case TypeCookiePassive:
+		if req.HTTP == nil {
+			return "", false
+		}
+		v, ok := req.HTTP.Cookie(p.cfg.CookieName)
+		return v, ok && v != ""
+	case TypeCookieInsert:
+		if req.HTTP == nil {
+			return "", false
+		}
+		v, ok := req.HTTP.Cookie(p.CookieName(req.Pool))
+		return v, ok && v != ""
+	case TypeUniversal:
+		if req.HTTP == nil {
+			return "", false
+		}
+		var v string
+		var ok bool
+		switch p.keyKind {
+		case keyHeader:
+			v, ok = req.HTTP.Header(p.keyName)
+		case keyQuery:
+			v, ok = req.HTTP.Query(p.keyName)
+		case keyCookie:
+			v, ok = req.HTTP.Cookie(p.keyName)
+		case keyURI:
+			v = req.HTTP.Path()
+			ok = true
+		}
+		return v, ok && v != ""
+	}
+	return "", false
+}
+
+// HasIdentity reports whether req carries what this profile keys on: always
+// for source_addr with a valid client address, otherwise the cookie, header,
+// query parameter or (non-empty) path. For cookie_insert, a present but
+// forged cookie still counts as identity.
+func (p *Profile) HasIdentity(req *Request) bool {
+	_, ok := p.identity(req)
+	return ok
+}
+
+// maskClient masks a client address to the configured prefix. IPv4-mapped
+// IPv6 addresses (a dual-stack listener's view of an IPv4 client) are
+// treated as IPv4 so both listeners produce the same identity.
+func (p *Profile) maskClient(a netip.Addr) (string, bool) {
+	if !a.IsValid() {
+		return "", false
+	}
+	a = a.Unmap().WithZone("")
+	bits := p.cfg.PrefixV6
+	if a.Is4() {
+		bits = p.cfg.PrefixV4
+	}
+	pfx, err := a.Prefix(bits)
+	if err != nil {
+		return "", false
+	}
+	return pfx.Addr().String(), true
+}
+
+// key builds the table key "<profile>|<virtual or *>|<pool or *>|<type>|<value>".
+func (p *Profile) key(req *Request, value string) string {
+	v, pool := req.Virtual, req.Pool
+	if p.cfg.MatchAcrossVirtuals {
+		v = "*"
+	}
+	if p.cfg.MatchAcrossPools {
+		pool = "*"
+	}
+	return p.cfg.Name + "|" + v + "|" + pool + "|" + p.cfg.Type + "|" + keyValue(value)
+}
+
+// keyValue is value as it appears in a key: itself when short, otherwise its
+// SHA-256 so that long identities cost a fixed amount of memory.
+func keyValue(v string) string {
+	if len(v) <= maxValueLen {
+		return v
+	}
+	sum := sha256.Sum256([]byte(v))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// displayValue is value as it appears in Record.Value.
+func displayValue(v string) string {
+	if len(v) <= maxValueLen {
+		return v
+	}
+	// Cut on a rune boundary so the JSON view stays valid UTF-8 text.
+	cut := maxValueLen
+	for cut > 0 && cut < len(v) && v[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return v[:cut] + "..."
+}
+
+// Lookup finds the persisted target for req. ok=false when the request has no
+// identity for this profile, when there is no (unexpired) record, or, for
+// cookie_insert, when the cookie is not authentic or belongs to another pool
+// and match_across_pools is off. The proxy calls the primary profile's
+// Lookup and, when it returns ok=false, the fallback profile's.
+//
+// Without match_across_pools the returned Pool is always req.Pool; with it,
+// the target may be in another pool and the proxy decides whether to honour
+// it (F5 match-across-pools).
+func (p *Profile) Lookup(t *Table, req *Request, now time.Time) (tgt Target, ok bool) {
+	value, ok := p.identity(req)
+	if !ok {
+		return Target{}, false
+	}
+	if p.cfg.Type == TypeCookieInsert {
+		pool, member, ok := p.cookie.decode(p.CookieName(req.Pool), value)
+		if !ok || (pool != req.Pool && !p.cfg.MatchAcrossPools) {
+			return Target{}, false
+		}
+		return Target{Pool: pool, Member: member}, true
+	}
+	if t == nil {
+		return Target{}, false
+	}
+	rec, ok := t.Lookup(p.key(req, value), now)
+	if !ok || !rec.Member.IsValid() {
+		return Target{}, false
+	}
+	return Target{Pool: rec.Pool, Member: rec.Member}, true
+}
+
+// Record is called after the proxy picked (or re-confirmed) a member for req,
+// including after a persisted member turned out to be unusable and another
+// was chosen: the record or cookie then points at the new member.
+//
+// source_addr and universal store or refresh a record keyed on the request's
+// identity (nothing when it has none). cookie_passive does the same when the
+// request already carries the application's cookie (the first response's
+// Set-Cookie is handled by Learn). cookie_insert stores nothing and returns
+// the Set-Cookie header value to add to the response; every other type
+// returns "".
+func (p *Profile) Record(t *Table, req *Request, tgt Target, now time.Time) (setCookie string) {
+	if req == nil || !tgt.Member.IsValid() {
+		return ""
+	}
+	if tgt.Pool == "" {
+		tgt.Pool = req.Pool
+	}
+	if p.cfg.Type == TypeCookieInsert {
+		name := p.CookieName(req.Pool)
+		return name + "=" + p.cookie.encode(name, tgt.Pool, tgt.Member) + p.attrs
+	}
+	value, ok := p.identity(req)
+	if !ok || t == nil {
+		return ""
+	}
+	p.store(t, req, value, tgt, now)
+	return ""
+}
+
+func (p *Profile) store(t *Table, req *Request, value string, tgt Target, now time.Time) {
+	t.upsert(Record{
+		Key:     p.key(req, value),
+		Type:    p.cfg.Type,
+		Value:   displayValue(value),
+		Profile: p.cfg.Name,
+		Virtual: req.Virtual,
+		Pool:    tgt.Pool,
+		Member:  tgt.Member,
+		Timeout: p.cfg.Timeout,
+	}, now)
+}
+
+// cookieAttrs is the fixed tail of the Set-Cookie value:
+// "; Path=/; HttpOnly[; Secure][; Domain=..][; Max-Age=N]".
+func (p *Profile) cookieAttrs() string {
+	var b strings.Builder
+	path := p.cfg.CookiePath
+	if path == "" {
+		path = "/"
+	}
+	b.WriteString("; Path=")
+	b.WriteString(path)
+	if p.cfg.HTTPOnly {
+		b.WriteString("; HttpOnly")
+	}
+	if p.cfg.Secure {
+		b.WriteString("; Secure")
+	}
+	if p.cfg.CookieDomain != "" {
+		b.WriteString("; Domain=")
+		b.WriteString(p.cfg.CookieDomain)
+	}
+	if p.cfg.Timeout > 0 {
+		// Round up: a 1.5s timeout must not become a 1s cookie, and a
+		// sub-second one must not become Max-Age=0 (which deletes it).
+		secs := int64((p.cfg.Timeout + time.Second - 1) / time.Second)
+		b.WriteString("; Max-Age=")
+		b.WriteString(strconv.FormatInt(secs, 10))
+	}
+	return b.String()
+}
+
+// Learn is for cookie_passive: given the response's Set-Cookie header values,
+// if the application sets its cookie, store value -> tgt. If the application
+// deletes its cookie (Max-Age <= 0), the record for that value is removed.
+// No-op for other types.
+func (p *Profile) Learn(t *Table, req *Request, setCookies []string, tgt Target, now time.Time) {
+	if p.cfg.Type != TypeCookiePassive || t == nil || req == nil || !tgt.Member.IsValid() {
+		return
+	}
+	if tgt.Pool == "" {
+		tgt.Pool = req.Pool
+	}
+	for _, sc := range setCookies {
+		value, del, ok := parseSetCookie(sc, p.cfg.CookieName)
+		if !ok {
+			continue
+		}
+		if del {
+			t.Delete(p.key(req, value))
+			continue
+		}
+		p.store(t, req, value, tgt, now)
+	}
+}
+
+// parseSetCookie extracts the value of cookie name from one Set-Cookie header
+// value. del reports a deletion (Max-Age <= 0). An empty value is not an
+// identity and yields ok=false. Expires is not parsed: applications deleting
+// a session cookie almost always also send Max-Age or an empty value, and a
+// stale record simply times out.
+func parseSetCookie(sc, name string) (value string, del, ok bool) {
+	pair, attrs, _ := strings.Cut(sc, ";")
+	n, v, found := strings.Cut(pair, "=")
+	if !found || strings.TrimSpace(n) != name {
+		return "", false, false
+	}
+	v = strings.TrimSpace(v)
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+	}
+	if v == "" {
+		return "", false, false
+	}
+	for attrs != "" {
+		var a string
+		a, attrs, _ = strings.Cut(attrs, ";")
+		k, val, _ := strings.Cut(strings.TrimSpace(a), "=")
+		if strings.EqualFold(strings.TrimSpace(k), "max-age") {
+			if n, err := strconv.ParseInt(strings.TrimSpace(val), 10, 64); err == nil && n <= 0 {
+				return v, true, true
+			}
+		}
+	}
+	return v, false, true
+}

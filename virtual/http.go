@@ -1,0 +1,516 @@
+package virtual
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fulcrum-adc/fulcrum/conntrack"
+	"github.com/fulcrum-adc/fulcrum/internal/h1"
+	"github.com/fulcrum-adc/fulcrum/persist"
+	"github.com/fulcrum-adc/fulcrum/pool"
+)
+
+// httpConn is the state of one client connection on an http virtual.
+type httpConn struct {
+	l      *Listener
+	p      *Plan
+	e      *conntrack.Entry
+	c      net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	client netip.AddrPort
+	xff    string
+	tls    bool
+
+	mu  sync.Mutex
+	cur *serverConn // server connection in use, closed by the reaper too
+}
+
+func (h *httpConn) setCur(sc *serverConn) {
+	h.mu.Lock()
+	h.cur = sc
+	h.mu.Unlock()
+}
+
+func (h *httpConn) closeAll() {
+	h.c.Close()
+	h.mu.Lock()
+	if h.cur != nil {
+		h.cur.close()
+	}
+	h.mu.Unlock()
+}
+
+// serveHTTP runs the HTTP/1.1 full proxy for one client connection:
+// keep-alive on both sides, a balancing decision per request.
+func (l *Listener) serveHTTP(p *Plan, raw net.Conn) {
+	clientAP := addrPortOf(raw.RemoteAddr())
+	e := &conntrack.Entry{
+		Virtual:     p.Name,
+		Proto:       "http",
+		Client:      clientAP,
+		VirtualAddr: addrPortOf(raw.LocalAddr()),
+		Created:     time.Now(),
+		IdleTimeout: p.IdleTimeout,
+	}
+	var c net.Conn = &countConn{Conn: raw,
+		in:  func(n int64) { e.AddIn(n); p.Stats.BytesIn.Add(uint64(n)) },
+		out: func(n int64) { e.AddOut(n); p.Stats.BytesOut.Add(uint64(n)) },
+	}
+	h := &httpConn{l: l, p: p, e: e, c: c, client: clientAP, xff: clientAP.Addr().String()}
+	p.Conns.Add(e, h.closeAll)
+	defer p.Conns.Remove(e)
+	defer h.closeAll()
+
+	if p.ClientTLS != nil {
+		e.Proto = "https"
+		tc := tls.Server(c, p.ClientTLS)
+		raw.SetDeadline(time.Now().Add(p.HTTP.HeaderTimeout))
+		if err := tc.HandshakeContext(l.ctx); err != nil {
+			p.reject("tls_handshake")
+			p.Log.Debug("client-ssl handshake failed", "client", clientAP, "err", err)
+			return
+		}
+		raw.SetDeadline(time.Time{})
+		h.c = tc
+		h.tls = true
+	}
+	h.br = bufio.NewReaderSize(h.c, 16<<10)
+	h.bw = bufio.NewWriterSize(h.c, 16<<10)
+	lim := h1.Limits{MaxHeaderBytes: p.HTTP.MaxHeaderBytes, MaxHeaders: p.HTTP.MaxHeaders}
+	for first := true; ; first = false {
+		if !first {
+			// Between requests the client may idle up to the keep-alive timeout.
+			raw.SetReadDeadline(time.Now().Add(p.HTTP.KeepAliveTimeout))
+			if _, err := h.br.Peek(1); err != nil {
+				return
+			}
+		}
+		// The whole head must arrive within the header timeout (slowloris).
+		raw.SetReadDeadline(time.Now().Add(p.HTTP.HeaderTimeout))
+		req, err := h1.ReadRequest(h.br, lim)
+		if err != nil {
+			h.badRequest(err, first)
+			return
+		}
+		// Bodies are read under the idle timeout.
+		if p.IdleTimeout > 0 {
+			raw.SetReadDeadline(time.Now().Add(p.IdleTimeout))
+		} else {
+			raw.SetReadDeadline(time.Time{})
+		}
+		if !h.serveRequest(req) {
+			return
+		}
+	}
+}
+
+// badRequest answers a request that could not be read, counts it and logs it.
+func (h *httpConn) badRequest(err error, first bool) {
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return // client went away cleanly between requests
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		h.p.reject("header_timeout")
+		if h.br.Buffered() > 0 || first {
+			h.writeError(408, "request head not received in time")
+		}
+		return
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		h.p.reject("bad_request")
+		return
+	}
+	status := h1.StatusOf(err)
+	if status == 0 {
+		return // a transport error (reset, closed): nothing to answer
+	}
+	reason := "bad_request"
+	switch status {
+	case 431:
+		reason = "header_too_large"
+	case 501:
+		reason = "not_implemented"
+	case 505:
+		reason = "bad_version"
+	}
+	h.p.reject(reason)
+	h.p.Log.Debug("bad request", "virtual", h.p.Name, "client", h.client, "status", status, "err", err)
+	h.writeError(status, err.Error())
+}
+
+func (h *httpConn) writeError(status int, msg string) {
+	body := fmt.Sprintf("%d %s: %s\n", status, statusText(status), msg)
+	fmt.Fprintf(h.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+		status, statusText(status), len(body), body)
+	h.bw.Flush()
+}
+
+// reqView adapts h1.Request to what persistence reads.
+type reqView struct{ r *h1.Request }
+
+func (v reqView) Header(name string) (string, bool) { return v.r.Header.Get(name) }
+func (v reqView) Cookie(name string) (string, bool) { return v.r.Cookie(name) }
+func (v reqView) Path() string                      { return v.r.Path() }
+func (v reqView) Query(name string) (string, bool)  { return v.r.Query(name) }
+
+func (h *httpConn) hashKey(req *h1.Request) []byte {
+	switch h.p.HashKey.Kind {
+	case HashSourceAddr:
+		b := h.client.Addr().As16()
+		return b[:]
+	case HashURI:
+		return []byte(req.Path())
+	case HashHeader:
+		if v, ok := req.Header.Get(h.p.HashKey.Name); ok {
+			return []byte(v)
+		}
+	case HashQuery:
+		if v, ok := req.Query(h.p.HashKey.Name); ok {
+			return []byte(v)
+		}
+	case HashCookie:
+		if v, ok := req.Cookie(h.p.HashKey.Name); ok {
+			return []byte(v)
+		}
+	}
+	return nil
+}
+
+// hopByHop are the headers a proxy must not forward (RFC 9110 7.6.1).
+var hopByHop = [...]string{"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer", "Upgrade", "Proxy-Authorization"}
+
+func stripHopByHop(hd *h1.Header, keepUpgrade bool) {
+	if conn, ok := hd.Get("Connection"); ok {
+		for _, tok := range strings.Split(conn, ",") {
+			tok = strings.TrimSpace(tok)
+			if tok != "" && !(keepUpgrade && strings.EqualFold(tok, "upgrade")) {
+				hd.Del(tok)
+			}
+		}
+	}
+	for _, n := range hopByHop {
+		if keepUpgrade && (n == "Upgrade" || n == "Connection") {
+			continue
+		}
+		hd.Del(n)
+	}
+}
+
+// serveRequest proxies one request and its response. It returns whether the
+// client connection may carry another request.
+func (h *httpConn) serveRequest(req *h1.Request) bool {
+	p := h.p
+	p.Stats.Requests.Add(1)
+	start := time.Now()
+	view := reqView{req}
+	key := h.hashKey(req)
+	hasBody := !req.Body.NoBody && (req.Body.Chunked || req.Body.ContentLength > 0)
+	upgrade := req.Upgrade
+
+	// Rewrite the request for the server side.
+	stripHopByHop(&req.Header, upgrade)
+	if upgrade {
+		req.Header.Set("Connection", "Upgrade")
+	} else if !p.HTTP.OneConnect {
+		req.Header.Set("Connection", "close")
+	} else if req.Proto == "HTTP/1.0" {
+		req.Header.Set("Connection", "keep-alive")
+	}
+	if p.HTTP.InsertXFF {
+		if prev, ok := req.Header.Get("X-Forwarded-For"); ok {
+			req.Header.Set("X-Forwarded-For", prev+", "+h.xff)
+		} else {
+			req.Header.Add("X-Forwarded-For", h.xff)
+		}
+	}
+	if req.Expect100 {
+		req.Header.Del("Expect")
+	}
+
+	var (
+		ch      choice
+		sc      *serverConn
+		resp    *h1.Response
+		lastErr error
+		sent    time.Time
+	)
+	bodySent := false
+	for attempt := 0; attempt < maxConnectAttempts; attempt++ {
+		var err error
+		if ch.member == nil {
+			ch, err = p.choose(h.client.Addr(), view, key, time.Now())
+			if err != nil {
+				p.reject("no_member")
+				h.writeError(503, "no pool member is available for "+p.Pool.Name())
+				return false
+			}
+		}
+		m := ch.member
+		sc, err = h.serverConn(m)
+		if err != nil {
+			m.Release()
+			m.AddError()
+			lastErr = err
+			ch = choice{}
+			continue
+		}
+		h.setCur(sc)
+		h.e.SetServer(m.PoolName(), addrPortOf(sc.conn.LocalAddr()), m.Addr())
+		reused := sc.requests > 0
+		sc.requests++
+		if req.Expect100 && hasBody && !bodySent {
+			h.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			h.bw.Flush()
+		}
+		sent = time.Now()
+		err = req.WriteHead(sc.bw)
+		if err == nil && hasBody {
+			if bodySent {
+				err = errors.New("request body already consumed")
+			} else {
+				bodySent = true
+				_, err = h1.CopyBody(sc.bw, h.br, req.Body)
+			}
+		}
+		if err == nil {
+			err = sc.bw.Flush()
+		}
+		if err == nil {
+			sc.conn.SetReadDeadline(time.Now().Add(p.HTTP.ResponseTimeout))
+			resp, err = h.readResponse(sc, req)
+		}
+		if err == nil {
+			break
+		}
+		sc.close()
+		h.setCur(nil)
+		lastErr = err
+		// A reused keep-alive connection may have been closed by the server
+		// just as we sent: retry on a fresh one, on the same member, if the
+		// request can be sent again.
+		if reused && !bodySent && isStale(err) {
+			continue
+		}
+		m.Release()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			m.ReportFailure("response timeout")
+			m.AddError()
+			p.Stats.Errors.Add(1)
+			h.writeError(504, "the pool member did not answer in time")
+			h.log(req, 504, m.String(), start)
+			return false
+		}
+		m.AddError()
+		m.ReportFailure("response: " + shortErr(err))
+		p.Stats.Errors.Add(1)
+		h.writeError(502, "the pool member sent no valid response")
+		h.log(req, 502, m.String(), start)
+		return false
+	}
+	if resp == nil {
+		p.Stats.Errors.Add(1)
+		p.Log.Warn("request failed: no member reachable", "virtual", p.Name, "client", h.client, "err", lastErr)
+		h.writeError(502, "no pool member could be reached")
+		h.log(req, 502, "", start)
+		return false
+	}
+	m := ch.member
+	defer m.Release()
+	latency := time.Since(sent)
+	m.ObserveLatency(latency)
+	m.AddRequest()
+	m.ReportSuccess()
+	if p.Observer != nil {
+		if o := p.Observer(m.PoolName(), m.String()); o != nil {
+			o.Observe(latency.Seconds())
+		}
+	}
+
+	// Persistence that needs the response.
+	if ch.setCookie != "" {
+		resp.Header.Add("Set-Cookie", ch.setCookie)
+	}
+	if p.Persist != nil && p.Persist.Type() == "cookie_passive" {
+		if sets := resp.Header.Values("Set-Cookie"); len(sets) > 0 {
+			p.Persist.Learn(p.PersistTable, &persist.Request{Virtual: p.Name, Pool: p.Pool.Name(), Client: h.client.Addr(), HTTP: view},
+				sets, persist.Target{Pool: m.PoolName(), Member: m.Addr()}, time.Now())
+		}
+	}
+
+	if resp.Status == 101 && upgrade {
+		return h.tunnel(sc, resp, req, start)
+	}
+
+	// Response head toward the client.
+	keepClient := !req.Close && !resp.Body.UntilClose
+	stripHopByHop(&resp.Header, false)
+	if !keepClient {
+		resp.Header.Set("Connection", "close")
+	} else if req.Proto == "HTTP/1.0" {
+		resp.Header.Set("Connection", "keep-alive")
+	}
+	if err := resp.WriteHead(h.bw); err != nil {
+		sc.close()
+		h.setCur(nil)
+		return false
+	}
+	if !resp.Body.NoBody {
+		sc.conn.SetReadDeadline(deadline(p.IdleTimeout))
+		if _, err := h1.CopyBody(h.bw, sc.br, resp.Body); err != nil {
+			// Mid-body failure: neither side can be reused.
+			h.bw.Flush()
+			sc.close()
+			h.setCur(nil)
+			p.Stats.Errors.Add(1)
+			h.log(req, resp.Status, m.String(), start)
+			return false
+		}
+	}
+	if err := h.bw.Flush(); err != nil {
+		sc.close()
+		h.setCur(nil)
+		return false
+	}
+	h.setCur(nil)
+	if p.HTTP.OneConnect && !resp.Close && !resp.Body.UntilClose && sc.br.Buffered() == 0 {
+		sc.conn.SetReadDeadline(time.Time{})
+		h.l.idle.put(sc, p.HTTP.MaxIdlePerMember, time.Now())
+	} else {
+		sc.close()
+	}
+	h.log(req, resp.Status, m.String(), start)
+	return keepClient
+}
+
+// readResponse reads the final response head, forwarding interim 1xx
+// responses (except 101) to the client.
+func (h *httpConn) readResponse(sc *serverConn, req *h1.Request) (*h1.Response, error) {
+	lim := h1.Limits{MaxHeaderBytes: h.p.HTTP.MaxHeaderBytes, MaxHeaders: h.p.HTTP.MaxHeaders}
+	for {
+		resp, err := h1.ReadResponse(sc.br, lim, req.Method)
+		if err != nil {
+			return nil, err
+		}
+		if resp.Status >= 100 && resp.Status < 200 && resp.Status != 101 {
+			if req.Expect100 && resp.Status == 100 {
+				continue // we already told the client to go on
+			}
+			if err := resp.WriteHead(h.bw); err != nil {
+				return nil, err
+			}
+			if err := h.bw.Flush(); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		return resp, nil
+	}
+}
+
+// tunnel forwards a 101 Switching Protocols response and then bytes both ways (WebSocket).
+func (h *httpConn) tunnel(sc *serverConn, resp *h1.Response, req *h1.Request, start time.Time) bool {
+	if err := resp.WriteHead(h.bw); err != nil {
+		return false
+	}
+	// Bytes already buffered on either side belong to the new protocol.
+	if n := sc.br.Buffered(); n > 0 {
+		b, _ := sc.br.Peek(n)
+		h.bw.Write(b)
+	}
+	if err := h.bw.Flush(); err != nil {
+		return false
+	}
+	if n := h.br.Buffered(); n > 0 {
+		b, _ := h.br.Peek(n)
+		if _, err := sc.conn.Write(b); err != nil {
+			return false
+		}
+	}
+	h.log(req, 101, sc.member.String(), start)
+	h.c.SetReadDeadline(time.Time{})
+	sc.conn.SetReadDeadline(time.Time{})
+	h.l.proxyStreams(h.p, h.e, h.c, sc.conn, func(int64, int64) {})
+	return false
+}
+
+// serverConn returns an idle connection to m (OneConnect) or dials a new one.
+func (h *httpConn) serverConn(m *pool.Member) (*serverConn, error) {
+	p := h.p
+	isTLS := p.ServerTLS != nil
+	if p.HTTP.OneConnect {
+		if sc := h.l.idle.get(m, isTLS, p.HTTP.ServerIdleTimeout, time.Now()); sc != nil {
+			return sc, nil
+		}
+	}
+	c, err := p.dialMember(h.l.ctx, h.client.Addr(), m, h.l.seed, func(c net.Conn) net.Conn {
+		return &countConn{Conn: c,
+			in:  func(n int64) { m.AddBytes(0, n) },
+			out: func(n int64) { m.AddBytes(n, 0) },
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &serverConn{
+		conn:   c,
+		br:     bufio.NewReaderSize(c, 16<<10),
+		bw:     bufio.NewWriterSize(c, 16<<10),
+		member: m,
+		tls:    isTLS,
+	}, nil
+}
+
+func deadline(d time.Duration) time.Time {
+	if d <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(d)
+}
+
+// isStale reports errors that mean "the server closed this idle connection".
+func isStale(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "broken pipe")
+}
+
+func (h *httpConn) log(req *h1.Request, status int, member string, start time.Time) {
+	if h.p.AccessLog == nil {
+		return
+	}
+	h.p.AccessLog.Info("request",
+		"virtual", h.p.Name, "client", h.client.String(), "method", req.Method, "target", req.Target,
+		"host", req.Host, "status", status, "member", member, "duration_ms", float64(time.Since(start).Microseconds())/1000)
+}
+
+func statusText(code int) string {
+	switch code {
+	case 400:
+		return "Bad Request"
+	case 408:
+		return "Request Timeout"
+	case 431:
+		return "Request Header Fields Too Large"
+	case 501:
+		return "Not Implemented"
+	case 502:
+		return "Bad Gateway"
+	case 503:
+		return "Service Unavailable"
+	case 504:
+		return "Gateway Timeout"
+	case 505:
+		return "HTTP Version Not Supported"
+	}
+	return "Error"
+}

@@ -1,0 +1,119 @@
+package virtual
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fulcrum-adc/fulcrum/conntrack"
+	"github.com/fulcrum-adc/fulcrum/persist"
+	"github.com/fulcrum-adc/fulcrum/pool"
+)
+
+// Plan is everything one virtual server needs, compiled from the
+// configuration. It is read-only once published: a reload builds a new Plan.
+type Plan struct {
+	Name        string
+	Type        string // tcp | udp | http
+	Destination netip.AddrPort
+
+	Pool  *pool.Pool
+	Pools map[string]*pool.Pool // every pool, for match-across-pools persistence records
+	// HashKey extracts the consistent-hash key for the pool's method (nil: none).
+	HashKey HashKey
+
+	Persist      *persist.Profile // nil: no persistence
+	Fallback     *persist.Profile // nil: no fallback
+	PersistTable *persist.Table
+	Conns        *conntrack.Table
+
+	SNAT      SNAT
+	ClientTLS *tls.Config // nil: plain
+	ServerTLS *tls.Config // nil: plain to members
+	HTTP      HTTPSettings
+
+	IdleTimeout     time.Duration // 0: never reaped
+	ConnectTimeout  time.Duration
+	ConnectionLimit int // 0: unlimited
+
+	Stats *Stats // per-virtual counters; carried across reloads by name
+
+	Log       *slog.Logger
+	AccessLog *slog.Logger // nil: off
+	// Observer returns the request-latency observer for a member (nil: no histograms).
+	Observer func(pool, member string) prometheus.Observer
+	// Rejected counts refused input by reason (nil: not counted beyond Stats).
+	Rejected func(reason string)
+}
+
+// HTTPSettings is the compiled HTTP profile.
+type HTTPSettings struct {
+	InsertXFF         bool
+	MaxHeaderBytes    int
+	MaxHeaders        int
+	HeaderTimeout     time.Duration
+	KeepAliveTimeout  time.Duration
+	OneConnect        bool
+	MaxIdlePerMember  int
+	ServerIdleTimeout time.Duration
+	ResponseTimeout   time.Duration
+}
+
+// HashKeyKind says what a consistent-hash pool hashes on.
+type HashKeyKind uint8
+
+const (
+	HashNone HashKeyKind = iota
+	HashSourceAddr
+	HashURI
+	HashHeader
+	HashQuery
+	HashCookie
+)
+
+// HashKey is the compiled consistent-hash key.
+type HashKey struct {
+	Kind HashKeyKind
+	Name string // header, query or cookie name
+}
+
+// SNATMode is how the server-side source address is chosen.
+type SNATMode uint8
+
+const (
+	// SNATAutomap lets the kernel pick the egress interface's address (F5 automap).
+	SNATAutomap SNATMode = iota
+	// SNATNone keeps the client's address (transparent proxy, IP_TRANSPARENT); the
+	// members' route back to the client must pass through this host.
+	SNATNone
+	// SNATPool binds to one address of a SNAT pool chosen by hashing the client address.
+	SNATPool
+)
+
+// SNAT is the compiled source-address translation.
+type SNAT struct {
+	Mode      SNATMode
+	Addresses []netip.Addr // SNATPool
+}
+
+// Stats are a virtual server's counters.
+type Stats struct {
+	Active   atomic.Int64
+	Total    atomic.Uint64
+	Requests atomic.Uint64
+	BytesIn  atomic.Uint64 // client → server
+	BytesOut atomic.Uint64 // server → client
+	Errors   atomic.Uint64
+	Rejected atomic.Uint64
+}
+
+func (p *Plan) reject(reason string) {
+	p.Stats.Rejected.Add(1)
+	if p.Rejected != nil {
+		p.Rejected(reason)
+	}
+}

@@ -1,0 +1,203 @@
+package virtual
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"net"
+	"net/netip"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fulcrum-adc/fulcrum/persist"
+	"github.com/fulcrum-adc/fulcrum/pool"
+)
+
+// choice is the outcome of persistence + load balancing for one connection or request.
+type choice struct {
+	member    *pool.Member
+	persisted bool   // a persistence record or cookie chose it
+	setCookie string // Set-Cookie value to add to the response (cookie insert)
+}
+
+// choose applies persistence, then the pool's LB method. The member returned
+// has been Acquire()d; the caller must Release() it.
+func (p *Plan) choose(client netip.Addr, hreq persist.HTTPRequest, hashKey []byte, now time.Time) (choice, error) {
+	var preq *persist.Request
+	if p.Persist != nil {
+		preq = &persist.Request{Virtual: p.Name, Pool: p.Pool.Name(), Client: client, HTTP: hreq}
+		tgt, ok := p.Persist.Lookup(p.PersistTable, preq, now)
+		viaFallback := false
+		if !ok && p.Fallback != nil {
+			tgt, ok = p.Fallback.Lookup(p.PersistTable, preq, now)
+			viaFallback = ok
+		}
+		if ok {
+			if m := p.memberFor(tgt); m != nil && m.PersistOK() && m.Acquire() {
+				c := choice{member: m, persisted: true}
+				if viaFallback {
+					// Re-establish the primary (for cookie insert: set the cookie) so the
+					// next request does not need the fallback.
+					c.setCookie = p.Persist.Record(p.PersistTable, preq, tgt, now)
+				}
+				return c, nil
+			}
+		}
+	}
+	m, err := p.Pool.Pick(pool.Hint{Key: hashKey})
+	if err != nil {
+		return choice{}, err
+	}
+	c := choice{member: m}
+	if preq != nil {
+		tgt := persist.Target{Pool: p.Pool.Name(), Member: m.Addr()}
+		c.setCookie = p.Persist.Record(p.PersistTable, preq, tgt, now)
+		if p.Fallback != nil {
+			p.Fallback.Record(p.PersistTable, preq, tgt, now)
+		}
+	}
+	return c, nil
+}
+
+// memberFor resolves a persistence target to a live member, honouring
+// match-across-pools (a record may name another pool).
+func (p *Plan) memberFor(t persist.Target) *pool.Member {
+	pl := p.Pool
+	if t.Pool != "" && t.Pool != pl.Name() {
+		pl = p.Pools[t.Pool]
+		if pl == nil {
+			return nil
+		}
+	}
+	return pl.Member(t.Member)
+}
+
+// errNoMember is what the client-facing side reports when nothing can serve.
+func isNoMember(err error) bool {
+	return errors.Is(err, pool.ErrNoMember) || errors.Is(err, pool.ErrAllBusy)
+}
+
+// dialer builds the server-side dialer for the plan's SNAT mode.
+func (p *Plan) dial(ctx context.Context, network string, client netip.Addr, member netip.AddrPort, seed maphash.Seed) (net.Conn, error) {
+	d := net.Dialer{Timeout: p.ConnectTimeout}
+	switch p.SNAT.Mode {
+	case SNATPool:
+		if len(p.SNAT.Addresses) > 0 {
+			a := p.snatAddr(client, member, seed)
+			if network == "udp" {
+				d.LocalAddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, 0))
+			} else {
+				d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(a, 0))
+			}
+		}
+	case SNATNone:
+		// Keep the client's address: bind to it with IP_TRANSPARENT so the
+		// kernel accepts a non-local source.
+		if client.Is4() == member.Addr().Is4() {
+			if network == "udp" {
+				d.LocalAddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(client, 0))
+			} else {
+				d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(client, 0))
+			}
+			d.Control = transparentControl
+		}
+	}
+	c, err := d.DialContext(ctx, network, member.String())
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// snatAddr picks a SNAT pool address of the member's family by hashing the
+// client, so one client keeps one translation address (F5 SNAT pool behaviour).
+func (p *Plan) snatAddr(client netip.Addr, member netip.AddrPort, seed maphash.Seed) netip.Addr {
+	var fam []netip.Addr
+	for _, a := range p.SNAT.Addresses {
+		if a.Is4() == member.Addr().Is4() {
+			fam = append(fam, a)
+		}
+	}
+	if len(fam) == 0 {
+		return netip.IPv4Unspecified()
+	}
+	b := client.As16()
+	h := maphash.Bytes(seed, b[:])
+	return fam[h%uint64(len(fam))]
+}
+
+func transparentControl(network, address string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		if len(network) > 0 && network[len(network)-1] == '6' {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_TRANSPARENT, 1)
+		} else {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_TRANSPARENT, 1)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("snat none needs IP_TRANSPARENT (CAP_NET_ADMIN): %w", serr)
+	}
+	return nil
+}
+
+// dialMember dials the chosen member for a stream (tcp/http) flow, wrapping
+// it (wrap, may be nil: e.g. byte counting) and then in TLS when the plan
+// re-encrypts, and reports connect failures to the
+// member's passive monitor.
+func (p *Plan) dialMember(ctx context.Context, client netip.Addr, m *pool.Member, seed maphash.Seed, wrap func(net.Conn) net.Conn) (net.Conn, error) {
+	c, err := p.dial(ctx, "tcp", client, m.Addr(), seed)
+	if err != nil {
+		m.ReportFailure("connect: " + shortErr(err))
+		return nil, err
+	}
+	if wrap != nil {
+		c = wrap(c)
+	}
+	if p.ServerTLS != nil {
+		tc := tls.Client(c, p.ServerTLS)
+		hctx, cancel := context.WithTimeout(ctx, p.ConnectTimeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			c.Close()
+			m.ReportFailure("server-ssl handshake: " + shortErr(err))
+			return nil, err
+		}
+		c = tc
+	}
+	m.ReportSuccess()
+	return c, nil
+}
+
+// shortErr strips the "dial tcp a->b:" prefix that makes logs unreadable.
+func shortErr(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err.Error()
+	}
+	return err.Error()
+}
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	switch v := a.(type) {
+	case *net.TCPAddr:
+		ap := v.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	case *net.UDPAddr:
+		ap := v.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	if a == nil {
+		return netip.AddrPort{}
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
