@@ -82,8 +82,10 @@ func TestHTTPLBMethodDistribution(t *testing.T) {
 			}
 		}},
 		{"power-of-two", "", func(t *testing.T, got map[string]int) {
-			if got["a"] == 0 || got["b"] == 0 {
-				t.Errorf("power-of-two starved a member: %v", got)
+			// Two distinct draws from two members are always {a, b}; idle,
+			// b's (active+1)/ratio of 1/2 beats a's 1/1.
+			if got["b"] != 60 {
+				t.Errorf("power-of-two (ratio 1:2, idle members): %v, want all on b", got)
 			}
 		}},
 		{"consistent-hash", "uri", func(t *testing.T, got map[string]int) {

@@ -326,7 +326,12 @@ func (h *httpConn) serveRequest(req *h1.Request) bool {
 		return false
 	}
 	m := ch.member
-	defer m.Release()
+	released := false
+	defer func() {
+		if !released {
+			m.Release()
+		}
+	}()
 	latency := time.Since(sent)
 	m.ObserveLatency(latency)
 	m.AddRequest()
@@ -377,17 +382,20 @@ func (h *httpConn) serveRequest(req *h1.Request) bool {
 			return false
 		}
 	}
-	if err := h.bw.Flush(); err != nil {
-		sc.close()
-		h.setCur(nil)
-		return false
-	}
+	// The server side is done: park its connection and free the member's
+	// slot before the last bytes reach the client, so the client's next
+	// request already sees both.
 	h.setCur(nil)
 	if p.HTTP.OneConnect && !resp.Close && !resp.Body.UntilClose && sc.br.Buffered() == 0 {
 		sc.conn.SetReadDeadline(time.Time{})
 		h.l.idle.put(sc, p.HTTP.MaxIdlePerMember, time.Now())
 	} else {
 		sc.close()
+	}
+	m.Release()
+	released = true
+	if err := h.bw.Flush(); err != nil {
+		return false
 	}
 	h.log(req, resp.Status, m.String(), start)
 	return keepClient
