@@ -34,6 +34,7 @@ type Entry struct {
 	mu      sync.Mutex // guards Pool, ServerLocal, Server once the entry is shared
 	closer  func()
 	reaped  atomic.Bool
+	detail  atomic.Pointer[func() any]
 	state   atomic.Uint32 // stateNew, stateLive, stateRemoved
 	table   *Table        // set by Add; read-only afterwards
 }
@@ -91,6 +92,19 @@ func (e *Entry) Idle(now time.Time) time.Duration {
 		return 0
 	}
 	return d
+}
+
+// SetDetail installs a function that describes the connection in more depth
+// (proxy buffers, socket options, the kernel's TCP_INFO); Detail calls it.
+// The data path sets it once, before or after Add.
+func (e *Entry) SetDetail(fn func() any) { e.detail.Store(&fn) }
+
+// Detail returns the connection's detailed view, or nil.
+func (e *Entry) Detail() any {
+	if fn := e.detail.Load(); fn != nil {
+		return (*fn)()
+	}
+	return nil
 }
 
 // SetServer records the serverside of the connection (for HTTP it changes

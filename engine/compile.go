@@ -117,14 +117,17 @@ func (e *Engine) compile(cfg *config.Config) (*compiled, error) {
 		}
 		pl := c.pools[v.Pool]
 		plan := &virtual.Plan{
-			Name:            name,
-			Type:            v.Type,
-			Destination:     dest,
-			Pool:            pl,
-			Pools:           c.pools,
-			HashKey:         hashKey(cfg.Pools[v.Pool].HashKey),
-			PersistTable:    e.persists,
-			Conns:           e.conns,
+			Name:         name,
+			Type:         v.Type,
+			Destination:  dest,
+			Pool:         pl,
+			Pools:        c.pools,
+			HashKey:      hashKey(cfg.Pools[v.Pool].HashKey),
+			PersistTable: e.persists,
+			Conns:        e.conns,
+			// F5's tcp profile proxy buffers until TCP profiles are wired in.
+			ToClient:        virtual.BufferLimits{High: 131072, Low: 98304},
+			ToServer:        virtual.BufferLimits{High: 131072, Low: 98304},
 			IdleTimeout:     durOrZero(v.IdleTimeout),
 			ConnectTimeout:  v.ConnectTimeout.D(),
 			ConnectionLimit: v.ConnectionLimit,

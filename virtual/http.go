@@ -2,6 +2,7 @@ package virtual
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ type httpConn struct {
 	p      *Plan
 	e      *conntrack.Entry
 	c      net.Conn
+	raw    net.Conn // the TCP connection under c (deadlines)
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	client netip.AddrPort
@@ -65,7 +67,7 @@ func (l *Listener) serveHTTP(p *Plan, raw net.Conn) {
 		in:  func(n int64) { e.AddIn(n); p.Stats.BytesIn.Add(uint64(n)) },
 		out: func(n int64) { e.AddOut(n); p.Stats.BytesOut.Add(uint64(n)) },
 	}
-	h := &httpConn{l: l, p: p, e: e, c: c, client: clientAP, xff: clientAP.Addr().String()}
+	h := &httpConn{l: l, p: p, e: e, c: c, raw: raw, client: clientAP, xff: clientAP.Addr().String()}
 	p.Conns.Add(e, h.closeAll)
 	defer p.Conns.Remove(e)
 	defer h.closeAll()
@@ -87,7 +89,7 @@ func (l *Listener) serveHTTP(p *Plan, raw net.Conn) {
 	h.bw = bufio.NewWriterSize(h.c, 16<<10)
 	lim := h1.Limits{MaxHeaderBytes: p.HTTP.MaxHeaderBytes, MaxHeaders: p.HTTP.MaxHeaders}
 	for first := true; ; first = false {
-		if !first {
+		if !first && h.br.Buffered() == 0 {
 			// Between requests the client may idle up to the keep-alive timeout.
 			raw.SetReadDeadline(time.Now().Add(p.HTTP.KeepAliveTimeout))
 			if _, err := h.br.Peek(1); err != nil {
@@ -95,17 +97,15 @@ func (l *Listener) serveHTTP(p *Plan, raw net.Conn) {
 			}
 		}
 		// The whole head must arrive within the header timeout (slowloris).
-		raw.SetReadDeadline(time.Now().Add(p.HTTP.HeaderTimeout))
+		// When it is already buffered no read can block, and setting a
+		// deadline would only cost a timer update per request.
+		if first || !headBuffered(h.br) {
+			raw.SetReadDeadline(time.Now().Add(p.HTTP.HeaderTimeout))
+		}
 		req, err := h1.ReadRequest(h.br, lim)
 		if err != nil {
 			h.badRequest(err, first)
 			return
-		}
-		// Bodies are read under the idle timeout.
-		if p.IdleTimeout > 0 {
-			raw.SetReadDeadline(time.Now().Add(p.IdleTimeout))
-		} else {
-			raw.SetReadDeadline(time.Time{})
 		}
 		if !h.serveRequest(req) {
 			return
@@ -245,6 +245,10 @@ func (h *httpConn) serveRequest(req *h1.Request) bool {
 		sent    time.Time
 	)
 	bodySent := false
+	if hasBody {
+		// Bodies are read under the idle timeout.
+		h.rawDeadline(deadline(p.IdleTimeout))
+	}
 	for attempt := 0; attempt < maxConnectAttempts; attempt++ {
 		var err error
 		if ch.member == nil {
@@ -371,7 +375,11 @@ func (h *httpConn) serveRequest(req *h1.Request) bool {
 		return false
 	}
 	if !resp.Body.NoBody {
-		sc.conn.SetReadDeadline(deadline(p.IdleTimeout))
+		if resp.Body.Chunked || resp.Body.UntilClose || int64(sc.br.Buffered()) < resp.Body.ContentLength {
+			// More reads to come: a long download runs under the idle
+			// timeout, not the response timeout.
+			sc.conn.SetReadDeadline(deadline(p.IdleTimeout))
+		}
 		if _, err := h1.CopyBody(h.bw, sc.br, resp.Body); err != nil {
 			// Mid-body failure: neither side can be reused.
 			h.bw.Flush()
@@ -387,7 +395,7 @@ func (h *httpConn) serveRequest(req *h1.Request) bool {
 	// request already sees both.
 	h.setCur(nil)
 	if p.HTTP.OneConnect && !resp.Close && !resp.Body.UntilClose && sc.br.Buffered() == 0 {
-		sc.conn.SetReadDeadline(time.Time{})
+		// Its read deadline is renewed before its next use.
 		h.l.idle.put(sc, p.HTTP.MaxIdlePerMember, time.Now())
 	} else {
 		sc.close()
@@ -522,3 +530,11 @@ func statusText(code int) string {
 	}
 	return "Error"
 }
+
+// headBuffered reports whether a complete request head is already in br.
+func headBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, []byte("\r\n\r\n"))
+}
+
+func (h *httpConn) rawDeadline(t time.Time) { h.raw.SetReadDeadline(t) }

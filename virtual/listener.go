@@ -23,7 +23,6 @@ type Listener struct {
 	loop   sync.WaitGroup // accept / read loop
 	conns  sync.WaitGroup // live connections and flows
 
-	bufs bufPool
 	seed maphash.Seed
 	idle idlePool  // http: server-side connections kept for reuse (OneConnect)
 	udp  *udpFlows // udp: flow table

@@ -36,6 +36,10 @@ type Plan struct {
 	ServerTLS *tls.Config // nil: plain to members
 	HTTP      HTTPSettings
 
+	// Proxy buffers (F5 proxy-buffer-high/low): ToClient holds data from the
+	// server waiting for the client (clientside profile), ToServer the reverse.
+	ToClient, ToServer BufferLimits
+
 	IdleTimeout     time.Duration // 0: never reaped
 	ConnectTimeout  time.Duration
 	ConnectionLimit int // 0: unlimited
@@ -62,6 +66,10 @@ type HTTPSettings struct {
 	ServerIdleTimeout time.Duration
 	ResponseTimeout   time.Duration
 }
+
+// BufferLimits are one direction's proxy-buffer marks in bytes: reading
+// stops at High and resumes below Low.
+type BufferLimits struct{ High, Low int64 }
 
 // HashKeyKind says what a consistent-hash pool hashes on.
 type HashKeyKind uint8

@@ -85,43 +85,32 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 	p.Log.Warn("connection failed: no member reachable", "virtual", p.Name, "client", clientAP, "err", lastErr)
 }
 
-// proxyStreams pumps both directions; when one side finishes sending, the
-// other side gets a FIN (half-close) and the flow ends when both are done or
-// either fails.
+// proxyStreams relays both directions through their proxy buffers; when one
+// side finishes sending, the other side gets a FIN (half-close), and the flow
+// ends when both directions are done or either fails.
 func (l *Listener) proxyStreams(p *Plan, e *conntrack.Entry, c, s net.Conn, member func(in, out int64)) {
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		_, err := pump(c, s, &l.bufs, func(n int64) {
-			e.AddOut(n)
-			p.Stats.BytesOut.Add(uint64(n))
-			member(0, n)
-		})
-		finish(c, s, err)
-	}()
-	_, err := pump(s, c, &l.bufs, func(n int64) {
+	toServer := newRelay(s, c, p.ToServer.High, p.ToServer.Low, func(n int64) {
 		e.AddIn(n)
 		p.Stats.BytesIn.Add(uint64(n))
 		member(n, 0)
+	}, &RelayStats{})
+	toClient := newRelay(c, s, p.ToClient.High, p.ToClient.Low, func(n int64) {
+		e.AddOut(n)
+		p.Stats.BytesOut.Add(uint64(n))
+		member(0, n)
+	}, &RelayStats{})
+	e.SetDetail(func() any {
+		return relayDetail{ToServer: toServer.stats.Snapshot(), ToClient: toClient.stats.Snapshot()}
 	})
-	finish(s, c, err)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); toClient.run() }()
+	toServer.run()
 	wg.Wait()
 }
 
-// finish ends one direction: on a clean EOF it half-closes dst; on an error
-// it closes both so the other direction stops too.
-func finish(dst, src net.Conn, err error) {
-	if err != nil {
-		dst.Close()
-		src.Close()
-		return
-	}
-	type closeWriter interface{ CloseWrite() error }
-	if cw, ok := dst.(closeWriter); ok {
-		if cw.CloseWrite() == nil {
-			return
-		}
-	}
-	dst.Close()
+// relayDetail is what the connection table shows about the proxy buffers.
+type relayDetail struct {
+	ToServer BufferSnapshot `json:"proxy_buffer_to_server"`
+	ToClient BufferSnapshot `json:"proxy_buffer_to_client"`
 }
