@@ -11,7 +11,10 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/fulcrum-adc/fulcrum/conntrack"
 	"github.com/fulcrum-adc/fulcrum/internal/h1"
@@ -85,21 +88,41 @@ func (l *Listener) serveHTTP(p *Plan, raw net.Conn) {
 		h.c = tc
 		h.tls = true
 	}
-	h.br = bufio.NewReaderSize(h.c, 16<<10)
-	h.bw = bufio.NewWriterSize(h.c, 16<<10)
+	defer h.releaseBuffers()
 	lim := h1.Limits{MaxHeaderBytes: p.HTTP.MaxHeaderBytes, MaxHeaders: p.HTTP.MaxHeaders}
 	for first := true; ; first = false {
-		if !first && h.br.Buffered() == 0 {
-			// Between requests the client may idle up to the keep-alive timeout.
-			raw.SetReadDeadline(time.Now().Add(p.HTTP.KeepAliveTimeout))
-			if _, err := h.br.Peek(1); err != nil {
-				return
+		if first {
+			// The first head must arrive within the header timeout of the
+			// connection opening (slowloris).
+			raw.SetReadDeadline(time.Now().Add(p.HTTP.HeaderTimeout))
+		}
+		if h.br == nil || h.br.Buffered() == 0 {
+			if !first {
+				// Between requests the client may idle up to the keep-alive timeout.
+				raw.SetReadDeadline(time.Now().Add(p.HTTP.KeepAliveTimeout))
+			}
+			// An idle connection holds no buffers: wait until the client
+			// sends something, then take them from the listener's pools.
+			if !h.tls {
+				h.releaseBuffers()
+				if err := waitReadable(raw); err != nil {
+					var ne net.Error
+					if first && errors.As(err, &ne) && ne.Timeout() {
+						p.reject("header_timeout") // connected, never sent a byte
+					}
+					return
+				}
+			}
+			h.takeBuffers()
+			if !first {
+				if _, err := h.br.Peek(1); err != nil {
+					return
+				}
 			}
 		}
-		// The whole head must arrive within the header timeout (slowloris).
-		// When it is already buffered no read can block, and setting a
-		// deadline would only cost a timer update per request.
-		if first || !headBuffered(h.br) {
+		// When the whole head is already buffered no read can block, and
+		// setting a deadline would only cost a timer update per request.
+		if !first && !headBuffered(h.br) {
 			raw.SetReadDeadline(time.Now().Add(p.HTTP.HeaderTimeout))
 		}
 		req, err := h1.ReadRequest(h.br, lim)
@@ -111,6 +134,56 @@ func (l *Listener) serveHTTP(p *Plan, raw net.Conn) {
 			return
 		}
 	}
+}
+
+// takeBuffers gives the connection its reader and writer (from the pools).
+func (h *httpConn) takeBuffers() {
+	if h.br != nil {
+		return
+	}
+	if v := h.l.readers.Get(); v != nil {
+		h.br = v.(*bufio.Reader)
+		h.br.Reset(h.c)
+	} else {
+		h.br = bufio.NewReaderSize(h.c, 16<<10)
+	}
+	if v := h.l.writers.Get(); v != nil {
+		h.bw = v.(*bufio.Writer)
+		h.bw.Reset(h.c)
+	} else {
+		h.bw = bufio.NewWriterSize(h.c, 16<<10)
+	}
+}
+
+// releaseBuffers returns the (empty) buffers to the pools.
+func (h *httpConn) releaseBuffers() {
+	if h.br == nil || h.br.Buffered() > 0 || h.bw.Buffered() > 0 {
+		return
+	}
+	h.br.Reset(nil)
+	h.bw.Reset(nil)
+	h.l.readers.Put(h.br)
+	h.l.writers.Put(h.bw)
+	h.br, h.bw = nil, nil
+}
+
+// waitReadable blocks until c has data to read, has ended, or its read
+// deadline passes, without reading anything: so an idle connection needs no
+// buffer. It peeks with MSG_DONTWAIT on every readiness edge.
+func waitReadable(c net.Conn) error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		return err != unix.EAGAIN
+	})
 }
 
 // badRequest answers a request that could not be read, counts it and logs it.

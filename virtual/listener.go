@@ -24,8 +24,10 @@ type Listener struct {
 	conns  sync.WaitGroup // live connections and flows
 
 	seed maphash.Seed
-	idle idlePool  // http: server-side connections kept for reuse (OneConnect)
-	udp  *udpFlows // udp: flow table
+	idle idlePool // http: server-side connections kept for reuse (OneConnect)
+	// http: client-side buffers, held only while a connection is busy
+	readers, writers sync.Pool
+	udp              *udpFlows // udp: flow table
 }
 
 // Listen opens the socket for p.Destination and starts serving p.
