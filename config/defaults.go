@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fulcrum-adc/fulcrum/profile/tcp"
 )
 
 // Defaults. Each is what a field holds after Parse when the operator left it
@@ -114,7 +116,11 @@ func (v *validator) builtins() {
 	if pr.TCP == nil {
 		pr.TCP = map[string]*TCPProfile{}
 	}
-	addIfMissing(pr.TCP, BuiltinTCPProfile, &TCPProfile{})
+	// The built-in TCP profiles are listed with empty settings (they cannot
+	// be redefined); Config.TCP holds their values.
+	for name := range tcp.Builtins() {
+		addIfMissing(pr.TCP, name, &TCPProfile{})
+	}
 	if pr.ClientSSL == nil {
 		pr.ClientSSL = map[string]*ClientSSLProfile{}
 	}
@@ -162,6 +168,7 @@ func (v *validator) complete() {
 	fillNil(c.Profiles.Persistence)
 	fillNil(c.Profiles.TCP)
 	v.userTCP = sortedKeys(c.Profiles.TCP)
+	v.resolveTCP()
 	v.builtins()
 
 	if c.Management.Address == "" {
@@ -313,7 +320,15 @@ func (v *validator) complete() {
 			vs.ServersideTCP = vs.ClientsideTCP
 		}
 		if !p.has(path + ".idle_timeout") {
+			// F5 keeps the idle timeout in the TCP profile: a tcp or http
+			// virtual takes its clientside profile's.
 			vs.IdleTimeout = DefaultIdleTimeoutTCP
+			if prof, ok := c.TCP[vs.ClientsideTCP]; ok && vs.Type != "udp" {
+				vs.IdleTimeout = Duration(prof.IdleTimeout)
+				if prof.IdleTimeout == 0 {
+					vs.IdleTimeout = Indefinite
+				}
+			}
 			if vs.Type == "udp" {
 				vs.IdleTimeout = DefaultIdleTimeoutUDP
 			}

@@ -1,5 +1,7 @@
 package config
 
+import "github.com/fulcrum-adc/fulcrum/profile/tcp"
+
 // This file is the configuration schema: every key an operator can write.
 // docs/configuration.md documents each one; keep the two in step.
 
@@ -12,6 +14,11 @@ type Config struct {
 	Profiles   Profiles             `yaml:"profiles"`
 	SNATPools  map[string]*SNATPool `yaml:"snat_pools"`
 	Virtuals   map[string]*Virtual  `yaml:"virtuals"`
+
+	// TCP is every TCP profile, resolved (inheritance applied, built-ins
+	// included): what the engine reads. Virtuals name these in
+	// clientside_tcp and serverside_tcp.
+	TCP map[string]*tcp.Profile `yaml:"-"`
 
 	// File is the path the configuration was read from ("" for built-in or API input).
 	File string `yaml:"-"`
@@ -144,10 +151,10 @@ type PersistenceProfile struct {
 	MatchAcrossPools   bool     `yaml:"match_across_pools"`    // a record may point into another pool
 }
 
-// TCPProfile is reserved for the TCP profile issue; only built-in "tcp" exists today.
-type TCPProfile struct {
-	Parent string `yaml:"parent"`
-}
+// TCPProfile is a TCP profile as written (F5: ltm profile tcp): every key is
+// optional and inherits from parent (default tcp). Config.TCP holds the
+// resolved profiles; docs/tcp-profiles.md documents every key.
+type TCPProfile = tcp.Settings
 
 // SNATPool is a list of translation addresses (F5: ltm snatpool).
 type SNATPool struct {

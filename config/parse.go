@@ -325,8 +325,9 @@ func goTypeName(t string) string {
 }
 
 var (
-	durationType = reflect.TypeFor[Duration]()
-	sizeType     = reflect.TypeFor[Size]()
+	durationType    = reflect.TypeFor[Duration]()
+	sizeType        = reflect.TypeFor[Size]()
+	unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 )
 
 // walk checks node n against the schema type t before decoding: it records
@@ -363,6 +364,15 @@ func (p *parser) walk(n *yaml.Node, t reflect.Type, path string) *yaml.Node {
 			return p.reject(n, t, path, "expected a %s, got a %s", unitNoun(t), nodeKind(n))
 		}
 		return p.walkUnit(n, n.Value, t, path)
+	case reflect.PointerTo(t).Implements(unmarshalerType):
+		// A scalar type with its own syntax (a buffer size that may be
+		// "auto", a rate): check it with its own decoder.
+		if n.Kind != yaml.ScalarNode {
+			return p.reject(n, t, path, "expected a single value, got a %s", nodeKind(n))
+		}
+		if err := n.Decode(reflect.New(t).Interface()); err != nil {
+			return p.reject(n, t, path, "%s", anyLineRE.ReplaceAllString(err.Error(), "$2"))
+		}
 	case t.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
 			return p.reject(n, t, path, "a %s is a mapping of keys (%s), not a %s", typeNoun(t), strings.Join(yamlKeys(t), ", "), nodeKind(n))

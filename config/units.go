@@ -1,101 +1,22 @@
 package config
 
-import (
-	"fmt"
-	"strconv"
-	"strings"
-	"time"
+import "github.com/fulcrum-adc/fulcrum/internal/units"
 
-	"gopkg.in/yaml.v3"
-)
+// The value types live in internal/units so that packages config imports
+// (profile/tcp) share them; these names keep config's API unchanged.
 
 // Duration is a time span written as a Go duration ("5s", "1m30s", "250ms"),
 // a bare integer meaning seconds, or "indefinite" (stored as -1).
-type Duration time.Duration
-
-// Indefinite is the stored value of "indefinite".
-const Indefinite = Duration(-1)
-
-// D returns the value as a time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
-
-func (d Duration) String() string {
-	if d == Indefinite {
-		return "indefinite"
-	}
-	return time.Duration(d).String()
-}
-
-// UnmarshalYAML implements yaml.Unmarshaler.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	v, err := ParseDuration(n.Value)
-	if err != nil {
-		return fmt.Errorf("line %d: %v", n.Line, err)
-	}
-	*d = v
-	return nil
-}
-
-// MarshalYAML implements yaml.Marshaler.
-func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
-
-// ParseDuration parses the forms Duration accepts.
-func ParseDuration(s string) (Duration, error) {
-	s = strings.TrimSpace(s)
-	if s == "indefinite" {
-		return Indefinite, nil
-	}
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if n < 0 {
-			return 0, fmt.Errorf("duration %q is negative", s)
-		}
-		return Duration(time.Duration(n) * time.Second), nil
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration (write 5s, 250ms, 2m, or indefinite)", s)
-	}
-	if v < 0 {
-		return 0, fmt.Errorf("duration %q is negative", s)
-	}
-	return Duration(v), nil
-}
+type Duration = units.Duration
 
 // Size is a byte count written as an integer or with a unit: B, KiB, MiB, GiB, KB, MB, GB.
-type Size int64
+type Size = units.Size
 
-// UnmarshalYAML implements yaml.Unmarshaler.
-func (s *Size) UnmarshalYAML(n *yaml.Node) error {
-	v, err := ParseSize(n.Value)
-	if err != nil {
-		return fmt.Errorf("line %d: %v", n.Line, err)
-	}
-	*s = v
-	return nil
-}
+// Indefinite is the stored value of "indefinite".
+const Indefinite = units.Indefinite
+
+// ParseDuration parses the forms Duration accepts.
+func ParseDuration(s string) (Duration, error) { return units.ParseDuration(s) }
 
 // ParseSize parses the forms Size accepts.
-func ParseSize(s string) (Size, error) {
-	s = strings.TrimSpace(s)
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1}}
-	mult := int64(1)
-	num := s
-	for _, u := range units {
-		if strings.HasSuffix(s, u.suffix) {
-			mult = u.mult
-			num = strings.TrimSpace(strings.TrimSuffix(s, u.suffix))
-			break
-		}
-	}
-	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%q is not a size (write 32768, 64KiB or 1MiB)", s)
-	}
-	if n > (1<<62)/mult {
-		return 0, fmt.Errorf("size %q is too large", s)
-	}
-	return Size(n * mult), nil
-}
+func ParseSize(s string) (Size, error) { return units.ParseSize(s) }

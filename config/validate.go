@@ -3,6 +3,7 @@ package config
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -13,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fulcrum-adc/fulcrum/profile/tcp"
 )
 
 // validator completes and checks one decoded configuration. It never stops
@@ -681,10 +684,70 @@ func (v *validator) persistence() {
 
 func badCookieAttr(r rune) bool { return r == ';' || r <= ' ' || r == 0x7f }
 
-// tcpProfiles rejects TCP profiles: the TCP profile work is issue #3.
-func (v *validator) tcpProfiles() {
+// resolveTCP resolves the TCP profiles written in the file over the
+// built-ins into Config.TCP, reporting each problem at its key.
+func (v *validator) resolveTCP() {
+	c := v.cfg
+	user := make(map[string]*tcp.Settings, len(v.userTCP))
 	for _, name := range v.userTCP {
-		v.errorf("profiles.tcp."+name, "TCP profiles are not built yet (issue #3): only the built-in profile `tcp` is available; remove this entry")
+		user[name] = c.Profiles.TCP[name]
+	}
+	all, err := tcp.Resolve(user)
+	c.TCP = all
+	var errs tcp.Errors
+	if errors.As(err, &errs) {
+		for _, e := range errs {
+			path := "profiles.tcp." + e.Profile
+			if e.Key != "" && v.p.suppressed(path+"."+e.Key) {
+				continue // its value was rejected while decoding
+			}
+			if e.Key != "" && v.p.has(path+"."+e.Key) {
+				path += "." + e.Key
+			}
+			v.errorf(path, "%s", e.Msg)
+		}
+	} else if err != nil {
+		v.errorf("profiles.tcp", "%v", err)
+	}
+}
+
+// tcpProfiles checks what depends on the host: the congestion-control
+// algorithms this kernel offers, and settings that Linux applies only
+// system-wide or per route (notices).
+func (v *validator) tcpProfiles() {
+	if len(v.userTCP) == 0 {
+		return
+	}
+	var avail []string
+	var availErr error
+	for _, name := range v.userTCP {
+		p, ok := v.cfg.TCP[name]
+		if !ok || p.CongestionControl == "" {
+			continue
+		}
+		if avail == nil && availErr == nil {
+			avail, availErr = tcp.AvailableCongestionControls()
+		}
+		path := "profiles.tcp." + name + ".congestion_control"
+		if availErr != nil {
+			v.notice(path, "cannot list this kernel's congestion-control algorithms (%v): %q is not checked", availErr, p.CongestionControl)
+			continue
+		}
+		if err := tcp.CheckCongestionControl(p.CongestionControl, avail); err != nil && v.p.has(path) {
+			v.errorf(path, "%v", err)
+		}
+	}
+	sys, err := tcp.ReadSystem()
+	if err != nil {
+		v.notice("profiles.tcp", "cannot read the host's TCP settings (%v): system-wide settings are not compared with the profiles", err)
+		return
+	}
+	for _, name := range v.userTCP {
+		if p, ok := v.cfg.TCP[name]; ok {
+			for _, msg := range tcp.SystemNotices(p, sys) {
+				v.notice("profiles.tcp."+name, "%s", msg)
+			}
+		}
 	}
 }
 
@@ -814,11 +877,7 @@ func (v *validator) virtuals() {
 				v.snatFamilies(path+".snat", vs.SNAT, sp, vs.Pool, pool)
 			}
 		}
-		for _, side := range []struct{ key, val string }{{"clientside_tcp", vs.ClientsideTCP}, {"serverside_tcp", vs.ServersideTCP}} {
-			if side.val != BuiltinTCPProfile {
-				v.errorf(path+"."+side.key, "TCP profiles are not built yet (issue #3): only the built-in profile `tcp` is available")
-			}
-		}
+		v.virtualTCP(name, vs)
 
 		// A pool that hashes on HTTP data cannot serve an L4 virtual.
 		if pool != nil && typeOK && vs.Type != "http" && pool.LBMethod == "consistent-hash" {
@@ -826,6 +885,31 @@ func (v *validator) virtuals() {
 				v.errorf(path+".pool", "pool %q hashes on %s, which needs a virtual of type http (this one is %s); use hash_key: source_addr or another pool", vs.Pool, pool.HashKey, vs.Type)
 			}
 		}
+	}
+}
+
+// virtualTCP checks a virtual's clientside and serverside TCP profiles and
+// adds the proxy-buffer rule notices for the pair.
+func (v *validator) virtualTCP(name string, vs *Virtual) {
+	path := "virtuals." + name
+	if vs.Type == "udp" {
+		for _, key := range []string{"clientside_tcp", "serverside_tcp"} {
+			if v.p.has(path + "." + key) {
+				v.errorf(path+"."+key, "a udp virtual has no TCP profile: remove %s", key)
+			}
+		}
+		return
+	}
+	ok := refCheck(v, path+".clientside_tcp", "tcp profile", vs.ClientsideTCP, v.cfg.TCP)
+	if v.p.has(path+".serverside_tcp") || vs.ServersideTCP != vs.ClientsideTCP {
+		// Not written: it follows clientside_tcp, already checked.
+		ok = refCheck(v, path+".serverside_tcp", "tcp profile", vs.ServersideTCP, v.cfg.TCP) && ok
+	}
+	if !ok {
+		return
+	}
+	for _, msg := range tcp.RuleNotices(v.cfg.TCP[vs.ClientsideTCP], v.cfg.TCP[vs.ServersideTCP]) {
+		v.notice(path, "%s", msg)
 	}
 }
 

@@ -564,15 +564,93 @@ pools:
 		{"connect timeout indefinite", poolWeb + vsWeb + `    connect_timeout: indefinite  #<-
 `, "virtuals.vs.connect_timeout", "cannot be indefinite"},
 
-		// not built yet
-		{"tcp profile", poolWeb + vsWeb + `
+		// tcp profiles
+		{"tcp profile unknown parent", poolWeb + vsWeb + `
 profiles:
   tcp:
-    wan:   #<-
-      parent: tcp
-`, "profiles.tcp.wan", "TCP profiles are not built yet (issue #3)"},
-		{"serverside tcp", poolWeb + vsWeb + `    serverside_tcp: tcp-wan-optimized  #<-
-`, "virtuals.vs.serverside_tcp", "TCP profiles are not built yet (issue #3)"},
+    wan:
+      parent: tcp-wan  #<-
+`, "profiles.tcp.wan.parent", `parent "tcp-wan" does not exist`},
+		{"tcp profile cycle", poolWeb + vsWeb + `
+profiles:
+  tcp:
+    a:
+      parent: b  #<-
+    b:
+      parent: a
+`, "profiles.tcp.a.parent", "inheritance cycle: a → b → a"},
+		{"tcp profile redefines a built-in", poolWeb + vsWeb + `
+profiles:
+  tcp:
+    tcp-lan-optimized:  #<-
+      nagle: true
+`, "profiles.tcp.tcp-lan-optimized", "is a built-in profile and cannot be redefined"},
+		{"tcp send_buffer range", poolWeb + vsWeb + `
+profiles:
+  tcp:
+    t:
+      send_buffer: 1KiB  #<-
+`, "profiles.tcp.t.send_buffer", "out of range: use 4KiB to 64MiB, or auto"},
+		{"tcp receive_window syntax", poolWeb + vsWeb + `
+profiles:
+  tcp:
+    t:
+      receive_window: lots  #<-
+`, "profiles.tcp.t.receive_window", `"lots" is not a size or auto`},
+		{"tcp pacing syntax", poolWeb + vsWeb + `
+profiles:
+  tcp:
+    t:
+      pacing_rate: fast  #<-
+`, "profiles.tcp.t.pacing_rate", `"fast" is not a rate`},
+		{"tcp proxy buffer low above high", poolWeb + vsWeb + `
+profiles:
+  tcp:
+    t:
+      proxy_buffer_high: 64KiB
+      proxy_buffer_low: 128KiB  #<-
+`, "profiles.tcp.t.proxy_buffer_low", "must not be larger than proxy_buffer_high"},
+		{"tcp inherited proxy buffer high below low", poolWeb + vsWeb + `
+profiles:
+  tcp:
+    t:
+      parent: tcp-wan-optimized
+      proxy_buffer_high: 96KiB  #<-
+`, "profiles.tcp.t.proxy_buffer_high", "must not be larger than proxy_buffer_high (98304)"},
+		{"tcp congestion control", poolWeb + vsWeb + `
+profiles:
+  tcp:
+    t:
+      congestion_control: nosuchcc  #<-
+`, "profiles.tcp.t.congestion_control", `"nosuchcc" is not available in this kernel (available: `},
+		{"tcp ip_tos ecn bits", poolWeb + vsWeb + `
+profiles:
+  tcp:
+    t:
+      ip_tos: 185  #<-
+`, "profiles.tcp.t.ip_tos", "ECN bits"},
+		{"tcp min_rto above the per-socket limit", poolWeb + vsWeb + `
+profiles:
+  tcp:
+    t:
+      min_rto: 1s  #<-
+`, "profiles.tcp.t.min_rto", "TCP_RTO_MIN_US cannot raise the minimum above"},
+		{"tcp unknown key", poolWeb + vsWeb + `
+profiles:
+  tcp:
+    t:
+      nagel: false  #<-
+`, "profiles.tcp.t.nagel", `did you mean "nagle"?`},
+		{"clientside tcp unknown", poolWeb + vsWeb + `    clientside_tcp: tcp-lan  #<-
+`, "virtuals.vs.clientside_tcp", `tcp profile "tcp-lan" does not exist`},
+		{"tcp profile on udp virtual", poolWeb + `
+virtuals:
+  vs:
+    type: udp
+    destination: 127.0.0.1:53
+    pool: web
+    clientside_tcp: tcp  #<-
+`, "virtuals.vs.clientside_tcp", "a udp virtual has no TCP profile"},
 
 		// management
 		{"management address", poolWeb + vsWeb + `

@@ -117,17 +117,14 @@ func (e *Engine) compile(cfg *config.Config) (*compiled, error) {
 		}
 		pl := c.pools[v.Pool]
 		plan := &virtual.Plan{
-			Name:         name,
-			Type:         v.Type,
-			Destination:  dest,
-			Pool:         pl,
-			Pools:        c.pools,
-			HashKey:      hashKey(cfg.Pools[v.Pool].HashKey),
-			PersistTable: e.persists,
-			Conns:        e.conns,
-			// F5's tcp profile proxy buffers until TCP profiles are wired in.
-			ToClient:        virtual.BufferLimits{High: 131072, Low: 98304},
-			ToServer:        virtual.BufferLimits{High: 131072, Low: 98304},
+			Name:            name,
+			Type:            v.Type,
+			Destination:     dest,
+			Pool:            pl,
+			Pools:           c.pools,
+			HashKey:         hashKey(cfg.Pools[v.Pool].HashKey),
+			PersistTable:    e.persists,
+			Conns:           e.conns,
 			IdleTimeout:     durOrZero(v.IdleTimeout),
 			ConnectTimeout:  v.ConnectTimeout.D(),
 			ConnectionLimit: v.ConnectionLimit,
@@ -138,6 +135,20 @@ func (e *Engine) compile(cfg *config.Config) (*compiled, error) {
 			Observer: func(pool, member string) prometheus.Observer {
 				return e.metrics.RequestObserver(name, pool, member)
 			},
+		}
+		if v.Type != "udp" {
+			plan.Clientside, plan.Serverside = cfg.TCP[v.ClientsideTCP], cfg.TCP[v.ServersideTCP]
+			if plan.Clientside == nil || plan.Serverside == nil {
+				return nil, fmt.Errorf("virtuals.%s: TCP profile %q or %q does not exist", name, v.ClientsideTCP, v.ServersideTCP)
+			}
+			// A side's proxy buffer holds data on its way to that side.
+			plan.ToClient = virtual.BufferLimits{High: int64(plan.Clientside.ProxyBufferHigh), Low: int64(plan.Clientside.ProxyBufferLow)}
+			plan.ToServer = virtual.BufferLimits{High: int64(plan.Serverside.ProxyBufferHigh), Low: int64(plan.Serverside.ProxyBufferLow)}
+			// The idle timeout is the clientside profile's (F5), unless the
+			// virtual sets its own.
+			if cfg.Line("virtuals."+name+".idle_timeout") == 0 {
+				plan.IdleTimeout = plan.Clientside.IdleTimeout
+			}
 		}
 		if plan.Persist, err = persistProfile(v.Persistence); err != nil {
 			return nil, err

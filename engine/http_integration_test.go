@@ -324,7 +324,7 @@ management:
 
 func TestPersistenceSourceUniversalPassive(t *testing.T) {
 	a, b, c3 := startBackend(t, "a"), startBackend(t, "b"), startBackend(t, "c")
-	port := freePort(t)
+	port, port2, port3 := freePort(t), freePort(t), freePort(t)
 	startEngine(t, fmt.Sprintf(`
 profiles:
   persistence:
@@ -358,12 +358,12 @@ virtuals:
     persistence: app_cookie
 management:
   address: "off"
-`, a.addr, b.addr, c3.addr, port, port+1, port+2))
+`, a.addr, b.addr, c3.addr, port, port2, port3))
 	c := httpClient(false)
 	if got := counts(t, c, fmt.Sprintf("http://127.0.0.1:%d/", port), 9); len(got) != 1 {
 		t.Errorf("source_addr: one client spread over %v", got)
 	}
-	uni := fmt.Sprintf("http://127.0.0.1:%d/", port+1)
+	uni := fmt.Sprintf("http://127.0.0.1:%d/", port2)
 	for _, s := range []string{"s1", "s2", "s3"} {
 		want, _ := get(t, c, uni, "X-Session", s)
 		for i := 0; i < 4; i++ {
@@ -372,7 +372,7 @@ management:
 			}
 		}
 	}
-	pas := fmt.Sprintf("http://127.0.0.1:%d/", port+2)
+	pas := fmt.Sprintf("http://127.0.0.1:%d/", port3)
 	owner, _ := get(t, c, pas+"?setcookie=abc")
 	for i := 0; i < 6; i++ {
 		if body, _ := get(t, c, pas, "Cookie", "APPSESSION=abc"); body != owner {

@@ -3,6 +3,7 @@ package monitor
 import (
 	"bufio"
 	"errors"
+	"golang.org/x/sys/unix"
 	"net"
 	"net/netip"
 	"sync"
@@ -87,13 +88,21 @@ func replyHTTP(s string) func(net.Conn) {
 // closedTCPPort returns a loopback address nothing listens on.
 func closedTCPPort(t *testing.T) netip.AddrPort {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// A socket bound but not listening keeps the port ours (no other test
+	// can take it) while every SYN to it is answered with a RST.
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := netip.MustParseAddrPort(ln.Addr().String())
-	ln.Close()
-	return a
+	t.Cleanup(func() { unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*unix.SockaddrInet4).Port))
 }
 
 // udpEcho runs a UDP server on 127.0.0.1 that answers each datagram with

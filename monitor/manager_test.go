@@ -95,6 +95,16 @@ func waitStatus(t *testing.T, m *Manager, key string, cond func([]ProbeStatus) b
 }
 
 // probeGoroutines counts running probe loops in the whole process.
+// probesSettle polls probeGoroutines until it equals want or 2 s pass: a
+// stopped probe goroutine has signalled its end but may not have returned.
+func probesSettle(want int) int {
+	n := probeGoroutines()
+	for end := time.Now().Add(2 * time.Second); n != want && time.Now().Before(end); n = probeGoroutines() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return n
+}
+
 func probeGoroutines() int {
 	buf := make([]byte, 1<<20)
 	for {
@@ -328,7 +338,7 @@ func TestManagerTimeUntilUp(t *testing.T) {
 
 // Not parallel: it counts the process's probe goroutines.
 func TestManagerSetReconcile(t *testing.T) {
-	if n := probeGoroutines(); n != 0 {
+	if n := probesSettle(0); n != 0 {
 		t.Fatalf("%d probe goroutines before the test", n)
 	}
 	addr := tcpServer2(t, reply("OK"))
@@ -342,7 +352,7 @@ func TestManagerSetReconcile(t *testing.T) {
 	m.Set([]Job{{Key: "a", Target: a, Specs: []Spec{spec()}}, {Key: "b", Target: b, Specs: []Spec{spec()}}})
 	a.waitCalls(t, 1)
 	b.waitCalls(t, 1)
-	if n := probeGoroutines(); n != 2 {
+	if n := probesSettle(2); n != 2 {
 		t.Fatalf("%d probe goroutines, want 2", n)
 	}
 
@@ -354,7 +364,7 @@ func TestManagerSetReconcile(t *testing.T) {
 	if st := m.Status("b"); st != nil {
 		t.Fatalf("Status of removed job = %+v, want nil", st)
 	}
-	if n := probeGoroutines(); n != 2 {
+	if n := probesSettle(2); n != 2 {
 		t.Fatalf("%d probe goroutines after reload, want 2 (a and c)", n)
 	}
 	c.waitCalls(t, 1)
@@ -376,17 +386,17 @@ func TestManagerSetReconcile(t *testing.T) {
 	})
 	wantCall(t, a.waitCalls(t, 2)[1], true, "monitor m: up")
 	wantCall(t, a2.waitCalls(t, 1)[0], true, "monitor m: up")
-	if n := probeGoroutines(); n != 2 {
+	if n := probesSettle(2); n != 2 {
 		t.Fatalf("%d probe goroutines, want 2", n)
 	}
 
 	m.Set(nil)
-	if n := probeGoroutines(); n != 0 {
+	if n := probesSettle(0); n != 0 {
 		t.Fatalf("%d probe goroutines after Set(nil), want 0", n)
 	}
 	m.Close()
 	m.Set([]Job{{Key: "a", Target: a, Specs: []Spec{spec()}}})
-	if n := probeGoroutines(); n != 0 || m.Status("a") != nil {
+	if n := probesSettle(0); n != 0 || m.Status("a") != nil {
 		t.Fatalf("Set after Close started %d probes", n)
 	}
 }
@@ -411,7 +421,7 @@ func TestManagerCloseLeaksNothing(t *testing.T) {
 		})
 	}
 	m.Set(jobs)
-	if n := probeGoroutines(); n != 40 {
+	if n := probesSettle(40); n != 40 {
 		t.Fatalf("%d probe goroutines, want 40", n)
 	}
 	time.Sleep(1100 * time.Millisecond) // past the first-probe jitter: probes are mid-attempt

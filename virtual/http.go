@@ -29,6 +29,7 @@ type httpConn struct {
 	e      *conntrack.Entry
 	c      net.Conn
 	raw    net.Conn // the TCP connection under c (deadlines)
+	mss    int      // the client connection's MSS (proxy MSS)
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	client netip.AddrPort
@@ -70,10 +71,25 @@ func (l *Listener) serveHTTP(p *Plan, raw net.Conn) {
 		in:  func(n int64) { e.AddIn(n); p.Stats.BytesIn.Add(uint64(n)) },
 		out: func(n int64) { e.AddOut(n); p.Stats.BytesOut.Add(uint64(n)) },
 	}
-	h := &httpConn{l: l, p: p, e: e, c: c, raw: raw, client: clientAP, xff: clientAP.Addr().String()}
-	p.Conns.Add(e, h.closeAll)
+	h := &httpConn{l: l, p: p, e: e, c: c, raw: raw, client: clientAP, xff: clientAP.Addr().String(), mss: p.clientMSS(raw)}
+	// The reaper ends idle connections: with reset-on-timeout, by RST.
+	p.Conns.Add(e, func() {
+		abortOrClose(raw, p.Clientside)
+		h.closeAll()
+	})
 	defer p.Conns.Remove(e)
 	defer h.closeAll()
+	e.SetDetail(func() any {
+		d := HTTPDetail{Clientside: sideDetail(p.Clientside, raw)}
+		h.mu.Lock()
+		cur := h.cur
+		h.mu.Unlock()
+		if cur != nil {
+			sd := sideDetail(p.Serverside, cur.conn)
+			d.Serverside = &sd
+		}
+		return d
+	})
 
 	if p.ClientTLS != nil {
 		e.Proto = "https"
@@ -542,7 +558,7 @@ func (h *httpConn) serverConn(m *pool.Member) (*serverConn, error) {
 			return sc, nil
 		}
 	}
-	c, err := p.dialMember(h.l.ctx, h.client.Addr(), m, h.l.seed, func(c net.Conn) net.Conn {
+	c, err := p.dialMember(h.l.ctx, h.client.Addr(), h.mss, m, h.l.seed, func(c net.Conn) net.Conn {
 		return &countConn{Conn: c,
 			in:  func(n int64) { m.AddBytes(0, n) },
 			out: func(n int64) { m.AddBytes(n, 0) },

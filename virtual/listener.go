@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/fulcrum-adc/fulcrum/profile/tcp"
 	"hash/maphash"
 	"net"
 	"runtime"
@@ -35,7 +36,9 @@ func Listen(p *Plan) (*Listener, error) {
 	l := &Listener{seed: maphash.MakeSeed()}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.plan.Store(p)
-	var lc net.ListenConfig
+	// Keep-alive is the TCP profile's business (Go would otherwise set its
+	// own on every accepted socket, three system calls each).
+	lc := net.ListenConfig{KeepAlive: -1}
 	switch p.Type {
 	case "udp":
 		pc, err := lc.ListenPacket(l.ctx, "udp", p.Destination.String())
@@ -48,6 +51,9 @@ func Listen(p *Plan) (*Listener, error) {
 		l.loop.Add(1)
 		go l.serveUDP()
 	default:
+		if p.Clientside != nil {
+			lc.Control = p.Clientside.ListenControl
+		}
 		ln, err := lc.Listen(l.ctx, "tcp", p.Destination.String())
 		if err != nil {
 			l.cancel()
@@ -80,8 +86,17 @@ func (l *Listener) Addr() net.Addr {
 // Plan returns the plan new connections get.
 func (l *Listener) Plan() *Plan { return l.plan.Load() }
 
-// Swap publishes a new plan; connections already accepted keep theirs.
-func (l *Listener) Swap(p *Plan) { l.plan.Store(p) }
+// Swap publishes a new plan; connections already accepted keep theirs. A
+// changed clientside TCP profile is applied to the open listening socket
+// (what accepted connections inherit from it).
+func (l *Listener) Swap(p *Plan) {
+	old := l.plan.Swap(p)
+	if tl, ok := l.ln.(*net.TCPListener); ok && p.Clientside != nil && (old == nil || old.Clientside != p.Clientside) {
+		if err := p.Clientside.ApplyListener(tl); err != nil {
+			p.Log.Warn("clientside TCP profile not fully applied to the listener", "profile", p.Clientside.Name, "err", err)
+		}
+	}
+}
 
 // Close stops accepting. Established connections carry on until they end
 // (or Shutdown's context expires).
@@ -143,6 +158,11 @@ func (l *Listener) acceptLoop() {
 			c.Close()
 			continue
 		}
+		if tc, ok := c.(*net.TCPConn); ok && p.Clientside != nil {
+			if err := p.Clientside.ApplyConn(tc, tcp.Clientside); err != nil {
+				p.Log.Debug("clientside TCP profile not fully applied", "profile", p.Clientside.Name, "err", err)
+			}
+		}
 		p.Stats.Active.Add(1)
 		p.Stats.Total.Add(1)
 		l.conns.Add(1)
@@ -170,4 +190,18 @@ func recoverConn(p *Plan, c net.Conn) {
 		buf = buf[:runtime.Stack(buf, false)]
 		p.Log.Error("connection handler panicked; connection closed", "panic", fmt.Sprint(r), "client", c.RemoteAddr().String(), "stack", string(buf))
 	}
+}
+
+// clientMSS is the MSS negotiated on an accepted TCP connection, when the
+// serverside profile wants it (proxy MSS); else 0.
+func (p *Plan) clientMSS(c net.Conn) int {
+	if p.Serverside == nil || !p.Serverside.ProxyMSS {
+		return 0
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		if mss, err := tcp.NegotiatedMSS(tc); err == nil {
+			return mss
+		}
+	}
+	return 0
 }

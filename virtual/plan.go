@@ -12,6 +12,7 @@ import (
 	"github.com/fulcrum-adc/fulcrum/conntrack"
 	"github.com/fulcrum-adc/fulcrum/persist"
 	"github.com/fulcrum-adc/fulcrum/pool"
+	"github.com/fulcrum-adc/fulcrum/profile/tcp"
 )
 
 // Plan is everything one virtual server needs, compiled from the
@@ -30,6 +31,9 @@ type Plan struct {
 	Fallback     *persist.Profile // nil: no fallback
 	PersistTable *persist.Table
 	Conns        *conntrack.Table
+
+	// Clientside and Serverside are the TCP profiles (nil on udp virtuals).
+	Clientside, Serverside *tcp.Profile
 
 	SNAT      SNAT
 	ClientTLS *tls.Config // nil: plain

@@ -1,7 +1,10 @@
 package virtual
 
 import (
+	"time"
+
 	"errors"
+	"github.com/fulcrum-adc/fulcrum/profile/tcp"
 	"io"
 	"net"
 	"sync"
@@ -34,6 +37,43 @@ type relay struct {
 	writerUp   chan struct{}
 
 	stats *RelayStats
+
+	zeroWindow time.Duration // dst's zero-window timeout (0: off)
+	quickAck   *net.TCPConn  // ack src after every read (delayed ACK off / ack on push)
+	autoTune   []func()      // resize auto socket buffers from TCP_INFO
+	lastTune   time.Time
+}
+
+// autoTuneEvery is how often a busy relay re-sizes auto socket buffers.
+const autoTuneEvery = 100 * time.Millisecond
+
+// tune applies the source side's ACK policy and the destination side's
+// zero-window timeout.
+func (r *relay) tune(srcProfile, dstProfile *tcp.Profile) {
+	if dstProfile != nil {
+		r.zeroWindow = dstProfile.ZeroWindowTimeout
+	}
+	if srcProfile != nil && (!srcProfile.DelayedACK || srcProfile.AckOnPush) {
+		if tc, ok := r.src.(*net.TCPConn); ok {
+			r.quickAck = tc
+		}
+	}
+	// Auto buffers: the destination's send buffer and the source's receive
+	// window grow toward the bandwidth-delay product each side measures.
+	for _, side := range []struct {
+		prof *tcp.Profile
+		c    net.Conn
+		want bool
+	}{{dstProfile, r.dst, dstProfile != nil && dstProfile.AutoSendBuffer}, {srcProfile, r.src, srcProfile != nil && srcProfile.AutoReceiveWindow}} {
+		if tc := tcpConnOf(side.c); side.want && tc != nil {
+			prof := side.prof
+			r.autoTune = append(r.autoTune, func() {
+				if info, err := tcp.GetInfo(tc); err == nil {
+					prof.AutoTune(tc, info)
+				}
+			})
+		}
+	}
 }
 
 // RelayStats records how a relay's buffer behaved; tests and the
@@ -150,6 +190,9 @@ func (r *relay) read() {
 			r.stats.LastResume.Store(r.held.Load())
 		}
 		n, err := r.buf.fill(r.src, r.high-r.held.Load(), func() { <-r.readerUp })
+		if n > 0 && r.quickAck != nil {
+			tcp.QuickAck(r.quickAck)
+		}
 		if n > 0 {
 			h := r.held.Add(n)
 			r.stats.Held.Store(h)
@@ -181,7 +224,20 @@ func (r *relay) write() (err error) {
 			<-r.writerUp
 			continue
 		}
+		if r.zeroWindow > 0 {
+			// No progress toward dst for this long means its window stayed
+			// shut (F5 zero-window timeout): the write fails and the flow ends.
+			r.dst.SetWriteDeadline(time.Now().Add(r.zeroWindow))
+		}
 		m, err := r.buf.drain(r.dst, h)
+		if len(r.autoTune) > 0 {
+			if now := time.Now(); now.Sub(r.lastTune) >= autoTuneEvery {
+				r.lastTune = now
+				for _, f := range r.autoTune {
+					f()
+				}
+			}
+		}
 		if m > 0 {
 			nh := r.held.Add(-m)
 			r.stats.Held.Store(nh)

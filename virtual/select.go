@@ -15,6 +15,7 @@ import (
 
 	"github.com/fulcrum-adc/fulcrum/persist"
 	"github.com/fulcrum-adc/fulcrum/pool"
+	"github.com/fulcrum-adc/fulcrum/profile/tcp"
 )
 
 // choice is the outcome of persistence + load balancing for one connection or request.
@@ -82,8 +83,11 @@ func isNoMember(err error) bool {
 }
 
 // dialer builds the server-side dialer for the plan's SNAT mode.
-func (p *Plan) dial(ctx context.Context, network string, client netip.Addr, member netip.AddrPort, seed maphash.Seed) (net.Conn, error) {
-	d := net.Dialer{Timeout: p.ConnectTimeout}
+// clientMSS is the clientside connection's MSS (0 when unknown or UDP),
+// for a serverside profile with proxy MSS.
+func (p *Plan) dial(ctx context.Context, network string, client netip.Addr, member netip.AddrPort, seed maphash.Seed, clientMSS int) (net.Conn, error) {
+	d := net.Dialer{Timeout: p.ConnectTimeout, KeepAlive: -1}
+	var controls []func(string, string, syscall.RawConn) error
 	switch p.SNAT.Mode {
 	case SNATPool:
 		if len(p.SNAT.Addresses) > 0 {
@@ -103,7 +107,20 @@ func (p *Plan) dial(ctx context.Context, network string, client netip.Addr, memb
 			} else {
 				d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(client, 0))
 			}
-			d.Control = transparentControl
+			controls = append(controls, transparentControl)
+		}
+	}
+	if network == "tcp" && p.Serverside != nil {
+		controls = append(controls, p.Serverside.DialControlMSS(clientMSS))
+	}
+	if len(controls) > 0 {
+		d.Control = func(network, address string, c syscall.RawConn) error {
+			for _, f := range controls {
+				if err := f(network, address, c); err != nil {
+					return err
+				}
+			}
+			return nil
 		}
 	}
 	c, err := d.DialContext(ctx, network, member.String())
@@ -152,11 +169,16 @@ func transparentControl(network, address string, c syscall.RawConn) error {
 // it (wrap, may be nil: e.g. byte counting) and then in TLS when the plan
 // re-encrypts, and reports connect failures to the
 // member's passive monitor.
-func (p *Plan) dialMember(ctx context.Context, client netip.Addr, m *pool.Member, seed maphash.Seed, wrap func(net.Conn) net.Conn) (net.Conn, error) {
-	c, err := p.dial(ctx, "tcp", client, m.Addr(), seed)
+func (p *Plan) dialMember(ctx context.Context, client netip.Addr, clientMSS int, m *pool.Member, seed maphash.Seed, wrap func(net.Conn) net.Conn) (net.Conn, error) {
+	c, err := p.dial(ctx, "tcp", client, m.Addr(), seed, clientMSS)
 	if err != nil {
 		m.ReportFailure("connect: " + shortErr(err))
 		return nil, err
+	}
+	if tc, ok := c.(*net.TCPConn); ok && p.Serverside != nil {
+		if err := p.Serverside.ApplyConn(tc, tcp.Serverside); err != nil {
+			p.Log.Warn("serverside TCP profile not fully applied", "profile", p.Serverside.Name, "err", err)
+		}
 	}
 	if wrap != nil {
 		c = wrap(c)

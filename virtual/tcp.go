@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fulcrum-adc/fulcrum/conntrack"
+	"github.com/fulcrum-adc/fulcrum/profile/tcp"
 )
 
 // maxConnectAttempts is how many members a flow tries before giving up
@@ -26,6 +27,7 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 		Created:     now,
 		IdleTimeout: p.IdleTimeout,
 	}
+	raw := c
 	var server net.Conn
 	var mu sync.Mutex
 	closeAll := func() {
@@ -36,7 +38,17 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 		}
 		mu.Unlock()
 	}
-	p.Conns.Add(e, closeAll)
+	// The reaper ends idle connections: with reset-on-timeout, by RST.
+	reap := func() {
+		mu.Lock()
+		s := server
+		mu.Unlock()
+		abortOrClose(raw, p.Clientside)
+		if s != nil {
+			abortOrClose(s, p.Serverside)
+		}
+	}
+	p.Conns.Add(e, reap)
 	defer p.Conns.Remove(e)
 	defer closeAll()
 
@@ -66,7 +78,7 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 			return
 		}
 		m := ch.member
-		s, err := p.dialMember(l.ctx, clientAP.Addr(), m, l.seed, nil)
+		s, err := p.dialMember(l.ctx, clientAP.Addr(), p.clientMSS(raw), m, l.seed, nil)
 		if err != nil {
 			m.Release()
 			m.AddError()
@@ -85,32 +97,104 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 	p.Log.Warn("connection failed: no member reachable", "virtual", p.Name, "client", clientAP, "err", lastErr)
 }
 
-// proxyStreams relays both directions through their proxy buffers; when one
-// side finishes sending, the other side gets a FIN (half-close), and the flow
-// ends when both directions are done or either fails.
+// proxyStreams relays both directions through their proxy buffers. When one
+// side finishes sending, the other side gets a FIN (half-close); from then
+// on the profiles' close timers run: the socket that received the FIN is in
+// CLOSE_WAIT, the one we sent our FIN on in FIN_WAIT, and the connection is
+// ended when the shorter of the two timers expires first. The flow ends when
+// both directions are done or either fails.
 func (l *Listener) proxyStreams(p *Plan, e *conntrack.Entry, c, s net.Conn, member func(in, out int64)) {
-	toServer := newRelay(s, c, p.ToServer.High, p.ToServer.Low, func(n int64) {
+	toServerBuf, toClientBuf := p.ToServer, p.ToClient
+	autoProxyBuffers(p, c, s, &toServerBuf, &toClientBuf)
+	toServer := newRelay(s, c, toServerBuf.High, toServerBuf.Low, func(n int64) {
 		e.AddIn(n)
 		p.Stats.BytesIn.Add(uint64(n))
 		member(n, 0)
 	}, &RelayStats{})
-	toClient := newRelay(c, s, p.ToClient.High, p.ToClient.Low, func(n int64) {
+	toClient := newRelay(c, s, toClientBuf.High, toClientBuf.Low, func(n int64) {
 		e.AddOut(n)
 		p.Stats.BytesOut.Add(uint64(n))
 		member(0, n)
 	}, &RelayStats{})
-	e.SetDetail(func() any {
-		return relayDetail{ToServer: toServer.stats.Snapshot(), ToClient: toClient.stats.Snapshot()}
-	})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); toClient.run() }()
-	toServer.run()
-	wg.Wait()
+	toServer.tune(p.Clientside, p.Serverside)
+	toClient.tune(p.Serverside, p.Clientside)
+	e.SetDetail(func() any { return streamDetail(p, c, s, toServer, toClient) })
+	done := make(chan *relay, 2)
+	go func() { toClient.run(); done <- toClient }()
+	go func() { toServer.run(); done <- toServer }()
+	first := <-done
+	// first's source sent its FIN (CLOSE_WAIT on that socket); we sent ours
+	// on first's destination (FIN_WAIT).
+	recvProfile, sentProfile := p.Clientside, p.Serverside
+	if first == toClient {
+		recvProfile, sentProfile = p.Serverside, p.Clientside
+	}
+	if d := closingTimeout(recvProfile, sentProfile); d > 0 {
+		t := time.AfterFunc(d, func() {
+			abortOrClose(c, p.Clientside)
+			abortOrClose(s, p.Serverside)
+		})
+		defer t.Stop()
+	}
+	<-done
 }
 
-// relayDetail is what the connection table shows about the proxy buffers.
-type relayDetail struct {
-	ToServer BufferSnapshot `json:"proxy_buffer_to_server"`
-	ToClient BufferSnapshot `json:"proxy_buffer_to_client"`
+// closingTimeout is the shorter of the CLOSE_WAIT timer of the socket that
+// received a FIN and the FIN_WAIT timer of the socket we sent ours on
+// (0: neither is set).
+func closingTimeout(recv, sent *tcp.Profile) time.Duration {
+	var d time.Duration
+	for _, v := range []time.Duration{profileDur(recv, func(p *tcp.Profile) time.Duration { return p.CloseWaitTimeout }),
+		profileDur(sent, func(p *tcp.Profile) time.Duration { return p.FinWaitTimeout })} {
+		if v > 0 && (d == 0 || v < d) {
+			d = v
+		}
+	}
+	return d
+}
+
+func profileDur(p *tcp.Profile, f func(*tcp.Profile) time.Duration) time.Duration {
+	if p == nil {
+		return 0
+	}
+	return f(p)
+}
+
+// abortOrClose ends a connection with RST when its profile resets on
+// timeout (F5 reset-on-timeout), else with a FIN.
+func abortOrClose(c net.Conn, prof *tcp.Profile) {
+	if prof != nil && prof.ResetOnTimeout {
+		if tc, ok := c.(*net.TCPConn); ok {
+			tcp.Abort(tc)
+			return
+		}
+	}
+	c.Close()
+}
+
+// autoProxyBuffers sizes the proxy buffers of profiles with auto proxy
+// buffers from both sides' measured bandwidth-delay products (TCP_INFO after
+// the handshakes), once, when the flow starts.
+func autoProxyBuffers(p *Plan, c, s net.Conn, toServer, toClient *BufferLimits) {
+	cl, sv := tcpConnOf(c), tcpConnOf(s)
+	if cl == nil || sv == nil {
+		return
+	}
+	auto := func(prof *tcp.Profile) bool { return prof != nil && prof.AutoProxyBuffer }
+	if !auto(p.Clientside) && !auto(p.Serverside) {
+		return
+	}
+	ci, err1 := tcp.GetInfo(cl)
+	si, err2 := tcp.GetInfo(sv)
+	if err1 != nil || err2 != nil {
+		return
+	}
+	if auto(p.Clientside) {
+		h, l := tcp.AutoProxyBuffer(ci, si, p.Clientside.AutoBufferCeiling)
+		*toClient = BufferLimits{High: int64(h), Low: int64(l)}
+	}
+	if auto(p.Serverside) {
+		h, l := tcp.AutoProxyBuffer(si, ci, p.Serverside.AutoBufferCeiling)
+		*toServer = BufferLimits{High: int64(h), Low: int64(l)}
+	}
 }

@@ -89,7 +89,7 @@ func (l *Listener) newUDPFlow(client netip.AddrPort) *udpFlow {
 		return nil
 	}
 	m := ch.member
-	c, err := p.dial(l.ctx, "udp", client.Addr(), m.Addr(), l.seed)
+	c, err := p.dial(l.ctx, "udp", client.Addr(), m.Addr(), l.seed, 0)
 	if err != nil {
 		m.Release()
 		m.ReportFailure("udp socket: " + shortErr(err))
