@@ -133,6 +133,12 @@ func (c *Client) Connections(ctx context.Context, q ConnQuery) ([]ConnectionStat
 	return out, c.do(ctx, http.MethodGet, "/api/v1/connections", v, nil, &out)
 }
 
+// Connection returns one connection with its detail.
+func (c *Client) Connection(ctx context.Context, id uint64) (ConnectionDetail, error) {
+	var out ConnectionDetail
+	return out, c.do(ctx, http.MethodGet, "/api/v1/connections/"+strconv.FormatUint(id, 10), nil, nil, &out)
+}
+
 // Persistence lists persistence records matching q.
 func (c *Client) Persistence(ctx context.Context, q PersistQuery) ([]PersistenceRecord, error) {
 	v := url.Values{}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -180,4 +181,15 @@ func (f *fakeBackend) member(pool, addr string) MemberStatus {
 		}
 	}
 	return MemberStatus{}
+}
+
+func (f *fakeBackend) Connection(id uint64) (ConnectionDetail, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.conns {
+		if c.ID == id {
+			return ConnectionDetail{ConnectionStatus: c, Detail: json.RawMessage(`{"clientside":{"profile":"tcp"}}`)}, nil
+		}
+	}
+	return ConnectionDetail{}, fmt.Errorf("%w: connection %d", ErrNotFound, id)
 }

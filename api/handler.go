@@ -112,6 +112,7 @@ func NewHandler(b Backend, m *Metrics, opt Options) http.Handler {
 		{"/api/v1/pools/{name}/members/{addr}", map[string]http.HandlerFunc{
 			"GET": h.member, "PATCH": h.setMemberState, "PUT": h.setMemberState}},
 		{"/api/v1/connections", map[string]http.HandlerFunc{"GET": h.connections}},
+		{"/api/v1/connections/{id}", map[string]http.HandlerFunc{"GET": h.connection}},
 		{"/api/v1/persistence", map[string]http.HandlerFunc{"GET": h.persistence}},
 		{"/api/v1/config", map[string]http.HandlerFunc{"POST": h.loadConfig}},
 		{"/api/v1/reload", map[string]http.HandlerFunc{"POST": h.reload}},
@@ -326,6 +327,20 @@ func (h *handler) connections(w http.ResponseWriter, r *http.Request) {
 		cs = cs[:limit]
 	}
 	writeJSON(w, http.StatusOK, nonNil(cs))
+}
+
+func (h *handler) connection(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("connection id %q is not a number", r.PathValue("id")), nil)
+		return
+	}
+	cd, err := h.b.Connection(id)
+	if err != nil {
+		h.writeBackendError(w, err, "")
+		return
+	}
+	writeJSON(w, http.StatusOK, cd)
 }
 
 func (h *handler) persistence(w http.ResponseWriter, r *http.Request) {

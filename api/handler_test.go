@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -540,5 +541,31 @@ func TestNotFoundMessage(t *testing.T) {
 		if got := notFoundMessage(in); got != want {
 			t.Errorf("notFoundMessage(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestConnectionDetailEndpoint(t *testing.T) {
+	f := newFake()
+	f.conns = []ConnectionStatus{{ID: 7, Virtual: "vs", Proto: "tcp", Client: "127.0.0.1:5000"}}
+	srv := httptest.NewServer(NewHandler(f, nil, Options{}))
+	defer srv.Close()
+	c := &Client{Base: srv.URL}
+	cd, err := c.Connection(context.Background(), 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cd.ID != 7 || cd.Virtual != "vs" || !strings.Contains(string(cd.Detail), `"profile":"tcp"`) {
+		t.Errorf("connection detail: %+v %s", cd.ConnectionStatus, cd.Detail)
+	}
+	if _, err := c.Connection(context.Background(), 8); !errors.Is(err, ErrNotFound) {
+		t.Errorf("missing connection: err = %v, want not found", err)
+	}
+	resp, err := http.Get(srv.URL + "/api/v1/connections/abc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Errorf("non-numeric id: status %d", resp.StatusCode)
 	}
 }

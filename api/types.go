@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"time"
 )
@@ -107,6 +108,15 @@ type ConnectionStatus struct {
 	BytesOut           uint64    `json:"bytes_out"` // to the client
 }
 
+// ConnectionDetail is one connection with its detailed view: for tcp and
+// http virtuals, each side's TCP profile, every socket option read back
+// from the kernel, TCP_INFO (RTT, cwnd, retransmits, delivery rate) and the
+// proxy buffers.
+type ConnectionDetail struct {
+	ConnectionStatus
+	Detail json.RawMessage `json:"detail,omitempty"`
+}
+
 // PersistenceRecord is one persistence-table entry (F5: show ltm persistence
 // persist-records).
 type PersistenceRecord struct {
@@ -169,6 +179,8 @@ type Backend interface {
 	Virtuals() []VirtualStatus
 	Pools() []PoolStatus
 	Connections(q ConnQuery) []ConnectionStatus
+	// Connection returns one connection with its detail (ErrNotFound if gone).
+	Connection(id uint64) (ConnectionDetail, error)
 	Persistence(q PersistQuery) []PersistenceRecord
 	// SetMemberState changes a member's runtime state: enabled, disabled
 	// (F5 user-disabled: persistent and active connections still allowed)

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -121,16 +122,38 @@ func (e *Engine) Connections(q api.ConnQuery) []api.ConnectionStatus {
 			q.Member != "" && in.Server != q.Member || q.Client != "" && !strings.HasPrefix(in.Client, q.Client) {
 			return true
 		}
-		out = append(out, api.ConnectionStatus{
-			ID: in.ID, Virtual: in.Virtual, Proto: in.Proto, Pool: in.Pool, Client: in.Client,
-			VirtualAddr: in.VirtualAddr, ServerLocal: in.ServerLocal, Server: in.Server,
-			Created: in.Created, AgeSeconds: in.AgeSeconds, IdleSeconds: in.IdleSeconds,
-			IdleTimeoutSeconds: in.IdleTimeoutSeconds, BytesIn: in.BytesIn, BytesOut: in.BytesOut,
-		})
+		out = append(out, connStatus(in))
 		return len(out) < limit
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// Connection returns one connection with its detailed view (TCP profile,
+// socket options read back, TCP_INFO, proxy buffers).
+func (e *Engine) Connection(id uint64) (api.ConnectionDetail, error) {
+	en, ok := e.conns.Get(id)
+	if !ok {
+		return api.ConnectionDetail{}, fmt.Errorf("%w: connection %d (closed, or never existed)", api.ErrNotFound, id)
+	}
+	cd := api.ConnectionDetail{ConnectionStatus: connStatus(en.Snapshot(time.Now()))}
+	if d := en.Detail(); d != nil {
+		b, err := json.Marshal(d)
+		if err != nil {
+			return cd, err
+		}
+		cd.Detail = b
+	}
+	return cd, nil
+}
+
+func connStatus(in conntrack.Info) api.ConnectionStatus {
+	return api.ConnectionStatus{
+		ID: in.ID, Virtual: in.Virtual, Proto: in.Proto, Pool: in.Pool, Client: in.Client,
+		VirtualAddr: in.VirtualAddr, ServerLocal: in.ServerLocal, Server: in.Server,
+		Created: in.Created, AgeSeconds: in.AgeSeconds, IdleSeconds: in.IdleSeconds,
+		IdleTimeoutSeconds: in.IdleTimeoutSeconds, BytesIn: in.BytesIn, BytesOut: in.BytesOut,
+	}
 }
 
 // Persistence lists persistence records (F5: show ltm persistence persist-records).

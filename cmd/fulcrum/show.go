@@ -15,6 +15,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -54,6 +55,7 @@ func newAPICLI(stdout, stderr io.Writer) *apiCLI {
 const showUsage = `usage: fulcrum show virtuals [NAME] [flags]
        fulcrum show pools [NAME] [flags]
        fulcrum show connections [-virtual V] [-pool P] [-member ADDR] [-client IP] [-limit N] [flags]
+       fulcrum show connections ID [flags]     (one connection: TCP profile, socket options, TCP_INFO)
        fulcrum show persistence [-virtual V] [-pool P] [-profile NAME] [-limit N] [flags]
 
 Shows the state of a running Fulcrum (F5: tmsh show ltm virtual|pool,
@@ -221,7 +223,7 @@ func (c *apiCLI) show(args []string) int {
 	}
 	var name string
 	switch {
-	case len(pos) == 1 && (what == "virtuals" || what == "pools"):
+	case len(pos) == 1 && (what == "virtuals" || what == "pools" || what == "connections"):
 		name = pos[0]
 	case len(pos) > 0:
 		return c.usageError(fs, "unexpected argument %q", pos[0])
@@ -255,7 +257,15 @@ func (c *apiCLI) show(args []string) int {
 			data, err = cl.Pools(ctx)
 		}
 	case "connections":
-		data, err = cl.Connections(ctx, cq)
+		if name != "" {
+			id, perr := strconv.ParseUint(name, 10, 64)
+			if perr != nil {
+				return c.usageError(fs, "connection id %q is not a number", name)
+			}
+			data, err = cl.Connection(ctx, id)
+		} else {
+			data, err = cl.Connections(ctx, cq)
+		}
 	case "persistence":
 		data, err = cl.Persistence(ctx, pq)
 	}
@@ -282,6 +292,8 @@ func (c *apiCLI) show(args []string) int {
 		printPools(c.stdout, d)
 	case []api.ConnectionStatus:
 		printConnections(c.stdout, d, effectiveLimit(cq.Limit))
+	case api.ConnectionDetail:
+		printConnectionDetail(c.stdout, d)
 	case []api.PersistenceRecord:
 		printPersistence(c.stdout, d, effectiveLimit(pq.Limit), c.now())
 	}
@@ -525,4 +537,52 @@ func orDash(s string) string {
 // oneLine keeps a table row on one line whatever a reason string holds.
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// printConnectionDetail prints one connection: its 4-tuples, then every
+// field of its detail as "section.key  value" lines, sorted, so nothing the
+// data path reports is hidden (profiles, options read back, TCP_INFO, proxy
+// buffers).
+func printConnectionDetail(w io.Writer, d api.ConnectionDetail) {
+	printConnections(w, []api.ConnectionStatus{d.ConnectionStatus}, 1)
+	if len(d.Detail) == 0 {
+		fmt.Fprintln(w, "\n(no detail for this connection type)")
+		return
+	}
+	var v any
+	if err := json.Unmarshal(d.Detail, &v); err != nil {
+		fmt.Fprintf(w, "\ndetail: %s\n", d.Detail)
+		return
+	}
+	var lines [][2]string
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				p := k
+				if prefix != "" {
+					p = prefix + "." + k
+				}
+				walk(p, e)
+			}
+		default:
+			s := fmt.Sprint(x)
+			if f, ok := x.(float64); ok {
+				s = strconv.FormatFloat(f, 'f', -1, 64)
+				if strings.HasSuffix(prefix, "_ns") {
+					s = time.Duration(int64(f)).String()
+				}
+			}
+			lines = append(lines, [2]string{prefix, s})
+		}
+	}
+	walk("", v)
+	sort.Slice(lines, func(i, j int) bool { return lines[i][0] < lines[j][0] })
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, l := range lines {
+		fmt.Fprintf(tw, "%s\t%s\n", l[0], l[1])
+	}
+	tw.Flush()
 }

@@ -366,7 +366,8 @@ func TestShowUsageErrors(t *testing.T) {
 		{nil, "show what?"},
 		{[]string{"bogus"}, `cannot show "bogus"`},
 		{[]string{"pools", "-o", "yaml"}, `-o "yaml": want table or json`},
-		{[]string{"connections", "extra"}, `unexpected argument "extra"`},
+		{[]string{"connections", "extra"}, `connection id "extra" is not a number`},
+		{[]string{"connections", "1", "2"}, `unexpected argument "1"`},
 		{[]string{"connections", "-profile", "x"}, "flag provided but not defined: -profile"},
 		{[]string{"connections", "-limit", "-3"}, "-limit must not be negative"},
 		{[]string{"pools", "-api", "ftp://x"}, "scheme must be http or https"},
@@ -454,5 +455,36 @@ func TestHumanUnits(t *testing.T) {
 		if got := humanSeconds(s); got != want {
 			t.Errorf("humanSeconds(%v) = %q, want %q", s, got, want)
 		}
+	}
+}
+
+func (b *showBackend) Connection(id uint64) (api.ConnectionDetail, error) {
+	if id != 42 {
+		return api.ConnectionDetail{}, fmt.Errorf("%w: connection %d", api.ErrNotFound, id)
+	}
+	return api.ConnectionDetail{
+		ConnectionStatus: api.ConnectionStatus{ID: 42, Virtual: "web_vs", Proto: "tcp", Client: "10.1.1.1:36023",
+			VirtualAddr: "10.0.0.10:80", ServerLocal: "10.0.0.2:36023", Server: "10.0.0.50:80", Pool: "web"},
+		Detail: []byte(`{"clientside":{"profile":"tcp-wan-optimized","applied":{"congestion_control":"bbr","nodelay":false},"tcp_info":{"rtt_ns":41000000,"cwnd":10}},"proxy_buffer_to_client":{"high":131072,"low":131072}}`),
+	}, nil
+}
+
+func TestShowOneConnectionDetail(t *testing.T) {
+	b := newShowBackend()
+	srv := httptest.NewServer(api.NewHandler(b, nil, api.Options{}))
+	defer srv.Close()
+	var out, errb bytes.Buffer
+	if code := runShow([]string{"connections", "42", "-api", srv.URL}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	for _, want := range []string{"10.1.1.1:36023", "clientside.profile", "tcp-wan-optimized",
+		"clientside.applied.congestion_control", "bbr", "clientside.tcp_info.rtt_ns", "41ms", "proxy_buffer_to_client.high", "131072"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	errb.Reset()
+	if code := runShow([]string{"connections", "43", "-api", srv.URL}, &out, &errb); code == 0 {
+		t.Errorf("missing connection: exit 0")
 	}
 }
