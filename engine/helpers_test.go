@@ -21,12 +21,15 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/fulcrum-adc/fulcrum/config"
+	"github.com/fulcrum-adc/fulcrum/conntrack"
+	"github.com/fulcrum-adc/fulcrum/virtual"
 )
 
 func TestMain(m *testing.M) {
@@ -266,4 +269,58 @@ func counts(t *testing.T, c *http.Client, url string, n int) map[string]int {
 
 func fmtYAML(s string, args ...any) string {
 	return fmt.Sprintf(strings.ReplaceAll(s, "\t", "  "), args...)
+}
+
+// blaster accepts one connection and sends total bytes to it as fast as it
+// can (until the peer goes away when total <= 0); it returns its address.
+func blaster(t *testing.T, total int) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 256<<10)
+		for sent := 0; total <= 0 || sent < total; sent += len(buf) {
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// dialSlowClient dials addr with a 4 KiB receive buffer: a client whose
+// window is small, so the proxy has to hold data for it.
+func dialSlowClient(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	return c
+}
+
+// toClientBuffer returns the proxy-buffer state toward the client of the
+// engine's first tcp connection.
+func toClientBuffer(e *Engine) (b virtual.BufferSnapshot) {
+	e.Conns().Range(func(en *conntrack.Entry) bool {
+		if d, ok := en.Detail().(virtual.ConnDetail); ok {
+			b = d.ToClient
+			return false
+		}
+		return true
+	})
+	return b
 }

@@ -3,7 +3,6 @@ package engine
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,13 +10,11 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fulcrum-adc/fulcrum/api"
 	"github.com/fulcrum-adc/fulcrum/config"
-	"github.com/fulcrum-adc/fulcrum/conntrack"
 )
 
 // echoServer echoes lines prefixed with its name.
@@ -343,93 +340,38 @@ func TestTCPSNATNoneKeepsClientAddress(t *testing.T) {
 	}
 }
 
-// TestProxyBufferBackpressure: a fast server and a slow client. The proxy
-// must stop reading the server when it holds the high mark and resume only
-// below the low mark, and never hold more than the high mark.
+// TestProxyBufferBackpressure: a fast server and a slow client through the
+// default profile. The proxy must stop reading the server when it holds the
+// high mark, never hold more, and resume only below the low mark.
+// (TestProxyBufferResumesAtLowMark does the same with marks of its own.)
 func TestProxyBufferBackpressure(t *testing.T) {
 	const total = 16 << 20
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		buf := make([]byte, 1<<20)
-		for sent := 0; sent < total; sent += len(buf) {
-			if _, err := c.Write(buf); err != nil {
-				return
-			}
-		}
-	}()
 	port := freePort(t)
-	e := startEngine(t, tcpVirtualYAML(port, "", ln.Addr().String()))
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-	}}
-	c, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(60 * time.Second))
-	type snap struct {
-		High, Low, Held, MaxHeld, Pauses int64
-		LastResume                       int64 `json:"last_resume_held"`
-		MaxHeldJSON                      int64 `json:"max_held"`
-	}
-	detail := func() (s snap) {
-		e.Conns().Range(func(en *conntrack.Entry) bool {
-			b, _ := json.Marshal(en.Detail())
-			var d struct {
-				ToClient struct {
-					High       int64 `json:"high"`
-					Low        int64 `json:"low"`
-					Held       int64 `json:"held"`
-					MaxHeld    int64 `json:"max_held"`
-					Pauses     int64 `json:"pauses"`
-					LastResume int64 `json:"last_resume_held"`
-				} `json:"proxy_buffer_to_client"`
-			}
-			json.Unmarshal(b, &d)
-			s = snap{High: d.ToClient.High, Low: d.ToClient.Low, Held: d.ToClient.Held, MaxHeld: d.ToClient.MaxHeld,
-				Pauses: d.ToClient.Pauses, LastResume: d.ToClient.LastResume}
-			return false
-		})
-		return s
-	}
+	e := startEngine(t, tcpVirtualYAML(port, "", blaster(t, total)))
+	c := dialSlowClient(t, fmt.Sprintf("127.0.0.1:%d", port))
 	buf := make([]byte, 16<<10)
-	got := 0
-	var paused snap
-	for got < total {
+	for got := 0; got < total; {
 		n, err := c.Read(buf)
 		got += n
 		if err != nil {
 			t.Fatalf("after %d bytes: %v", got, err)
 		}
-		if s := detail(); s.Pauses > 0 && paused.Pauses == 0 {
-			paused = s
-		}
 		if got < total/2 {
 			time.Sleep(200 * time.Microsecond) // slow client for the first half
 		}
 	}
-	final := detail()
-	t.Logf("proxy buffer toward client: %+v (first pause seen: %+v)", final, paused)
-	if final.High == 0 {
+	b := toClientBuffer(e)
+	t.Logf("proxy buffer toward the client: %+v", b)
+	if b.High == 0 {
 		t.Fatal("no proxy buffer detail in the connection table")
 	}
-	if final.MaxHeld > final.High {
-		t.Errorf("proxy held %d bytes, above the high mark %d", final.MaxHeld, final.High)
+	if b.MaxHeld > b.High {
+		t.Errorf("proxy held %d bytes, above the high mark %d", b.MaxHeld, b.High)
 	}
-	if final.Pauses == 0 {
+	if b.Pauses == 0 {
 		t.Errorf("the server was never paused although the client was slow")
 	}
-	if final.LastResume >= final.Low {
-		t.Errorf("reading resumed at %d bytes held, not below the low mark %d", final.LastResume, final.Low)
+	if b.LastResume >= b.Low {
+		t.Errorf("reading resumed at %d bytes held, not below the low mark %d", b.LastResume, b.Low)
 	}
 }

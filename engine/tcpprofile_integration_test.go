@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/fulcrum-adc/fulcrum/api"
-	"github.com/fulcrum-adc/fulcrum/conntrack"
 	"github.com/fulcrum-adc/fulcrum/virtual"
 )
 
@@ -202,24 +200,6 @@ profiles:
 // TestTCPProfileZeroWindowTimeout: a client that stops reading keeps its
 // window shut; the zero-window timer ends the connection.
 func TestTCPProfileZeroWindowTimeout(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		buf := make([]byte, 64<<10)
-		for {
-			if _, err := c.Write(buf); err != nil {
-				return
-			}
-		}
-	}()
 	port := freePort(t)
 	e := startEngine(t, fmt.Sprintf(`
 profiles:
@@ -227,15 +207,8 @@ profiles:
     zw:
       zero_window_timeout: 1s
       send_buffer: 16KiB
-`)+tcpVirtualYAML(port, "    clientside_tcp: zw\n", ln.Addr().String()))
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-	}}
-	c, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+`)+tcpVirtualYAML(port, "    clientside_tcp: zw\n", blaster(t, 0)))
+	dialSlowClient(t, fmt.Sprintf("127.0.0.1:%d", port))
 	// Never read: the proxy's writes to us stall.
 	waitFor(t, "the stalled connection to be ended by the zero-window timer", 10*time.Second, func() bool {
 		return len(e.Connections(api.ConnQuery{})) == 0
@@ -247,24 +220,6 @@ profiles:
 // the low mark and never holds more than the high mark.
 func TestProxyBufferResumesAtLowMark(t *testing.T) {
 	const total = 8 << 20
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		buf := make([]byte, 256<<10)
-		for sent := 0; sent < total; sent += len(buf) {
-			if _, err := c.Write(buf); err != nil {
-				return
-			}
-		}
-	}()
 	port := freePort(t)
 	e := startEngine(t, fmt.Sprintf(`
 profiles:
@@ -273,45 +228,31 @@ profiles:
       send_buffer: 8KiB
       proxy_buffer_high: 256KiB
       proxy_buffer_low: 128KiB
-`)+tcpVirtualYAML(port, "    clientside_tcp: slowclient\n", ln.Addr().String()))
-	dl := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-	}}
-	c, err := dl.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(60 * time.Second))
-	br := bufio.NewReaderSize(c, 4096)
+`)+tcpVirtualYAML(port, "    clientside_tcp: slowclient\n", blaster(t, total)))
+	c := dialSlowClient(t, fmt.Sprintf("127.0.0.1:%d", port))
 	buf := make([]byte, 4096)
-	var maxHeld, pauses, resumes int64
+	var last virtual.BufferSnapshot
 	resumeLevels := map[int64]bool{}
 	for got := 0; got < total; {
-		n, err := br.Read(buf)
+		n, err := c.Read(buf)
 		got += n
 		if err != nil {
 			t.Fatalf("after %d bytes: %v", got, err)
 		}
 		if got%(64<<10) < 4096 {
-			e.Conns().Range(func(en *conntrack.Entry) bool {
-				if d, ok := en.Detail().(virtual.ConnDetail); ok {
-					maxHeld, pauses = d.ToClient.MaxHeld, d.ToClient.Pauses
-					if d.ToClient.Pauses > resumes {
-						resumeLevels[d.ToClient.LastResume] = true
-					}
-				}
-				return false
-			})
+			if b := toClientBuffer(e); b.Pauses > 0 {
+				resumeLevels[b.LastResume] = true
+				last = b
+			}
 			time.Sleep(time.Millisecond)
 		}
 	}
-	t.Logf("max held %d, pauses %d, resume levels seen %v", maxHeld, pauses, resumeLevels)
-	if pauses == 0 {
+	t.Logf("proxy buffer toward the client: %+v; resume levels seen %v", last, resumeLevels)
+	if last.Pauses == 0 {
 		t.Fatal("the fast server was never paused")
 	}
-	if maxHeld > 256<<10 {
-		t.Errorf("held %d bytes, above the 256 KiB high mark", maxHeld)
+	if last.MaxHeld > 256<<10 {
+		t.Errorf("held %d bytes, above the 256 KiB high mark", last.MaxHeld)
 	}
 	for lvl := range resumeLevels {
 		if lvl >= 128<<10 {
