@@ -159,7 +159,7 @@ func (l *Listener) acceptLoop() {
 			continue
 		}
 		if tc, ok := c.(*net.TCPConn); ok && p.Clientside != nil {
-			if err := p.Clientside.ApplyConn(tc, tcp.Clientside); err != nil {
+			if err := p.Clientside.Finish(tc); err != nil {
 				p.Log.Debug("clientside TCP profile not fully applied", "profile", p.Clientside.Name, "err", err)
 			}
 		}

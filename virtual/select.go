@@ -15,7 +15,6 @@ import (
 
 	"github.com/fulcrum-adc/fulcrum/persist"
 	"github.com/fulcrum-adc/fulcrum/pool"
-	"github.com/fulcrum-adc/fulcrum/profile/tcp"
 )
 
 // choice is the outcome of persistence + load balancing for one connection or request.
@@ -176,7 +175,7 @@ func (p *Plan) dialMember(ctx context.Context, client netip.Addr, clientMSS int,
 		return nil, err
 	}
 	if tc, ok := c.(*net.TCPConn); ok && p.Serverside != nil {
-		if err := p.Serverside.ApplyConn(tc, tcp.Serverside); err != nil {
+		if err := p.Serverside.Finish(tc); err != nil {
 			p.Log.Warn("serverside TCP profile not fully applied", "profile", p.Serverside.Name, "err", err)
 		}
 	}

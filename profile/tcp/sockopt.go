@@ -159,6 +159,9 @@ func (p *Profile) buffers(a *applier, preConnect bool) {
 }
 
 func (p *Profile) marking(a *applier) {
+	if p.IPToS < 0 && p.IPv6TClass < 0 && p.LinkQoS < 0 {
+		return // nothing to mark: spare the getsockname
+	}
 	fam := family(a.fd)
 	if p.IPToS >= 0 {
 		if fam == unix.AF_INET6 {
@@ -189,6 +192,7 @@ func (p *Profile) congestion(a *applier) {
 func (p *Profile) applyListen(fd int) error {
 	a := &applier{fd: fd}
 	p.buffers(a, true)
+	p.autoInitial(a)
 	if p.MSS > 0 {
 		a.int(unix.IPPROTO_TCP, unix.TCP_MAXSEG, "TCP_MAXSEG", p.MSS)
 	}
@@ -199,12 +203,14 @@ func (p *Profile) applyListen(fd int) error {
 	a.int(unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, "TCP_DEFER_ACCEPT", defer0)
 	p.congestion(a)
 	p.marking(a)
+	p.inherited(a)
 	return a.err()
 }
 
 func (p *Profile) applyDial(fd int, proxyMSS int) error {
 	a := &applier{fd: fd}
 	p.buffers(a, true)
+	p.autoInitial(a)
 	mss := p.MSS
 	if proxyMSS > 0 && (mss == 0 || proxyMSS < mss) {
 		mss = proxyMSS
@@ -213,33 +219,19 @@ func (p *Profile) applyDial(fd int, proxyMSS int) error {
 		a.int(unix.IPPROTO_TCP, unix.TCP_MAXSEG, "TCP_MAXSEG", mss)
 	}
 	a.int(unix.IPPROTO_TCP, unix.TCP_SYNCNT, "TCP_SYNCNT", p.SynMaxRetrans)
-	if p.UserTimeout > 0 {
-		a.int(unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, "TCP_USER_TIMEOUT", int(p.UserTimeout/time.Millisecond))
-	}
 	p.congestion(a)
 	p.marking(a)
+	p.inherited(a)
 	return a.err()
 }
 
-func (p *Profile) applyConn(fd int, side Side) error {
-	a := &applier{fd: fd}
-	nodelay := 1
-	if p.Nagle {
-		nodelay = 0
-	}
-	a.int(unix.IPPROTO_TCP, unix.TCP_NODELAY, "TCP_NODELAY", nodelay)
-	if !p.DelayedACK {
-		a.int(unix.IPPROTO_TCP, unix.TCP_QUICKACK, "TCP_QUICKACK", 1)
-		// Cap the delayed-ACK timer at the shortest the kernel accepts (two
-		// jiffies: 2 ms at HZ=1000, 8 ms at HZ=250): TCP_QUICKACK alone does
-		// not stick, the kernel returns to delayed ACKs on its own.
-		for _, us := range []int{1000, 2000, 4000, 8000, 10000, 20000} {
-			err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_DELACK_MAX_US, us)
-			if err == nil || errors.Is(err, unix.ENOPROTOOPT) {
-				break
-			}
-		}
-	}
+// inherited sets the per-connection options that Linux copies from a
+// listening socket to every connection it accepts (the child socket is a
+// clone of the listener) and that a dialing socket keeps from before
+// connect: keep-alive, FIN_WAIT_2 lifetime, user timeout, minimum RTO,
+// delayed-ACK cap, not-sent low-water mark and pacing. Setting them once on
+// the listener (or before connect) spares every connection the system calls.
+func (p *Profile) inherited(a *applier) {
 	if p.KeepAliveInterval > 0 {
 		s := int(p.KeepAliveInterval / time.Second)
 		a.int(unix.SOL_SOCKET, unix.SO_KEEPALIVE, "SO_KEEPALIVE", 1)
@@ -258,21 +250,84 @@ func (p *Profile) applyConn(fd int, side Side) error {
 	if p.MinRTO > 0 {
 		a.optional(unix.IPPROTO_TCP, unix.TCP_RTO_MIN_US, "TCP_RTO_MIN_US", int(p.MinRTO/time.Microsecond))
 	}
-	p.buffers(a, false)
+	if !p.DelayedACK {
+		// Cap the delayed-ACK timer at the shortest the kernel accepts (two
+		// jiffies: 2 ms at HZ=1000, 8 ms at HZ=250): TCP_QUICKACK alone does
+		// not stick, the kernel returns to delayed ACKs on its own.
+		for _, us := range []int{1000, 2000, 4000, 8000, 10000, 20000} {
+			err := unix.SetsockoptInt(a.fd, unix.IPPROTO_TCP, unix.TCP_DELACK_MAX_US, us)
+			if err == nil || errors.Is(err, unix.ENOPROTOOPT) {
+				break
+			}
+		}
+	}
+	if p.NotSentLowat > 0 {
+		a.int(unix.IPPROTO_TCP, unix.TCP_NOTSENT_LOWAT, "TCP_NOTSENT_LOWAT", p.NotSentLowat)
+	}
+	if p.PacingRate > 0 {
+		if err := unix.SetsockoptUint64(a.fd, unix.SOL_SOCKET, unix.SO_MAX_PACING_RATE, uint64(p.PacingRate)); err != nil {
+			a.errs = append(a.errs, fmt.Errorf("SO_MAX_PACING_RATE=%d: %w", p.PacingRate, err))
+		}
+	}
+}
+
+// autoInitial gives auto buffers their starting size (AutoTune grows them).
+func (p *Profile) autoInitial(a *applier) {
 	if p.AutoSendBuffer {
 		a.buf(unix.SO_SNDBUFFORCE, unix.SO_SNDBUF, "SO_SNDBUF", min(AutoInitial, p.AutoBufferCeiling))
 	}
 	if p.AutoReceiveWindow {
 		a.buf(unix.SO_RCVBUFFORCE, unix.SO_RCVBUF, "SO_RCVBUF", min(AutoInitial, p.AutoBufferCeiling))
 	}
-	if p.NotSentLowat > 0 {
-		a.int(unix.IPPROTO_TCP, unix.TCP_NOTSENT_LOWAT, "TCP_NOTSENT_LOWAT", p.NotSentLowat)
+}
+
+// Finish applies, to a connection accepted from a listener set up with
+// ListenControl (or ApplyListener) or dialed with DialControl, the little
+// that such a socket does not already have: Go turns Nagle off on every new
+// connection (TCP_NODELAY), so a profile with Nagle on turns it back on;
+// delayed ACK off needs TCP_QUICKACK on the connection itself; and the link
+// QoS priority (SO_PRIORITY) is not inherited from the listener. Everything
+// else was set once on the listener (accepted sockets inherit it) or before
+// connect. This is what the data path calls per connection; ApplyConn sets
+// everything on a socket of unknown origin.
+func (p *Profile) Finish(c *net.TCPConn) error {
+	if !p.Nagle && p.DelayedACK && p.LinkQoS < 0 {
+		return nil // Go's TCP_NODELAY=1 is what the profile wants
 	}
-	if p.PacingRate > 0 {
-		if err := unix.SetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_MAX_PACING_RATE, uint64(p.PacingRate)); err != nil {
-			a.errs = append(a.errs, fmt.Errorf("SO_MAX_PACING_RATE=%d: %w", p.PacingRate, err))
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return control(rc, func(fd int) error {
+		a := &applier{fd: fd}
+		if p.Nagle {
+			a.int(unix.IPPROTO_TCP, unix.TCP_NODELAY, "TCP_NODELAY", 0)
 		}
+		if !p.DelayedACK {
+			a.int(unix.IPPROTO_TCP, unix.TCP_QUICKACK, "TCP_QUICKACK", 1)
+		}
+		if p.LinkQoS >= 0 {
+			// Not inherited: Linux gives an accepted socket the SYN's
+			// priority, not the listener's (the integration test checks).
+			a.int(unix.SOL_SOCKET, unix.SO_PRIORITY, "SO_PRIORITY", p.LinkQoS)
+		}
+		return a.err()
+	})
+}
+
+func (p *Profile) applyConn(fd int, side Side) error {
+	a := &applier{fd: fd}
+	nodelay := 1
+	if p.Nagle {
+		nodelay = 0
 	}
+	a.int(unix.IPPROTO_TCP, unix.TCP_NODELAY, "TCP_NODELAY", nodelay)
+	if !p.DelayedACK {
+		a.int(unix.IPPROTO_TCP, unix.TCP_QUICKACK, "TCP_QUICKACK", 1)
+	}
+	p.inherited(a)
+	p.buffers(a, false)
+	p.autoInitial(a)
 	if side == Clientside {
 		// Accepted sockets inherit these from the listener; set them again
 		// so a listener shared by a reload or opened elsewhere cannot leave
