@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -221,5 +222,84 @@ management:
 	e.SetMemberState("web", hi.addr, "disabled")
 	if got := counts(t, httpClient(false), url, 10); got["lo"] != 10 {
 		t.Fatalf("after the high group went below min_active_members: %v", got)
+	}
+}
+
+// TestHTTPLargeBodies moves large request and response bodies through plain
+// HTTP (the splice path) and HTTPS (the buffered path) virtuals and checks
+// every byte and the counters.
+func TestHTTPLargeBodies(t *testing.T) {
+	big := make([]byte, 3<<20+7)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(big)))
+		w.Write(big)
+	})
+	mux.HandleFunc("/upload", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%d %v", len(b), bytes.Equal(b, big))
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	defer srv.Close()
+	cert, key := writeCert(t, t.TempDir(), "localhost")
+	port, sport := freePort(t), freePort(t)
+	e := startEngine(t, fmt.Sprintf(`
+profiles:
+  client_ssl:
+    tls:
+      cert: %s
+      key: %s
+pools:
+  web:
+    members:
+      - address: %s
+virtuals:
+  vs:
+    destination: 127.0.0.1:%d
+    type: http
+    pool: web
+  vss:
+    destination: 127.0.0.1:%d
+    type: http
+    pool: web
+    client_ssl: tls
+management:
+  address: "off"
+`, cert, key, ln.Addr(), port, sport))
+	c := httpClient(true)
+	for _, base := range []string{fmt.Sprintf("http://127.0.0.1:%d", port), fmt.Sprintf("https://127.0.0.1:%d", sport)} {
+		for i := 0; i < 2; i++ { // the second time over a reused connection
+			resp, err := c.Get(base + "/big")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || !bytes.Equal(got, big) {
+				t.Fatalf("%s/big: %d bytes (want %d identical), err %v", base, len(got), len(big), err)
+			}
+			resp, err = c.Post(base+"/upload", "application/octet-stream", bytes.NewReader(big))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if want := fmt.Sprintf("%d true", len(big)); string(got) != want {
+				t.Fatalf("%s/upload: server saw %q, want %q", base, got, want)
+			}
+		}
+	}
+	for _, v := range e.Virtuals() {
+		if v.BytesOut < 2*uint64(len(big)) || v.BytesIn < 2*uint64(len(big)) {
+			t.Errorf("virtual %s counted in %d / out %d bytes, want at least %d each way", v.Name, v.BytesIn, v.BytesOut, 2*len(big))
+		}
 	}
 }
