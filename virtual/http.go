@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,11 +34,14 @@ type httpConn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	client netip.AddrPort
-	xff    string
 	tls    bool
 
 	mu  sync.Mutex
 	cur *serverConn // server connection in use, closed by the reaper too
+
+	waitUntil time.Time                  // deadline of the current wait for a request
+	parked    atomic.Pointer[parkedConn] // set while the parker holds the connection
+	endOnce   sync.Once
 }
 
 func (h *httpConn) setCur(sc *serverConn) {
@@ -55,9 +59,15 @@ func (h *httpConn) closeAll() {
 	h.mu.Unlock()
 }
 
-// serveHTTP runs the HTTP/1.1 full proxy for one client connection:
-// keep-alive on both sides, a balancing decision per request.
-func (l *Listener) serveHTTP(p *Plan, raw net.Conn) {
+// parkAfter is how long a goroutine waits for the next request on an idle
+// keep-alive connection before handing the connection to the parker.
+const parkAfter = time.Second
+
+// startHTTP takes over an accepted client connection on an http virtual:
+// it enters the connection table, and either starts a goroutine for it
+// (TLS, or data already waiting) or parks it until its first request
+// arrives. The connection ends through end, exactly once.
+func (l *Listener) startHTTP(p *Plan, raw net.Conn) {
 	clientAP := addrPortOf(raw.RemoteAddr())
 	e := &conntrack.Entry{
 		Virtual:     p.Name,
@@ -67,89 +77,190 @@ func (l *Listener) serveHTTP(p *Plan, raw net.Conn) {
 		Created:     time.Now(),
 		IdleTimeout: p.IdleTimeout,
 	}
-	var c net.Conn = &countConn{Conn: raw,
-		in:  func(n int64) { e.AddIn(n); p.Stats.BytesIn.Add(uint64(n)) },
-		out: func(n int64) { e.AddOut(n); p.Stats.BytesOut.Add(uint64(n)) },
-	}
-	h := &httpConn{l: l, p: p, e: e, c: c, raw: raw, client: clientAP, xff: clientAP.Addr().String(), mss: p.clientMSS(raw)}
-	// The reaper ends idle connections: with reset-on-timeout, by RST.
-	p.Conns.Add(e, func() {
-		abortOrClose(raw, p.Clientside)
-		h.closeAll()
-	})
-	defer p.Conns.Remove(e)
-	defer h.closeAll()
-	e.SetDetail(func() any {
-		d := HTTPDetail{Clientside: sideDetail(p.Clientside, raw)}
-		h.mu.Lock()
-		cur := h.cur
-		h.mu.Unlock()
-		if cur != nil {
-			sd := sideDetail(p.Serverside, cur.conn)
-			d.Serverside = &sd
-		}
-		return d
-	})
-
-	if p.ClientTLS != nil {
-		e.Proto = "https"
-		tc := tls.Server(c, p.ClientTLS)
-		raw.SetDeadline(time.Now().Add(p.HTTP.HeaderTimeout))
-		if err := tc.HandshakeContext(l.ctx); err != nil {
-			p.reject("tls_handshake")
-			p.Log.Debug("client-ssl handshake failed", "client", clientAP, "err", err)
+	h := &httpConn{l: l, p: p, e: e, raw: raw, client: clientAP, mss: p.clientMSS(raw)}
+	h.c = &countConn{Conn: raw, c: h}
+	p.Conns.Add(e, h.kill)
+	e.SetDetail(h.detail)
+	if p.ClientTLS == nil && l.parker != nil && !readableNow(raw) {
+		if l.parker.park(h, p.HTTP.HeaderTimeout, true) == nil {
 			return
+		}
+	}
+	go h.run(true)
+}
+
+func (h *httpConn) countIn(n int64)  { h.e.AddIn(n); h.p.Stats.BytesIn.Add(uint64(n)) }
+func (h *httpConn) countOut(n int64) { h.e.AddOut(n); h.p.Stats.BytesOut.Add(uint64(n)) }
+
+// detail is the connection table's detailed view of the connection.
+func (h *httpConn) detail() any {
+	d := HTTPDetail{Clientside: sideDetail(h.p.Clientside, h.raw)}
+	h.mu.Lock()
+	cur := h.cur
+	h.mu.Unlock()
+	if cur != nil {
+		sd := sideDetail(h.p.Serverside, cur.conn)
+		d.Serverside = &sd
+	}
+	return d
+}
+
+// end finishes the connection, once: out of the table, sockets closed,
+// buffers back to the pools, counted out of the listener.
+func (h *httpConn) end() {
+	h.endOnce.Do(func() {
+		h.p.Conns.Remove(h.e)
+		h.closeAll()
+		h.releaseBuffers()
+		h.p.Stats.Active.Add(-1)
+		h.l.conns.Done()
+	})
+}
+
+// kill is the connection table's closer (idle timeout, shutdown). A parked
+// connection has no goroutine to notice its sockets closing, so kill ends
+// it; a busy one ends through its goroutine.
+func (h *httpConn) kill() {
+	abortOrClose(h.raw, h.p.Clientside)
+	if pc := h.parked.Load(); pc != nil && h.l.parker.take(pc) {
+		h.end()
+		return
+	}
+	h.closeAll()
+}
+
+// idleExpired is a parked connection's timer: no request in time.
+func (h *httpConn) idleExpired(first bool) {
+	if first {
+		h.p.reject("header_timeout") // connected, never sent a byte
+	}
+	h.end()
+}
+
+// resume continues a parked connection whose client sent data.
+func (h *httpConn) resume(first bool) { h.run(first) }
+
+// run serves requests until the connection ends or is parked.
+func (h *httpConn) run(first bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			recoverConn(h.p, h.raw, r)
+			h.end()
+		}
+	}()
+	if !h.serve(first) {
+		h.end()
+	}
+}
+
+// serve runs the HTTP/1.1 full proxy loop: keep-alive on both sides, a
+// balancing decision per request. It returns true when it parked the
+// connection (it lives on without this goroutine), false when the
+// connection is over.
+func (h *httpConn) serve(first bool) (parked bool) {
+	p, raw := h.p, h.raw
+	if first && p.ClientTLS != nil {
+		h.e.Proto = "https"
+		tc := tls.Server(h.c, p.ClientTLS)
+		raw.SetDeadline(time.Now().Add(p.HTTP.HeaderTimeout))
+		if err := tc.HandshakeContext(h.l.ctx); err != nil {
+			p.reject("tls_handshake")
+			p.Log.Debug("client-ssl handshake failed", "client", h.client, "err", err)
+			return false
 		}
 		raw.SetDeadline(time.Time{})
 		h.c = tc
 		h.tls = true
 	}
-	defer h.releaseBuffers()
 	lim := h1.Limits{MaxHeaderBytes: p.HTTP.MaxHeaderBytes, MaxHeaders: p.HTTP.MaxHeaders}
-	for first := true; ; first = false {
-		if first {
-			// The first head must arrive within the header timeout of the
-			// connection opening (slowloris).
-			raw.SetReadDeadline(time.Now().Add(p.HTTP.HeaderTimeout))
-		}
+	for ; ; first = false {
 		if h.br == nil || h.br.Buffered() == 0 {
-			if !first {
-				// Between requests the client may idle up to the keep-alive timeout.
-				raw.SetReadDeadline(time.Now().Add(p.HTTP.KeepAliveTimeout))
+			// Waiting for a request: the first must come within the header
+			// timeout of the connection opening (slowloris), the next ones
+			// within the keep-alive timeout of the last response.
+			if h.waitUntil.IsZero() {
+				if first {
+					h.waitUntil = h.e.Created.Add(p.HTTP.HeaderTimeout)
+				} else {
+					h.waitUntil = time.Now().Add(p.HTTP.KeepAliveTimeout)
+				}
 			}
-			// An idle connection holds no buffers: wait until the client
-			// sends something, then take them from the listener's pools.
 			if !h.tls {
+				// An idle connection holds no buffers; after a short wait it
+				// holds no goroutine either (the parker has it).
 				h.releaseBuffers()
+				raw.SetReadDeadline(minTime(h.waitUntil, time.Now().Add(parkAfter)))
 				if err := waitReadable(raw); err != nil {
 					var ne net.Error
-					if first && errors.As(err, &ne) && ne.Timeout() {
+					if !errors.As(err, &ne) || !ne.Timeout() {
+						return false
+					}
+					if left := time.Until(h.waitUntil); left > 0 && h.l.parker != nil {
+						if h.l.parker.park(h, left, first) == nil {
+							return true
+						}
+					}
+					if first {
 						p.reject("header_timeout") // connected, never sent a byte
 					}
-					return
+					return false
 				}
-			}
-			h.takeBuffers()
-			if !first {
+				h.takeBuffers()
+			} else {
+				h.takeBuffers()
+				raw.SetReadDeadline(h.waitUntil)
 				if _, err := h.br.Peek(1); err != nil {
-					return
+					if first {
+						h.badRequest(err, true)
+					}
+					return false
 				}
 			}
 		}
-		// When the whole head is already buffered no read can block, and
-		// setting a deadline would only cost a timer update per request.
-		if !first && !headBuffered(h.br) {
+		h.waitUntil = time.Time{}
+		// The head must then arrive within the header timeout. When it is
+		// already buffered no read can block, and a deadline would only cost
+		// a timer update per request.
+		if first {
+			raw.SetReadDeadline(h.e.Created.Add(p.HTTP.HeaderTimeout))
+		} else if !headBuffered(h.br) {
 			raw.SetReadDeadline(time.Now().Add(p.HTTP.HeaderTimeout))
 		}
 		req, err := h1.ReadRequest(h.br, lim)
 		if err != nil {
 			h.badRequest(err, first)
-			return
+			return false
 		}
 		if !h.serveRequest(req) {
-			return
+			return false
 		}
 	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// readableNow reports whether c has data (or EOF) waiting, without blocking.
+func readableNow(c net.Conn) bool {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return true
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	ready := true
+	rc.Control(func(fd uintptr) {
+		var b [1]byte
+		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		ready = err != unix.EAGAIN
+	})
+	return ready
 }
 
 // takeBuffers gives the connection its reader and writer (from the pools).
@@ -316,10 +427,11 @@ func (h *httpConn) serveRequest(req *h1.Request) bool {
 		req.Header.Set("Connection", "keep-alive")
 	}
 	if p.HTTP.InsertXFF {
+		xff := h.client.Addr().String()
 		if prev, ok := req.Header.Get("X-Forwarded-For"); ok {
-			req.Header.Set("X-Forwarded-For", prev+", "+h.xff)
+			req.Header.Set("X-Forwarded-For", prev+", "+xff)
 		} else {
-			req.Header.Add("X-Forwarded-For", h.xff)
+			req.Header.Add("X-Forwarded-For", xff)
 		}
 	}
 	if req.Expect100 {
@@ -567,10 +679,7 @@ func (h *httpConn) serverConn(m *pool.Member) (*serverConn, error) {
 		}
 	}
 	c, err := p.dialMember(h.l.ctx, h.client.Addr(), h.mss, m, h.l.seed, func(c net.Conn) net.Conn {
-		return &countConn{Conn: c,
-			in:  func(n int64) { m.AddBytes(0, n) },
-			out: func(n int64) { m.AddBytes(n, 0) },
-		}
+		return &countConn{Conn: c, c: memberCounter{m}}
 	})
 	if err != nil {
 		return nil, err

@@ -29,6 +29,9 @@ type Listener struct {
 	// http: client-side buffers, held only while a connection is busy
 	readers, writers sync.Pool
 	udp              *udpFlows // udp: flow table
+	// parker holds idle http client connections without goroutines (nil
+	// when it could not be created: connections then wait on goroutines).
+	parker *parker
 }
 
 // Listen opens the socket for p.Destination and starts serving p.
@@ -60,6 +63,11 @@ func Listen(p *Plan) (*Listener, error) {
 			return nil, err
 		}
 		l.ln = ln
+		if pk, err := newParker(); err == nil {
+			l.parker = pk
+		} else {
+			p.Log.Warn("idle connections will each hold a goroutine: epoll unavailable", "err", err)
+		}
 		l.loop.Add(1)
 		go l.acceptLoop()
 	}
@@ -115,6 +123,13 @@ func (l *Listener) Close() error {
 	return err
 }
 
+// stopParker ends the parker once no connection can be parked any more.
+func (l *Listener) stopParker() {
+	if l.parker != nil {
+		l.parker.close()
+	}
+}
+
 // Wait blocks until every connection of this listener has ended or ctx is done;
 // then it cancels the rest.
 func (l *Listener) Wait(ctx context.Context) {
@@ -127,6 +142,7 @@ func (l *Listener) Wait(ctx context.Context) {
 		<-done
 	}
 	l.cancel()
+	l.stopParker()
 }
 
 func (l *Listener) acceptLoop() {
@@ -166,30 +182,32 @@ func (l *Listener) acceptLoop() {
 		p.Stats.Active.Add(1)
 		p.Stats.Total.Add(1)
 		l.conns.Add(1)
+		if p.Type == "http" {
+			l.startHTTP(p, c) // its lifetime may outlast any one goroutine
+			continue
+		}
 		go func() {
 			defer l.conns.Done()
 			defer p.Stats.Active.Add(-1)
-			defer recoverConn(p, c)
-			if p.Type == "http" {
-				l.serveHTTP(p, c)
-			} else {
-				l.serveTCP(p, c)
-			}
+			defer func() {
+				if r := recover(); r != nil {
+					recoverConn(p, c, r)
+				}
+			}()
+			l.serveTCP(p, c)
 		}()
 	}
 }
 
 // recoverConn keeps a bug in one connection's handling from taking the whole
-// process down (as net/http does): the connection is closed, counted and the
-// stack logged.
-func recoverConn(p *Plan, c net.Conn) {
-	if r := recover(); r != nil {
-		c.Close()
-		p.Stats.Errors.Add(1)
-		buf := make([]byte, 16<<10)
-		buf = buf[:runtime.Stack(buf, false)]
-		p.Log.Error("connection handler panicked; connection closed", "panic", fmt.Sprint(r), "client", c.RemoteAddr().String(), "stack", string(buf))
-	}
+// process down (as net/http does): given what recover returned, it closes the
+// connection, counts it and logs the stack.
+func recoverConn(p *Plan, c net.Conn, r any) {
+	c.Close()
+	p.Stats.Errors.Add(1)
+	buf := make([]byte, 16<<10)
+	buf = buf[:runtime.Stack(buf, false)]
+	p.Log.Error("connection handler panicked; connection closed", "panic", fmt.Sprint(r), "client", c.RemoteAddr().String(), "stack", string(buf))
 }
 
 // clientMSS is the MSS negotiated on an accepted TCP connection, when the

@@ -92,16 +92,22 @@ func (ip *idlePool) closeAll() {
 	}
 }
 
+// counter is told the bytes a countConn moves.
+type counter interface {
+	countIn(n int64)  // bytes read from the connection
+	countOut(n int64) // bytes written to it
+}
+
 // countConn counts bytes read and written on the wire.
 type countConn struct {
 	net.Conn
-	in, out func(int64) // in: bytes read from this conn, out: bytes written
+	c counter
 }
 
 func (c *countConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if n > 0 {
-		c.in(int64(n))
+		c.c.countIn(int64(n))
 	}
 	return n, err
 }
@@ -109,7 +115,7 @@ func (c *countConn) Read(b []byte) (int, error) {
 func (c *countConn) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
 	if n > 0 {
-		c.out(int64(n))
+		c.c.countOut(int64(n))
 	}
 	return n, err
 }
@@ -121,3 +127,10 @@ func (c *countConn) CloseWrite() error {
 	}
 	return c.Conn.Close()
 }
+
+// memberCounter counts a server-side connection's bytes for its member:
+// what we read from it went toward the client.
+type memberCounter struct{ m *pool.Member }
+
+func (mc memberCounter) countIn(n int64)  { mc.m.AddBytes(0, n) }
+func (mc memberCounter) countOut(n int64) { mc.m.AddBytes(n, 0) }

@@ -1,0 +1,178 @@
+package virtual
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// parker holds idle HTTP client connections without a goroutine each: a
+// connection that has nothing to read is registered in an epoll set of the
+// listener's own and its goroutine ends; one goroutine waits on the set and
+// starts a new goroutine for a connection when data arrives. An idle
+// connection then costs its socket and a few hundred bytes of state instead
+// of a goroutine stack, which is what lets many thousands of idle keep-alive
+// clients (or clients that connect and wait) fit in little memory.
+//
+// Exactly one of three things ends a parking: data (the connection resumes),
+// its timer (header or keep-alive timeout), or take by the connection
+// table's closer (idle reaping, shutdown). take decides the winner.
+type parker struct {
+	epfd, evfd int
+	mu         sync.Mutex
+	parked     map[int32]*parkedConn
+	closed     bool
+	done       chan struct{}
+	closeOnce  sync.Once
+}
+
+type parkedConn struct {
+	h        *httpConn
+	fd       int32
+	first    bool      // still waiting for the connection's first request
+	deadline time.Time // header or keep-alive timeout
+}
+
+// sweepEvery is how often the parker looks for parked connections whose
+// timeout has passed: timeouts are honoured to within this (one sweep over
+// the set instead of a timer per connection keeps a parked connection small).
+const sweepEvery = 250 * time.Millisecond
+
+func newParker() (*parker, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(evfd)}); err != nil {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, err
+	}
+	pk := &parker{epfd: epfd, evfd: evfd, parked: make(map[int32]*parkedConn), done: make(chan struct{})}
+	go pk.loop()
+	return pk, nil
+}
+
+// park registers h for wake-up when its client sends data, or to be ended
+// (idleExpired) once timeout has passed. On error h was not parked.
+func (pk *parker) park(h *httpConn, timeout time.Duration, first bool) error {
+	fd, err := fdOf(h.raw)
+	if err != nil {
+		return err
+	}
+	pc := &parkedConn{h: h, fd: fd, first: first, deadline: time.Now().Add(timeout)}
+	pk.mu.Lock()
+	if pk.closed {
+		pk.mu.Unlock()
+		return errors.New("parker closed")
+	}
+	pk.parked[fd] = pc
+	h.parked.Store(pc)
+	pk.mu.Unlock()
+	// Level-triggered and one-shot: data already waiting fires at once.
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: fd}
+	if err := unix.EpollCtl(pk.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev); err != nil {
+		pk.take(pc)
+		return err
+	}
+	return nil
+}
+
+// take removes pc from the set; true for the one caller that gets it.
+func (pk *parker) take(pc *parkedConn) bool {
+	pk.mu.Lock()
+	defer pk.mu.Unlock()
+	if pk.parked[pc.fd] != pc {
+		return false
+	}
+	delete(pk.parked, pc.fd)
+	pc.h.parked.Store(nil)
+	unix.EpollCtl(pk.epfd, unix.EPOLL_CTL_DEL, int(pc.fd), nil)
+	return true
+}
+
+func (pk *parker) loop() {
+	defer close(pk.done)
+	events := make([]unix.EpollEvent, 128)
+	nextSweep := time.Now().Add(sweepEvery)
+	for {
+		n, err := unix.EpollWait(pk.epfd, events, int(max(time.Until(nextSweep), 0)/time.Millisecond)+1)
+		if now := time.Now(); !now.Before(nextSweep) {
+			pk.sweep(now)
+			nextSweep = now.Add(sweepEvery)
+		}
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			return
+		}
+		for _, ev := range events[:n] {
+			if ev.Fd == int32(pk.evfd) {
+				return
+			}
+			pk.mu.Lock()
+			pc := pk.parked[ev.Fd]
+			pk.mu.Unlock()
+			if pc != nil && pk.take(pc) {
+				go pc.h.resume(pc.first)
+			}
+		}
+	}
+}
+
+// sweep ends the parked connections whose timeout has passed.
+func (pk *parker) sweep(now time.Time) {
+	var due []*parkedConn
+	pk.mu.Lock()
+	for _, pc := range pk.parked {
+		if !now.Before(pc.deadline) {
+			due = append(due, pc)
+		}
+	}
+	pk.mu.Unlock()
+	for _, pc := range due {
+		if pk.take(pc) {
+			pc.h.idleExpired(pc.first)
+		}
+	}
+}
+
+// close stops the wake-up goroutine. Connections still parked stay open:
+// the connection table's closers end them (they take, then close).
+func (pk *parker) close() {
+	pk.closeOnce.Do(func() {
+		one := [8]byte{1}
+		unix.Write(pk.evfd, one[:])
+		<-pk.done
+		pk.mu.Lock()
+		pk.closed = true
+		unix.Close(pk.epfd) // take's EPOLL_CTL_DEL on it fails harmlessly from now on
+		unix.Close(pk.evfd)
+		pk.mu.Unlock()
+	})
+}
+
+func fdOf(c net.Conn) (int32, error) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return 0, errors.New("not a TCP connection")
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var fd int32
+	if err := rc.Control(func(f uintptr) { fd = int32(f) }); err != nil {
+		return 0, err
+	}
+	return fd, nil
+}
