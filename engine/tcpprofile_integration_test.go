@@ -260,3 +260,78 @@ profiles:
 		}
 	}
 }
+
+// TestTCPLargeBuffersDoNotStall moves a large stream through a tcp virtual
+// whose sockets have multi-megabyte buffers on both sides, in each
+// direction, and fails if the flow ever stops for two seconds. (A splice(2)
+// data path stalled exactly here.)
+func TestTCPLargeBuffersDoNotStall(t *testing.T) {
+	const total = 512 << 20
+	profile := `
+profiles:
+  tcp:
+    huge:
+      send_buffer: 4MiB
+      receive_window: 4MiB
+`
+	extra := "    clientside_tcp: huge\n    serverside_tcp: huge\n"
+	t.Run("download", func(t *testing.T) {
+		port := freePort(t)
+		startEngine(t, profile+tcpVirtualYAML(port, extra, blaster(t, total)))
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		buf := make([]byte, 256<<10)
+		for got := 0; got < total; {
+			c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			n, err := c.Read(buf)
+			got += n
+			if err != nil {
+				t.Fatalf("after %d MiB the flow stopped: %v", got>>20, err)
+			}
+		}
+	})
+	t.Run("upload", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		received := make(chan int64, 1)
+		go func() {
+			s, err := ln.Accept()
+			if err != nil {
+				received <- -1
+				return
+			}
+			defer s.Close()
+			n, _ := io.Copy(io.Discard, s)
+			received <- n
+		}()
+		port := freePort(t)
+		startEngine(t, profile+tcpVirtualYAML(port, extra, ln.Addr().String()))
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		buf := make([]byte, 256<<10)
+		for sent := 0; sent < total; sent += len(buf) {
+			c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			if _, err := c.Write(buf); err != nil {
+				t.Fatalf("after %d MiB the flow stopped: %v", sent>>20, err)
+			}
+		}
+		c.(*net.TCPConn).CloseWrite()
+		select {
+		case n := <-received:
+			if n != total {
+				t.Errorf("member received %d bytes, want %d", n, total)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the member never saw the end of the upload")
+		}
+	})
+}

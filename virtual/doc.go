@@ -1,5 +1,5 @@
 // Package virtual owns the listeners and the per-connection flow of every
-// virtual-server type: tcp (L4 full proxy, bytes moved with splice(2)), udp
+// virtual-server type: tcp (L4 full proxy through bounded proxy buffers), udp
 // (datagram proxy with a flow table), and http (HTTP/1.1 full proxy with
 // per-request balancing and server-side connection reuse), each optionally
 // terminating TLS (client-ssl) and re-encrypting (server-ssl).

@@ -745,22 +745,20 @@ func headBuffered(br *bufio.Reader) bool {
 
 func (h *httpConn) rawDeadline(t time.Time) { h.raw.SetReadDeadline(t) }
 
-// spliceMin is the smallest remaining body worth moving with splice(2):
+// bigBodyMin is the smallest remaining body worth the large-buffer path:
 // below it the buffered copy's fewer system calls win.
-const spliceMin = 64 << 10
-
-// spliceChunkBody bounds one splice call so the connection table sees
-// progress (bytes, activity) during a long transfer.
-const spliceChunkBody = 4 << 20
+const bigBodyMin = 64 << 10
 
 // copyBody copies one message body from src (buffered reader over the
-// connection srcConn) to dst (buffered writer over dstConn). A
-// length-delimited body between two plain TCP connections is moved with
-// splice(2) — what the buffers already hold first, then socket to socket,
-// never through user space; count reports the bytes that bypassed the
-// byte-counting wrappers. Everything else goes through h1.CopyBody.
+// connection srcConn) to dst (buffered writer over dstConn). A large
+// length-delimited body between two plain TCP connections is copied
+// socket to socket through a 64 KiB chunk (what the buffers already hold
+// goes first), four times fewer system calls than through the 16 KiB
+// buffers; count reports the bytes that bypassed the byte-counting
+// wrappers. Everything else goes through h1.CopyBody. (Not splice(2): see
+// the relay's comment for why Fulcrum does not use it.)
 func (h *httpConn) copyBody(dst *bufio.Writer, src *bufio.Reader, f h1.Framing, dstConn, srcConn net.Conn, count func(int64)) (int64, error) {
-	if f.Chunked || f.UntilClose || f.NoBody || f.ContentLength-int64(src.Buffered()) < spliceMin {
+	if f.Chunked || f.UntilClose || f.NoBody || f.ContentLength-int64(src.Buffered()) < bigBodyMin {
 		return h1.CopyBody(dst, src, f)
 	}
 	dt, st := plainTCP(dstConn), plainTCP(srcConn)
@@ -772,16 +770,32 @@ func (h *httpConn) copyBody(dst *bufio.Writer, src *bufio.Reader, f h1.Framing, 
 	if err == nil {
 		err = dst.Flush()
 	}
-	for err == nil && n < f.ContentLength {
-		var m int64
-		m, err = io.CopyN(dt, st, min(f.ContentLength-n, spliceChunkBody)) // TCPConn.ReadFrom: splice
-		n += m
-		count(m)
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	if err != nil {
+		return n, err
+	}
+	c, _ := h.l.chunks.Get().(*chunk)
+	if c == nil {
+		c = new(chunk)
+	}
+	defer h.l.chunks.Put(c)
+	for n < f.ContentLength {
+		nr, rerr := st.Read(c.b[:min(int64(chunkSize), f.ContentLength-n)])
+		if nr > 0 {
+			nw, werr := dt.Write(c.b[:nr])
+			n += int64(nw)
+			count(int64(nw))
+			if werr != nil {
+				return n, werr
+			}
+		}
+		if rerr == io.EOF && n < f.ContentLength {
+			return n, io.ErrUnexpectedEOF
+		}
+		if rerr != nil && rerr != io.EOF {
+			return n, rerr
 		}
 	}
-	return n, err
+	return n, nil
 }
 
 // plainTCP returns c's TCP connection when c is plain TCP (possibly behind

@@ -28,6 +28,7 @@ type Listener struct {
 	idle idlePool // http: server-side connections kept for reuse (OneConnect)
 	// http: client-side buffers, held only while a connection is busy
 	readers, writers sync.Pool
+	chunks           sync.Pool // tcp: proxy-buffer chunks
 	udp              *udpFlows // udp: flow table
 	// parker holds idle http client connections without goroutines (nil
 	// when it could not be created: connections then wait on goroutines).
