@@ -74,6 +74,8 @@ func tcpConnOf(c net.Conn) *net.TCPConn {
 			c = v.NetConn()
 		case *countConn:
 			c = v.Conn
+		case *prefetchConn:
+			return v.TCPConn
 		default:
 			return nil
 		}

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -29,8 +28,9 @@ type httpConn struct {
 	p      *Plan
 	e      *conntrack.Entry
 	c      net.Conn
-	raw    net.Conn // the TCP connection under c (deadlines)
-	mss    int      // the client connection's MSS (proxy MSS)
+	raw    net.Conn      // the TCP connection under c (deadlines)
+	pre    *prefetchConn // between raw and c: data read ahead while waiting
+	mss    int           // the client connection's MSS (proxy MSS)
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	client netip.AddrPort
@@ -78,12 +78,21 @@ func (l *Listener) startHTTP(p *Plan, raw net.Conn) {
 		IdleTimeout: p.IdleTimeout,
 	}
 	h := &httpConn{l: l, p: p, e: e, raw: raw, client: clientAP, mss: p.clientMSS(raw)}
-	h.c = &countConn{Conn: raw, c: h}
+	var under net.Conn = raw
+	if tc, ok := raw.(*net.TCPConn); ok && p.ClientTLS == nil {
+		h.pre = &prefetchConn{TCPConn: tc, pool: &l.readahead}
+		under = h.pre
+	}
+	h.c = &countConn{Conn: under, c: h}
 	p.Conns.Add(e, h.kill)
 	e.SetDetail(h.detail)
-	if p.ClientTLS == nil && l.parker != nil && !readableNow(raw) {
-		if l.parker.park(h, p.HTTP.HeaderTimeout, true) == nil {
-			return
+	if h.pre != nil && l.parker != nil {
+		// Most clients send their request with or right after the
+		// handshake: take it now if it is there, else park until it is.
+		if ok, err := h.pre.readAhead(false); err == nil && !ok {
+			if l.parker.park(h, p.HTTP.HeaderTimeout, true) == nil {
+				return
+			}
 		}
 	}
 	go h.run(true)
@@ -185,12 +194,14 @@ func (h *httpConn) serve(first bool) (parked bool) {
 					h.waitUntil = time.Now().Add(p.HTTP.KeepAliveTimeout)
 				}
 			}
-			if !h.tls {
+			if h.pre != nil && h.pre.hasData() {
+				h.takeBuffers() // read ahead at accept or by the parker's wake-up
+			} else if h.pre != nil {
 				// An idle connection holds no buffers; after a short wait it
 				// holds no goroutine either (the parker has it).
 				h.releaseBuffers()
 				raw.SetReadDeadline(minTime(h.waitUntil, time.Now().Add(parkAfter)))
-				if err := waitReadable(raw); err != nil {
+				if _, err := h.pre.readAhead(true); err != nil {
 					var ne net.Error
 					if !errors.As(err, &ne) || !ne.Timeout() {
 						return false
@@ -223,7 +234,7 @@ func (h *httpConn) serve(first bool) (parked bool) {
 		// a timer update per request.
 		if first {
 			raw.SetReadDeadline(h.e.Created.Add(p.HTTP.HeaderTimeout))
-		} else if !headBuffered(h.br) {
+		} else if !h.headBuffered() {
 			raw.SetReadDeadline(time.Now().Add(p.HTTP.HeaderTimeout))
 		}
 		req, err := h1.ReadRequest(h.br, lim)
@@ -242,25 +253,6 @@ func minTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
-}
-
-// readableNow reports whether c has data (or EOF) waiting, without blocking.
-func readableNow(c net.Conn) bool {
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		return true
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return true
-	}
-	ready := true
-	rc.Control(func(fd uintptr) {
-		var b [1]byte
-		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		ready = err != unix.EAGAIN
-	})
-	return ready
 }
 
 // takeBuffers gives the connection its reader and writer (from the pools).
@@ -294,23 +286,83 @@ func (h *httpConn) releaseBuffers() {
 	h.br, h.bw = nil, nil
 }
 
-// waitReadable blocks until c has data to read, has ended, or its read
-// deadline passes, without reading anything: so an idle connection needs no
-// buffer. It peeks with MSG_DONTWAIT on every readiness edge.
-func waitReadable(c net.Conn) error {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return nil
+// prefetchConn is an http client connection whose wait for a request
+// also reads it: the first bytes are read inside the poller's callback, into
+// a buffer taken from a pool only once the socket is readable, and Read hands
+// them out before reading the socket again. Waiting then costs no buffer and
+// no extra system call (a peek, then a read).
+type prefetchConn struct {
+	*net.TCPConn
+	pool    *sync.Pool // of *[]byte, readAheadSize long
+	buf     *[]byte
+	pending []byte
+	eof     bool
+}
+
+const readAheadSize = 16 << 10
+
+func (p *prefetchConn) hasData() bool { return len(p.pending) > 0 || p.eof }
+
+func (p *prefetchConn) Read(b []byte) (int, error) {
+	if len(p.pending) > 0 {
+		n := copy(b, p.pending)
+		p.pending = p.pending[n:]
+		if len(p.pending) == 0 {
+			p.pool.Put(p.buf)
+			p.buf, p.pending = nil, nil
+		}
+		return n, nil
 	}
-	rc, err := sc.SyscallConn()
+	if p.eof {
+		return 0, io.EOF
+	}
+	return p.TCPConn.Read(b)
+}
+
+// readAhead reads what the client has sent. Blocking, it waits for data
+// (until the read deadline); otherwise it returns ok=false at once when
+// there is none. ok is also true at EOF (Read then reports it).
+func (p *prefetchConn) readAhead(blocking bool) (ok bool, err error) {
+	if p.hasData() {
+		return true, nil
+	}
+	rc, err := p.TCPConn.SyscallConn()
 	if err != nil {
-		return err
+		return false, err
 	}
-	return rc.Read(func(fd uintptr) bool {
-		var b [1]byte
-		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		return err != unix.EAGAIN
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		bp, _ := p.pool.Get().(*[]byte)
+		if bp == nil {
+			b := make([]byte, readAheadSize)
+			bp = &b
+		}
+		var n int
+		for {
+			n, rerr = unix.Read(int(fd), *bp)
+			if rerr != unix.EINTR {
+				break
+			}
+		}
+		switch {
+		case rerr == unix.EAGAIN:
+			p.pool.Put(bp)
+			rerr = nil
+			return !blocking // wait for readability holding no buffer
+		case n > 0:
+			p.buf, p.pending, ok = bp, (*bp)[:n], true
+		default:
+			p.pool.Put(bp)
+			if rerr == nil {
+				p.eof, ok = true, true
+			}
+		}
+		return true
 	})
+	if err == nil {
+		err = rerr
+	}
+	return ok, err
 }
 
 // badRequest answers a request that could not be read, counts it and logs it.
@@ -737,10 +789,14 @@ func statusText(code int) string {
 	return "Error"
 }
 
-// headBuffered reports whether a complete request head is already in br.
-func headBuffered(br *bufio.Reader) bool {
-	b, _ := br.Peek(br.Buffered())
-	return bytes.Contains(b, []byte("\r\n\r\n"))
+// headBuffered reports whether a complete request head has already been
+// read (into the reader's buffer, or ahead into the prefetch buffer).
+func (h *httpConn) headBuffered() bool {
+	b, _ := h.br.Peek(h.br.Buffered())
+	if bytes.Contains(b, []byte("\r\n\r\n")) {
+		return true
+	}
+	return h.br.Buffered() == 0 && h.pre != nil && bytes.Contains(h.pre.pending, []byte("\r\n\r\n"))
 }
 
 func (h *httpConn) rawDeadline(t time.Time) { h.raw.SetReadDeadline(t) }
@@ -805,8 +861,13 @@ func plainTCP(c net.Conn) *net.TCPConn {
 	case *net.TCPConn:
 		return v
 	case *countConn:
-		if tc, ok := v.Conn.(*net.TCPConn); ok {
-			return tc
+		switch u := v.Conn.(type) {
+		case *net.TCPConn:
+			return u
+		case *prefetchConn:
+			if !u.hasData() { // never bypass bytes read ahead
+				return u.TCPConn
+			}
 		}
 	}
 	return nil

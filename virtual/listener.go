@@ -29,6 +29,7 @@ type Listener struct {
 	// http: client-side buffers, held only while a connection is busy
 	readers, writers sync.Pool
 	chunks           sync.Pool // tcp: proxy-buffer chunks
+	readahead        sync.Pool // http: buffers for requests read while waiting
 	udp              *udpFlows // udp: flow table
 	// parker holds idle http client connections without goroutines (nil
 	// when it could not be created: connections then wait on goroutines).
