@@ -375,3 +375,29 @@ func TestProxyBufferBackpressure(t *testing.T) {
 		t.Errorf("reading resumed at %d bytes held, not below the low mark %d", b.LastResume, b.Low)
 	}
 }
+
+// TestCloseEndsStuckConnections: shutdown with a connection whose client
+// stopped reading (the proxy buffer toward it is full and its reader paused)
+// must still end, shortly after the drain time.
+func TestCloseEndsStuckConnections(t *testing.T) {
+	port := freePort(t)
+	cfg, err := config.Parse([]byte(tcpVirtualYAML(port, "", blaster(t, 0))), "stuck.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := New(Options{Log: testLogger(t)})
+	if err := e.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	dialSlowClient(t, fmt.Sprintf("127.0.0.1:%d", port)) // never reads
+	waitFor(t, "the proxy buffer toward the client to fill", 10*time.Second, func() bool { return toClientBuffer(e).Pauses > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { e.Close(ctx); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return with a stuck connection open")
+	}
+}

@@ -3,6 +3,7 @@ package virtual
 import (
 	"errors"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -21,12 +22,14 @@ import (
 // its timer (header or keep-alive timeout), or take by the connection
 // table's closer (idle reaping, shutdown). take decides the winner.
 type parker struct {
-	epfd, evfd int
-	mu         sync.Mutex
-	parked     map[int32]*parkedConn
-	closed     bool
-	done       chan struct{}
-	closeOnce  sync.Once
+	epfd      int
+	epf       *os.File // epfd, registered with Go's poller
+	mu        sync.Mutex
+	parked    map[int32]*parkedConn
+	closed    bool
+	done      chan struct{} // closed when both goroutines have ended
+	stop      chan struct{}
+	closeOnce sync.Once
 }
 
 type parkedConn struct {
@@ -41,23 +44,27 @@ type parkedConn struct {
 // the set instead of a timer per connection keeps a parked connection small).
 const sweepEvery = 250 * time.Millisecond
 
+// newParker makes the epoll set. The set's own descriptor is non-blocking
+// and handed to Go's poller, so the wake-up goroutine waits like any network
+// read instead of sitting in epoll_wait(2): a blocking system call would
+// keep the only P (GOMAXPROCS=1) from running anything else until the
+// runtime's monitor took it back, milliseconds later.
 func newParker() (*parker, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
 	}
-	evfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
+	if err := unix.SetNonblock(epfd, true); err != nil {
 		unix.Close(epfd)
 		return nil, err
 	}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(evfd)}); err != nil {
-		unix.Close(epfd)
-		unix.Close(evfd)
-		return nil, err
-	}
-	pk := &parker{epfd: epfd, evfd: evfd, parked: make(map[int32]*parkedConn), done: make(chan struct{})}
-	go pk.loop()
+	pk := &parker{epfd: epfd, epf: os.NewFile(uintptr(epfd), "fulcrum-parker"), parked: make(map[int32]*parkedConn),
+		done: make(chan struct{}), stop: make(chan struct{})}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); pk.loop() }()
+	go func() { defer wg.Done(); pk.sweeper() }()
+	go func() { wg.Wait(); close(pk.done) }()
 	return pk, nil
 }
 
@@ -95,36 +102,51 @@ func (pk *parker) take(pc *parkedConn) bool {
 	}
 	delete(pk.parked, pc.fd)
 	pc.h.parked.Store(nil)
-	unix.EpollCtl(pk.epfd, unix.EPOLL_CTL_DEL, int(pc.fd), nil)
+	if !pk.closed {
+		unix.EpollCtl(pk.epfd, unix.EPOLL_CTL_DEL, int(pc.fd), nil)
+	}
 	return true
 }
 
 func (pk *parker) loop() {
-	defer close(pk.done)
+	rc, err := pk.epf.SyscallConn()
+	if err != nil {
+		return
+	}
 	events := make([]unix.EpollEvent, 128)
-	nextSweep := time.Now().Add(sweepEvery)
-	for {
-		n, err := unix.EpollWait(pk.epfd, events, int(max(time.Until(nextSweep), 0)/time.Millisecond)+1)
-		if now := time.Now(); !now.Before(nextSweep) {
-			pk.sweep(now)
-			nextSweep = now.Add(sweepEvery)
-		}
-		if err != nil {
+	// The callback drains the set without blocking and returns false to
+	// wait (in Go's poller) for the set to become readable again; Read
+	// returns only when the file is closed.
+	rc.Read(func(fd uintptr) bool {
+		for {
+			n, err := unix.EpollWait(int(fd), events, 0)
 			if err == unix.EINTR {
 				continue
 			}
-			return
+			if err != nil || n <= 0 {
+				return false
+			}
+			for _, ev := range events[:n] {
+				pk.mu.Lock()
+				pc := pk.parked[ev.Fd]
+				pk.mu.Unlock()
+				if pc != nil && pk.take(pc) {
+					go pc.h.resume(pc.first)
+				}
+			}
 		}
-		for _, ev := range events[:n] {
-			if ev.Fd == int32(pk.evfd) {
-				return
-			}
-			pk.mu.Lock()
-			pc := pk.parked[ev.Fd]
-			pk.mu.Unlock()
-			if pc != nil && pk.take(pc) {
-				go pc.h.resume(pc.first)
-			}
+	})
+}
+
+func (pk *parker) sweeper() {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-pk.stop:
+			return
+		case now := <-t.C:
+			pk.sweep(now)
 		}
 	}
 }
@@ -146,18 +168,16 @@ func (pk *parker) sweep(now time.Time) {
 	}
 }
 
-// close stops the wake-up goroutine. Connections still parked stay open:
+// close stops the parker's goroutines. Connections still parked stay open:
 // the connection table's closers end them (they take, then close).
 func (pk *parker) close() {
 	pk.closeOnce.Do(func() {
-		one := [8]byte{1}
-		unix.Write(pk.evfd, one[:])
-		<-pk.done
 		pk.mu.Lock()
-		pk.closed = true
-		unix.Close(pk.epfd) // take's EPOLL_CTL_DEL on it fails harmlessly from now on
-		unix.Close(pk.evfd)
+		pk.closed = true // take no longer touches the (closing) set
 		pk.mu.Unlock()
+		close(pk.stop)
+		pk.epf.Close() // ends loop's Read
+		<-pk.done
 	})
 }
 
