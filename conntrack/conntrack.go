@@ -109,9 +109,15 @@ func (e *Entry) Detail() any {
 
 // SetServer records the serverside of the connection (for HTTP it changes
 // with each request as requests are balanced) and publishes an Updated event
-// if the entry is in a table.
+// if the entry is in a table and the serverside really changed.
 func (e *Entry) SetServer(pool string, local, server netip.AddrPort) {
 	e.mu.Lock()
+	if e.Pool == pool && e.ServerLocal == local && e.Server == server {
+		// A keep-alive client reusing the same server connection: nothing
+		// changed, nothing to publish.
+		e.mu.Unlock()
+		return
+	}
 	e.Pool, e.ServerLocal, e.Server = pool, local, server
 	e.mu.Unlock()
 	if t := e.table; t != nil && e.state.Load() == stateLive && t.hub.Active() {
