@@ -146,6 +146,9 @@ func (e *Engine) Apply(cfg *config.Config) error {
 		}
 	}
 	e.forgetRemoved(c)
+	if old := e.cfg; old != nil && (old.Management != cfg.Management || old.Log != cfg.Log) {
+		e.log.Warn("management and log settings changed: they take effect at the next restart; the rest of the configuration is applied now")
+	}
 	e.listeners = next
 	e.pools = c.pools
 	e.cfg = cfg
