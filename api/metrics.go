@@ -94,7 +94,7 @@ type backendCollector struct {
 
 	vActive, vTotal, vRequests, vBytesIn, vBytesOut, vErrors, vAvailable *prometheus.Desc
 
-	pAvailable, pTotal *prometheus.Desc
+	pAvailable, pTotal, pActive, pConns, pRequests, pBytesIn, pBytesOut, pErrors *prometheus.Desc
 
 	mUp, mState, mActive, mTotal, mRequests, mBytesIn, mBytesOut, mErrors, mPassive, mLatency, mMonitorUp *prometheus.Desc
 }
@@ -118,6 +118,12 @@ func newBackendCollector(b Backend) *backendCollector {
 
 		pAvailable: d("pool_members_available", "Members of the pool that may take new connections.", p),
 		pTotal:     d("pool_members_total", "Members configured in the pool.", p),
+		pActive:    d("pool_connections_active", "Server-side connections open to the pool's members.", p),
+		pConns:     d("pool_connections_total", "Server-side connections opened to the pool's members.", p),
+		pRequests:  d("pool_requests_total", "Requests sent to the pool's members.", p),
+		pBytesIn:   d("pool_bytes_in_total", "Bytes received from the pool's members.", p),
+		pBytesOut:  d("pool_bytes_out_total", "Bytes sent to the pool's members.", p),
+		pErrors:    d("pool_errors_total", "Connect failures, resets and timeouts talking to the pool's members.", p),
 
 		mUp:        d("member_up", "1 unless health monitors or passive failure detection have marked the member down (independent of its admin state).", pm),
 		mState:     d("member_state", "Administrative state of the member, one-hot: enabled, disabled, forced-offline.", []string{"pool", "member", "state"}),
@@ -136,7 +142,7 @@ func newBackendCollector(b Backend) *backendCollector {
 func (c *backendCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.vActive, c.vTotal, c.vRequests, c.vBytesIn, c.vBytesOut, c.vErrors, c.vAvailable,
-		c.pAvailable, c.pTotal,
+		c.pAvailable, c.pTotal, c.pActive, c.pConns, c.pRequests, c.pBytesIn, c.pBytesOut, c.pErrors,
 		c.mUp, c.mState, c.mActive, c.mTotal, c.mRequests, c.mBytesIn, c.mBytesOut, c.mErrors, c.mPassive, c.mLatency, c.mMonitorUp,
 	} {
 		ch <- d
@@ -162,6 +168,12 @@ func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, p := range c.b.Pools() {
 		gauge(c.pAvailable, float64(p.Available), p.Name)
 		gauge(c.pTotal, float64(p.Total), p.Name)
+		gauge(c.pActive, float64(p.Active), p.Name)
+		counter(c.pConns, p.TotalConns, p.Name)
+		counter(c.pRequests, p.Requests, p.Name)
+		counter(c.pBytesIn, p.BytesIn, p.Name)
+		counter(c.pBytesOut, p.BytesOut, p.Name)
+		counter(c.pErrors, p.Errors, p.Name)
 		for _, mb := range p.Members {
 			l := []string{p.Name, mb.Address}
 			gauge(c.mUp, b2f(mb.Health != "down" && mb.Availability != "offline"), l...)

@@ -34,6 +34,9 @@ func TestMetricsScrape(t *testing.T) {
 		`fulcrum_pool_members_available{pool="web"} 1`,
 		`fulcrum_pool_members_total{pool="web"} 3`,
 		`fulcrum_pool_members_total{pool="app"} 0`,
+		`fulcrum_pool_connections_active{pool="web"} 3`,
+		`fulcrum_pool_connections_total{pool="web"} 120`,
+		`fulcrum_pool_requests_total{pool="web"} 400`,
 		`fulcrum_member_up{member="127.0.0.1:8081",pool="web"} 1`,
 		`fulcrum_member_up{member="127.0.0.1:8082",pool="web"} 1`, // disabled but healthy
 		`fulcrum_member_up{member="[::1]:8083",pool="web"} 0`,
