@@ -34,6 +34,7 @@ type httpConn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	client netip.AddrPort
+	xff    string // client address for X-Forwarded-For, made on first use
 	tls    bool
 
 	mu  sync.Mutex
@@ -443,7 +444,9 @@ var hopByHop = [...]string{"Connection", "Keep-Alive", "Proxy-Connection", "TE",
 
 func stripHopByHop(hd *h1.Header, keepUpgrade bool) {
 	if conn, ok := hd.Get("Connection"); ok {
-		for _, tok := range strings.Split(conn, ",") {
+		for rest := conn; rest != ""; {
+			var tok string
+			tok, rest, _ = strings.Cut(rest, ",")
 			tok = strings.TrimSpace(tok)
 			if tok != "" && !(keepUpgrade && strings.EqualFold(tok, "upgrade")) {
 				hd.Del(tok)
@@ -479,7 +482,10 @@ func (h *httpConn) serveRequest(req *h1.Request) bool {
 		req.Header.Set("Connection", "keep-alive")
 	}
 	if p.HTTP.InsertXFF {
-		xff := h.client.Addr().String()
+		if h.xff == "" {
+			h.xff = h.client.Addr().String() // once per connection, not per request
+		}
+		xff := h.xff
 		if prev, ok := req.Header.Get("X-Forwarded-For"); ok {
 			req.Header.Set("X-Forwarded-For", prev+", "+xff)
 		} else {
