@@ -133,8 +133,10 @@ func TestWANLossRate(t *testing.T) {
 	if math.Abs(float64(received)-n*(1-loss)) > 4*sigma {
 		t.Errorf("received %d of %d, outside %.0f ± %.0f", received, n, n*(1-loss), 4*sigma)
 	}
-	// Every missing datagram was dropped on purpose, none elsewhere.
-	if lost := after.Lost - before.Lost; int(lost) != n-received {
+	// Every missing datagram was dropped on purpose, none elsewhere. The
+	// delay line may also have dropped a few of the namespaces' own frames
+	// (IPv6 neighbour discovery, MLD reports) in the same period.
+	if lost := int(after.Lost - before.Lost); lost < n-received || lost > n-received+5 {
 		t.Errorf("delay line lost %d, receiver missed %d", lost, n-received)
 	}
 	if after.KernelDrops != 0 || after.Overflow != 0 || after.Errors != 0 {
