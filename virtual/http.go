@@ -506,7 +506,7 @@ func (h *httpConn) serveRequest(req *h1.Request) bool {
 	bodySent := false
 	if hasBody {
 		// Bodies are read under the idle timeout.
-		h.rawDeadline(deadline(p.IdleTimeout))
+		h.raw.SetReadDeadline(deadline(p.IdleTimeout))
 	}
 	for attempt := 0; attempt < maxConnectAttempts; attempt++ {
 		var err error
@@ -804,8 +804,6 @@ func (h *httpConn) headBuffered() bool {
 	}
 	return h.br.Buffered() == 0 && h.pre != nil && bytes.Contains(h.pre.pending, []byte("\r\n\r\n"))
 }
-
-func (h *httpConn) rawDeadline(t time.Time) { h.raw.SetReadDeadline(t) }
 
 // bigBodyMin is the smallest remaining body worth the large-buffer path:
 // below it the buffered copy's fewer system calls win.

@@ -177,7 +177,7 @@ func (r *relay) read() {
 			}
 			r.stats.LastResume.Store(r.held.Load())
 		}
-		n, err := r.buf.fill(r.src, r.high-r.held.Load(), func() { <-r.readerUp })
+		n, err := r.buf.fill(r.src, r.high-r.held.Load())
 		if n > 0 && r.quickAck != nil {
 			tcp.QuickAck(r.quickAck)
 		}
@@ -217,7 +217,7 @@ func (r *relay) write() (err error) {
 			// shut (F5 zero-window timeout): the write fails and the flow ends.
 			r.dst.SetWriteDeadline(time.Now().Add(r.zeroWindow))
 		}
-		m, err := r.buf.drain(r.dst, h)
+		m, err := r.buf.drain(r.dst)
 		if len(r.autoTune) > 0 {
 			if now := time.Now(); now.Sub(r.lastTune) >= autoTuneEvery {
 				r.lastTune = now
@@ -308,7 +308,7 @@ func (cb *chunkBuffer) release(c *chunk) {
 // fill reads at most max bytes from src, blocking until some arrive. From a
 // TCP socket it reads inside the poller's callback, taking a chunk only when
 // the socket is readable, so a connection waiting for data holds none.
-func (cb *chunkBuffer) fill(src net.Conn, max int64, _ func()) (int64, error) {
+func (cb *chunkBuffer) fill(src net.Conn, max int64) (int64, error) {
 	tc, ok := src.(*net.TCPConn)
 	if !ok {
 		c, from := cb.reserve()
@@ -354,7 +354,7 @@ func (cb *chunkBuffer) fill(src net.Conn, max int64, _ func()) (int64, error) {
 
 // drain writes the head chunk's unwritten bytes to dst and frees it once
 // it is empty.
-func (cb *chunkBuffer) drain(dst net.Conn, _ int64) (int64, error) {
+func (cb *chunkBuffer) drain(dst net.Conn) (int64, error) {
 	cb.mu.Lock()
 	if len(cb.chunks) == 0 {
 		cb.mu.Unlock()

@@ -22,7 +22,6 @@ type udpFlow struct {
 	server *net.UDPConn
 	member *pool.Member
 	entry  *conntrack.Entry
-	once   sync.Once
 }
 
 func newUDPFlows() *udpFlows { return &udpFlows{flows: make(map[netip.AddrPort]*udpFlow)} }
