@@ -59,6 +59,21 @@ func TestHTTPVirtualRoundRobinKeepAliveAndXFF(t *testing.T) {
 	if reqs != 40 {
 		t.Errorf("member requests total = %d, want 40", reqs)
 	}
+	mfs, err := e.Metrics().Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var observed uint64
+	for _, mf := range mfs {
+		if mf.GetName() == "fulcrum_request_duration_seconds" {
+			for _, m := range mf.GetMetric() {
+				observed += m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	if observed != 40 {
+		t.Errorf("latency histogram has %d samples, want 40", observed)
+	}
 }
 
 func TestHTTPLBMethodDistribution(t *testing.T) {

@@ -603,10 +603,8 @@ func (h *httpConn) serveRequest(req *h1.Request) bool {
 	m.ObserveLatency(latency)
 	m.AddRequest()
 	m.ReportSuccess()
-	if p.Observer != nil {
-		if o := p.Observer(m.PoolName(), m.String()); o != nil {
-			o.Observe(latency.Seconds())
-		}
+	if o := sc.observer(p); o != nil {
+		o.Observe(latency.Seconds())
 	}
 
 	// Persistence that needs the response.

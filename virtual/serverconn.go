@@ -2,6 +2,7 @@ package virtual
 
 import (
 	"bufio"
+	"github.com/prometheus/client_golang/prometheus"
 	"net"
 	"net/netip"
 	"sync"
@@ -20,6 +21,23 @@ type serverConn struct {
 	tls       bool
 	idleSince time.Time
 	requests  int // requests carried so far (>0 means reused)
+
+	// The latency histogram for this member, looked up once per plan rather
+	// than per request (label hashing on every response showed in profiles).
+	obsPlan *Plan
+	obs     prometheus.Observer
+}
+
+// observer returns the request-latency observer for the connection's
+// member under plan p (nil when p has no metrics).
+func (s *serverConn) observer(p *Plan) prometheus.Observer {
+	if s.obsPlan != p {
+		s.obsPlan, s.obs = p, nil
+		if p.Observer != nil {
+			s.obs = p.Observer(s.member.PoolName(), s.member.String())
+		}
+	}
+	return s.obs
 }
 
 func (s *serverConn) close() { s.conn.Close() }
