@@ -463,3 +463,40 @@ func TestPriorityGroupActivation(t *testing.T) {
 		}
 	})
 }
+
+// A flow that failed to reach every member of the active priority group
+// (not yet marked down) must reselect into the next group, not fail.
+func TestPickExcludeSpillsIntoNextPriorityGroup(t *testing.T) {
+	t.Parallel()
+	for _, method := range []string{MethodRoundRobin, MethodLeastConnections} {
+		cfg := Config{Name: "web", Method: method, Members: members(3), MinActiveMembers: 1}
+		cfg.Members[0].Priority = 10
+		cfg.Members[1].Priority = 10
+		cfg.Members[2].Priority = 1
+		p := New(cfg, nil, nil)
+		var tried []*Member
+		for range 2 {
+			m, err := p.Pick(Hint{Exclude: tried})
+			if err != nil {
+				t.Fatalf("%s: %v", method, err)
+			}
+			if m.Priority() != 10 {
+				t.Fatalf("%s: picked %s from the standby group while the active one had untried members", method, m)
+			}
+			m.Release()
+			tried = append(tried, m)
+		}
+		m, err := p.Pick(Hint{Exclude: tried})
+		if err != nil {
+			t.Fatalf("%s: active group exhausted by failures, standby healthy: %v", method, err)
+		}
+		if m.Addr() != addr(3) {
+			t.Fatalf("%s: picked %s, want the standby %s", method, m, addr(3))
+		}
+		m.Release()
+		tried = append(tried, m)
+		if _, err := p.Pick(Hint{Exclude: tried}); !errors.Is(err, ErrNoMember) {
+			t.Fatalf("%s: every member excluded: got %v, want ErrNoMember", method, err)
+		}
+	}
+}

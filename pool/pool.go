@@ -131,6 +131,19 @@ var ErrAllBusy = errors.New("pool: all available members are at their connection
 // Hint carries per-request input for the load-balancing method.
 type Hint struct {
 	Key []byte // consistent-hash key (e.g. client IP bytes, URI); nil => method falls back to round-robin
+	// Exclude are members this flow already failed to reach (reselect):
+	// Pick treats them as unavailable, so a priority group they exhaust
+	// spills over into the next group.
+	Exclude []*Member
+}
+
+func (h *Hint) excludes(m *Member) bool {
+	for _, x := range h.Exclude {
+		if x == m {
+			return true
+		}
+	}
+	return false
 }
 
 // Pool is an immutable pool configuration plus the small mutable
@@ -336,13 +349,13 @@ func (p *Pool) Pick(h Hint) (*Member, error) {
 			if pos >= n {
 				pos -= n
 			}
-			if m := p.members[p.order[pos]]; m.available(&c) && m.Acquire() {
+			if m := p.members[p.order[pos]]; m.available(&c) && !h.excludes(m) && m.Acquire() {
 				p.lastPos = pos
 				return m, nil
 			}
 		}
 	}
-	if p.collect(&c) == 0 {
+	if p.collect(&c, &h) == 0 {
 		return nil, ErrNoMember
 	}
 	for len(p.cand) > 0 {
@@ -361,7 +374,7 @@ func (p *Pool) Pick(h Hint) (*Member, error) {
 
 // collect fills elig, cand, candPos, w and candIdx for one Pick, applying
 // priority group activation, and returns len(elig).
-func (p *Pool) collect(c *clock) int {
+func (p *Pool) collect(c *clock, h *Hint) int {
 	p.elig, p.cand, p.candPos, p.w = p.elig[:0], p.cand[:0], p.candPos[:0], p.w[:0]
 	for i := range p.candIdx {
 		p.candIdx[i] = -1
@@ -372,7 +385,7 @@ func (p *Pool) collect(c *clock) int {
 		for pos := start; pos < end; pos++ {
 			mi := p.order[pos]
 			m := p.members[mi]
-			if !m.available(c) {
+			if !m.available(c) || h.excludes(m) {
 				continue
 			}
 			p.elig = append(p.elig, mi)

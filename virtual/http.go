@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,8 +17,6 @@ import (
 
 	"github.com/fulcrum-adc/fulcrum/conntrack"
 	"github.com/fulcrum-adc/fulcrum/internal/h1"
-	"github.com/fulcrum-adc/fulcrum/persist"
-	"github.com/fulcrum-adc/fulcrum/pool"
 )
 
 // httpConn is the state of one client connection on an http virtual.
@@ -39,6 +36,8 @@ type httpConn struct {
 
 	mu  sync.Mutex
 	cur *serverConn // server connection in use, closed by the reaper too
+
+	idleArmed atomic.Bool // the client's read deadline is an idle one (renewed by progress)
 
 	waitUntil time.Time                  // deadline of the current wait for a request
 	parked    atomic.Pointer[parkedConn] // set while the parker holds the connection
@@ -233,17 +232,18 @@ func (h *httpConn) serve(first bool) (parked bool) {
 		// The head must then arrive within the header timeout. When it is
 		// already buffered no read can block, and a deadline would only cost
 		// a timer update per request.
+		headStart := time.Now()
 		if first {
 			raw.SetReadDeadline(h.e.Created.Add(p.HTTP.HeaderTimeout))
 		} else if !h.headBuffered() {
-			raw.SetReadDeadline(time.Now().Add(p.HTTP.HeaderTimeout))
+			raw.SetReadDeadline(headStart.Add(p.HTTP.HeaderTimeout))
 		}
 		req, err := h1.ReadRequest(h.br, lim)
 		if err != nil {
 			h.badRequest(err, first)
 			return false
 		}
-		if !h.serveRequest(req) {
+		if !h.serveRequest(req, headStart) {
 			return false
 		}
 	}
@@ -398,7 +398,7 @@ func (h *httpConn) badRequest(err error, first bool) {
 	}
 	h.p.reject(reason)
 	h.p.Log.Debug("bad request", "virtual", h.p.Name, "client", h.client, "status", status, "err", err)
-	h.writeError(status, err.Error())
+	h.writeError(status, reasonOf(err))
 }
 
 func (h *httpConn) writeError(status int, msg string) {
@@ -439,338 +439,6 @@ func (h *httpConn) hashKey(req *h1.Request) []byte {
 	return nil
 }
 
-// hopByHop are the headers a proxy must not forward (RFC 9110 7.6.1).
-var hopByHop = [...]string{"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer", "Upgrade", "Proxy-Authorization"}
-
-func stripHopByHop(hd *h1.Header, keepUpgrade bool) {
-	if conn, ok := hd.Get("Connection"); ok {
-		for rest := conn; rest != ""; {
-			var tok string
-			tok, rest, _ = strings.Cut(rest, ",")
-			tok = strings.TrimSpace(tok)
-			if tok != "" && !(keepUpgrade && strings.EqualFold(tok, "upgrade")) {
-				hd.Del(tok)
-			}
-		}
-	}
-	for _, n := range hopByHop {
-		if keepUpgrade && (n == "Upgrade" || n == "Connection") {
-			continue
-		}
-		hd.Del(n)
-	}
-}
-
-// serveRequest proxies one request and its response. It returns whether the
-// client connection may carry another request.
-func (h *httpConn) serveRequest(req *h1.Request) bool {
-	p := h.p
-	p.Stats.Requests.Add(1)
-	start := time.Now()
-	view := reqView{req}
-	key := h.hashKey(req)
-	hasBody := !req.Body.NoBody && (req.Body.Chunked || req.Body.ContentLength > 0)
-	upgrade := req.Upgrade
-
-	// Rewrite the request for the server side.
-	stripHopByHop(&req.Header, upgrade)
-	if upgrade {
-		req.Header.Set("Connection", "Upgrade")
-	} else if !p.HTTP.OneConnect {
-		req.Header.Set("Connection", "close")
-	} else if req.Proto == "HTTP/1.0" {
-		req.Header.Set("Connection", "keep-alive")
-	}
-	if p.HTTP.InsertXFF {
-		if h.xff == "" {
-			h.xff = h.client.Addr().String() // once per connection, not per request
-		}
-		xff := h.xff
-		if prev, ok := req.Header.Get("X-Forwarded-For"); ok {
-			req.Header.Set("X-Forwarded-For", prev+", "+xff)
-		} else {
-			req.Header.Add("X-Forwarded-For", xff)
-		}
-	}
-	if req.Expect100 {
-		req.Header.Del("Expect")
-	}
-
-	var (
-		ch      choice
-		sc      *serverConn
-		resp    *h1.Response
-		lastErr error
-		sent    time.Time
-	)
-	bodySent := false
-	if hasBody {
-		// Bodies are read under the idle timeout.
-		h.raw.SetReadDeadline(deadline(p.IdleTimeout))
-	}
-	for attempt := 0; attempt < maxConnectAttempts; attempt++ {
-		var err error
-		if ch.member == nil {
-			ch, err = p.choose(h.client.Addr(), view, key, time.Now())
-			if err != nil {
-				p.reject("no_member")
-				h.writeError(503, "no pool member is available for "+p.Pool.Name())
-				return false
-			}
-		}
-		m := ch.member
-		sc, err = h.serverConn(m)
-		if err != nil {
-			m.Release()
-			m.AddError()
-			lastErr = err
-			ch = choice{}
-			continue
-		}
-		h.setCur(sc)
-		h.e.SetServer(m.PoolName(), addrPortOf(sc.conn.LocalAddr()), m.Addr())
-		reused := sc.requests > 0
-		sc.requests++
-		if req.Expect100 && hasBody && !bodySent {
-			h.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-			h.bw.Flush()
-		}
-		sent = time.Now()
-		err = req.WriteHead(sc.bw)
-		if err == nil && hasBody {
-			if bodySent {
-				err = errors.New("request body already consumed")
-			} else {
-				bodySent = true
-				_, err = h.copyBody(sc.bw, h.br, req.Body, sc.conn, h.c, func(n int64) {
-					m.AddBytes(n, 0)
-					h.e.AddIn(n)
-					p.Stats.BytesIn.Add(uint64(n))
-				})
-			}
-		}
-		if err == nil {
-			err = sc.bw.Flush()
-		}
-		if err == nil {
-			sc.conn.SetReadDeadline(time.Now().Add(p.HTTP.ResponseTimeout))
-			resp, err = h.readResponse(sc, req)
-		}
-		if err == nil {
-			break
-		}
-		sc.close()
-		h.setCur(nil)
-		lastErr = err
-		// A reused keep-alive connection may have been closed by the server
-		// just as we sent: retry on a fresh one, on the same member, if the
-		// request can be sent again.
-		if reused && !bodySent && isStale(err) {
-			continue
-		}
-		m.Release()
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			m.ReportFailure("response timeout")
-			m.AddError()
-			p.Stats.Errors.Add(1)
-			h.writeError(504, "the pool member did not answer in time")
-			h.log(req, 504, m.String(), start)
-			return false
-		}
-		m.AddError()
-		m.ReportFailure("response: " + shortErr(err))
-		p.Stats.Errors.Add(1)
-		h.writeError(502, "the pool member sent no valid response")
-		h.log(req, 502, m.String(), start)
-		return false
-	}
-	if resp == nil {
-		p.Stats.Errors.Add(1)
-		p.Log.Warn("request failed: no member reachable", "virtual", p.Name, "client", h.client, "err", lastErr)
-		h.writeError(502, "no pool member could be reached")
-		h.log(req, 502, "", start)
-		return false
-	}
-	m := ch.member
-	released := false
-	defer func() {
-		if !released {
-			m.Release()
-		}
-	}()
-	latency := time.Since(sent)
-	m.ObserveLatency(latency)
-	m.AddRequest()
-	m.ReportSuccess()
-	if o := sc.observer(p); o != nil {
-		o.Observe(latency.Seconds())
-	}
-
-	// Persistence that needs the response.
-	if ch.setCookie != "" {
-		resp.Header.Add("Set-Cookie", ch.setCookie)
-	}
-	if p.Persist != nil && p.Persist.Type() == "cookie_passive" {
-		if sets := resp.Header.Values("Set-Cookie"); len(sets) > 0 {
-			p.Persist.Learn(p.PersistTable, &persist.Request{Virtual: p.Name, Pool: p.Pool.Name(), Client: h.client.Addr(), HTTP: view},
-				sets, persist.Target{Pool: m.PoolName(), Member: m.Addr()}, time.Now())
-		}
-	}
-
-	if resp.Status == 101 && upgrade {
-		return h.tunnel(sc, resp, req, start)
-	}
-
-	// Response head toward the client.
-	keepClient := !req.Close && !resp.Body.UntilClose
-	stripHopByHop(&resp.Header, false)
-	if !keepClient {
-		resp.Header.Set("Connection", "close")
-	} else if req.Proto == "HTTP/1.0" {
-		resp.Header.Set("Connection", "keep-alive")
-	}
-	if err := resp.WriteHead(h.bw); err != nil {
-		sc.close()
-		h.setCur(nil)
-		return false
-	}
-	if !resp.Body.NoBody {
-		if resp.Body.Chunked || resp.Body.UntilClose || int64(sc.br.Buffered()) < resp.Body.ContentLength {
-			// More reads to come: a long download runs under the idle
-			// timeout, not the response timeout.
-			sc.conn.SetReadDeadline(deadline(p.IdleTimeout))
-		}
-		if _, err := h.copyBody(h.bw, sc.br, resp.Body, h.c, sc.conn, func(n int64) {
-			m.AddBytes(0, n)
-			h.e.AddOut(n)
-			p.Stats.BytesOut.Add(uint64(n))
-		}); err != nil {
-			// Mid-body failure: neither side can be reused.
-			h.bw.Flush()
-			sc.close()
-			h.setCur(nil)
-			p.Stats.Errors.Add(1)
-			h.log(req, resp.Status, m.String(), start)
-			return false
-		}
-	}
-	// The server side is done: park its connection and free the member's
-	// slot before the last bytes reach the client, so the client's next
-	// request already sees both.
-	h.setCur(nil)
-	if p.HTTP.OneConnect && !resp.Close && !resp.Body.UntilClose && sc.br.Buffered() == 0 {
-		// Its read deadline is renewed before its next use.
-		h.l.idle.put(sc, p.HTTP.MaxIdlePerMember, time.Now())
-	} else {
-		sc.close()
-	}
-	m.Release()
-	released = true
-	if err := h.bw.Flush(); err != nil {
-		return false
-	}
-	h.log(req, resp.Status, m.String(), start)
-	return keepClient
-}
-
-// readResponse reads the final response head, forwarding interim 1xx
-// responses (except 101) to the client.
-func (h *httpConn) readResponse(sc *serverConn, req *h1.Request) (*h1.Response, error) {
-	lim := h1.Limits{MaxHeaderBytes: h.p.HTTP.MaxHeaderBytes, MaxHeaders: h.p.HTTP.MaxHeaders}
-	for {
-		resp, err := h1.ReadResponse(sc.br, lim, req.Method)
-		if err != nil {
-			return nil, err
-		}
-		if resp.Status >= 100 && resp.Status < 200 && resp.Status != 101 {
-			if req.Expect100 && resp.Status == 100 {
-				continue // we already told the client to go on
-			}
-			if err := resp.WriteHead(h.bw); err != nil {
-				return nil, err
-			}
-			if err := h.bw.Flush(); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		return resp, nil
-	}
-}
-
-// tunnel forwards a 101 Switching Protocols response and then bytes both ways (WebSocket).
-func (h *httpConn) tunnel(sc *serverConn, resp *h1.Response, req *h1.Request, start time.Time) bool {
-	if err := resp.WriteHead(h.bw); err != nil {
-		return false
-	}
-	// Bytes already buffered on either side belong to the new protocol.
-	if n := sc.br.Buffered(); n > 0 {
-		b, _ := sc.br.Peek(n)
-		h.bw.Write(b)
-	}
-	if err := h.bw.Flush(); err != nil {
-		return false
-	}
-	if n := h.br.Buffered(); n > 0 {
-		b, _ := h.br.Peek(n)
-		if _, err := sc.conn.Write(b); err != nil {
-			return false
-		}
-	}
-	h.log(req, 101, sc.member.String(), start)
-	h.c.SetReadDeadline(time.Time{})
-	sc.conn.SetReadDeadline(time.Time{})
-	h.l.proxyStreams(h.p, h.e, h.c, sc.conn, func(int64, int64) {})
-	return false
-}
-
-// serverConn returns an idle connection to m (OneConnect) or dials a new one.
-func (h *httpConn) serverConn(m *pool.Member) (*serverConn, error) {
-	p := h.p
-	isTLS := p.ServerTLS != nil
-	if p.HTTP.OneConnect {
-		if sc := h.l.idle.get(m, isTLS, p.HTTP.ServerIdleTimeout, time.Now()); sc != nil {
-			return sc, nil
-		}
-	}
-	c, err := p.dialMember(h.l.ctx, h.client.Addr(), h.mss, m, h.l.seed, func(c net.Conn) net.Conn {
-		return &countConn{Conn: c, c: memberCounter{m}}
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &serverConn{
-		conn:   c,
-		br:     bufio.NewReaderSize(c, 16<<10),
-		bw:     bufio.NewWriterSize(c, 16<<10),
-		member: m,
-		tls:    isTLS,
-	}, nil
-}
-
-func deadline(d time.Duration) time.Time {
-	if d <= 0 {
-		return time.Time{}
-	}
-	return time.Now().Add(d)
-}
-
-// isStale reports errors that mean "the server closed this idle connection".
-func isStale(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
-		strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "broken pipe")
-}
-
-func (h *httpConn) log(req *h1.Request, status int, member string, start time.Time) {
-	if h.p.AccessLog == nil {
-		return
-	}
-	h.p.AccessLog.Info("request",
-		"virtual", h.p.Name, "client", h.client.String(), "method", req.Method, "target", req.Target,
-		"host", req.Host, "status", status, "member", member, "duration_ms", float64(time.Since(start).Microseconds())/1000)
-}
-
 func statusText(code int) string {
 	switch code {
 	case 400:
@@ -808,14 +476,16 @@ func (h *httpConn) headBuffered() bool {
 const bigBodyMin = 64 << 10
 
 // copyBody copies one message body from src (buffered reader over the
-// connection srcConn) to dst (buffered writer over dstConn). A large
+// connection srcConn) to dst (buffered writer over dstConn). Errors writing
+// to dst come back as writeErrors (the other side's are read errors); an
+// idle read deadline on srcConn is renewed through ext while bytes move. A large
 // length-delimited body between two plain TCP connections is copied
 // socket to socket through a 64 KiB chunk (what the buffers already hold
 // goes first), four times fewer system calls than through the 16 KiB
 // buffers; count reports the bytes that bypassed the byte-counting
 // wrappers. Everything else goes through h1.CopyBody. (Not splice(2): see
 // the relay's comment for why Fulcrum does not use it.)
-func (h *httpConn) copyBody(dst *bufio.Writer, src *bufio.Reader, f h1.Framing, dstConn, srcConn net.Conn, count func(int64)) (int64, error) {
+func (h *httpConn) copyBody(dst *bufio.Writer, src *bufio.Reader, f h1.Framing, dstConn, srcConn net.Conn, ext idleExtender, count func(int64)) (int64, error) {
 	if f.Chunked || f.UntilClose || f.NoBody || f.ContentLength-int64(src.Buffered()) < bigBodyMin {
 		return h1.CopyBody(dst, src, f)
 	}
@@ -843,8 +513,10 @@ func (h *httpConn) copyBody(dst *bufio.Writer, src *bufio.Reader, f h1.Framing, 
 			n += int64(nw)
 			count(int64(nw))
 			if werr != nil {
-				return n, werr
+				return n, &writeError{werr}
 			}
+		} else if rerr != nil && isTimeout(rerr) && ext.extendIdle() {
+			continue // the exchange is moving: not idle yet
 		}
 		if rerr == io.EOF && n < f.ContentLength {
 			return n, io.ErrUnexpectedEOF

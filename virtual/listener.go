@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/fulcrum-adc/fulcrum/profile/tcp"
 	"hash/maphash"
 	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/fulcrum-adc/fulcrum/profile/tcp"
 )
 
 // Listener is one virtual server's socket and its accept loop.

@@ -1,8 +1,10 @@
 package virtual
 
 import (
+	"context"
 	"crypto/tls"
 	"log/slog"
+	"net"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -56,6 +58,11 @@ type Plan struct {
 	Observer func(pool, member string) prometheus.Observer
 	// Rejected counts refused input by reason (nil: not counted beyond Stats).
 	Rejected func(reason string)
+
+	// DialContext, when set, makes the server-side connections instead of
+	// d.DialContext (d carries the SNAT source, timeout and socket options).
+	// Tests inject failures through it, as with net/http's Transport.
+	DialContext func(ctx context.Context, d *net.Dialer, network, address string) (net.Conn, error)
 }
 
 // HTTPSettings is the compiled HTTP profile.
@@ -119,8 +126,12 @@ type Stats struct {
 	Requests atomic.Uint64
 	BytesIn  atomic.Uint64 // client → server
 	BytesOut atomic.Uint64 // server → client
-	Errors   atomic.Uint64
-	Rejected atomic.Uint64
+	Errors   atomic.Uint64 // failures charged to members or to Fulcrum itself
+	Rejected atomic.Uint64 // refused input (limits, bad requests, client faults)
+	// ClientErrors counts exchanges a client broke: a malformed or truncated
+	// request body, an upload that stalled, a client that left mid-response.
+	// They are charged here, never to the member.
+	ClientErrors atomic.Uint64
 }
 
 func (p *Plan) reject(reason string) {

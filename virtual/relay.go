@@ -1,15 +1,17 @@
 package virtual
 
 import (
-	"golang.org/x/sys/unix"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"errors"
-	"github.com/fulcrum-adc/fulcrum/profile/tcp"
 	"io"
 	"net"
 	"sync"
 	"sync/atomic"
+
+	"github.com/fulcrum-adc/fulcrum/profile/tcp"
 )
 
 // A relay moves one direction of a proxied stream (src → dst) through a

@@ -8,6 +8,7 @@ import (
 	"hash/maphash"
 	"net"
 	"net/netip"
+	"slices"
 	"syscall"
 	"time"
 
@@ -25,8 +26,12 @@ type choice struct {
 }
 
 // choose applies persistence, then the pool's LB method. The member returned
-// has been Acquire()d; the caller must Release() it.
-func (p *Plan) choose(client netip.Addr, hreq persist.HTTPRequest, hashKey []byte, now time.Time) (choice, error) {
+// has been Acquire()d; the caller must Release() it (through a lease).
+// exclude are members this flow already failed to connect to: a persistence
+// record naming one of them is ignored and the new pick re-persists (HAProxy
+// option redispatch), and balancing skips them (so a priority group they
+// exhaust spills over into the next).
+func (p *Plan) choose(client netip.Addr, hreq persist.HTTPRequest, hashKey []byte, now time.Time, exclude []*pool.Member) (choice, error) {
 	var preq *persist.Request
 	if p.Persist != nil {
 		preq = &persist.Request{Virtual: p.Name, Pool: p.Pool.Name(), Client: client, HTTP: hreq}
@@ -37,7 +42,7 @@ func (p *Plan) choose(client netip.Addr, hreq persist.HTTPRequest, hashKey []byt
 			viaFallback = ok
 		}
 		if ok {
-			if m := p.memberFor(tgt); m != nil && m.PersistOK() && m.Acquire() {
+			if m := p.memberFor(tgt); m != nil && !slices.Contains(exclude, m) && m.PersistOK() && m.Acquire() {
 				c := choice{member: m, persisted: true}
 				if viaFallback {
 					// Re-establish the primary (for cookie insert: set the cookie) so the
@@ -48,7 +53,7 @@ func (p *Plan) choose(client netip.Addr, hreq persist.HTTPRequest, hashKey []byt
 			}
 		}
 	}
-	m, err := p.Pool.Pick(pool.Hint{Key: hashKey})
+	m, err := p.Pool.Pick(pool.Hint{Key: hashKey, Exclude: exclude})
 	if err != nil {
 		return choice{}, err
 	}
@@ -122,11 +127,10 @@ func (p *Plan) dial(ctx context.Context, network string, client netip.Addr, memb
 			return nil
 		}
 	}
-	c, err := d.DialContext(ctx, network, member.String())
-	if err != nil {
-		return nil, err
+	if p.DialContext != nil {
+		return p.DialContext(ctx, &d, network, member.String())
 	}
-	return c, nil
+	return d.DialContext(ctx, network, member.String())
 }
 
 // snatAddr picks a SNAT pool address of the member's family by hashing the
@@ -166,12 +170,11 @@ func transparentControl(network, address string, c syscall.RawConn) error {
 
 // dialMember dials the chosen member for a stream (tcp/http) flow, wrapping
 // it (wrap, may be nil: e.g. byte counting) and then in TLS when the plan
-// re-encrypts, and reports connect failures to the
-// member's passive monitor.
+// re-encrypts. A failure is charged by connectFailed: the caller calls it
+// (and gets whether the failure was Fulcrum's own).
 func (p *Plan) dialMember(ctx context.Context, client netip.Addr, clientMSS int, m *pool.Member, seed maphash.Seed, wrap func(net.Conn) net.Conn) (net.Conn, error) {
 	c, err := p.dial(ctx, "tcp", client, m.Addr(), seed, clientMSS)
 	if err != nil {
-		m.ReportFailure("connect: " + shortErr(err))
 		return nil, err
 	}
 	if tc, ok := c.(*net.TCPConn); ok && p.Serverside != nil {
@@ -189,13 +192,45 @@ func (p *Plan) dialMember(ctx context.Context, client netip.Addr, clientMSS int,
 		cancel()
 		if err != nil {
 			c.Close()
-			m.ReportFailure("server-ssl handshake: " + shortErr(err))
-			return nil, err
+			return nil, &handshakeError{err}
 		}
 		c = tc
 	}
 	m.ReportSuccess()
 	return c, nil
+}
+
+// handshakeError is a server-ssl handshake that failed after the TCP
+// connect succeeded.
+type handshakeError struct{ err error }
+
+func (e *handshakeError) Error() string { return "server-ssl handshake: " + shortErr(e.err) }
+func (e *handshakeError) Unwrap() error { return e.err }
+
+// connectFailed charges a failed connect to m, or to Fulcrum itself when the
+// cause is this host's own resources (out of file descriptors, ports,
+// buffers): those never count against a member's health. It reports
+// whether the failure was Fulcrum's own (trying another member would not
+// help then).
+func (p *Plan) connectFailed(ctx context.Context, m *pool.Member, client netip.AddrPort, err error) (local bool) {
+	if ctx.Err() != nil {
+		return true // shutting down: nobody's fault
+	}
+	if isLocalFault(err) {
+		p.Stats.Errors.Add(1)
+		p.reject("local_resources")
+		p.Log.Warn("cannot connect to pool member: this host is out of a resource (Fulcrum's limit, not the member's fault)",
+			"virtual", p.Name, "member", m.String(), "client", client, "err", shortErr(err))
+		return true
+	}
+	m.AddError()
+	var he *handshakeError
+	if errors.As(err, &he) {
+		m.ReportFailure(he.Error())
+	} else {
+		m.ReportFailure("connect: " + shortErr(err))
+	}
+	return false
 }
 
 // shortErr strips the "dial tcp a->b:" prefix that makes logs unreadable.

@@ -2,25 +2,38 @@ package virtual
 
 import (
 	"bufio"
-	"github.com/prometheus/client_golang/prometheus"
+	"crypto/tls"
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
+
 	"github.com/fulcrum-adc/fulcrum/pool"
+	"github.com/fulcrum-adc/fulcrum/profile/tcp"
 )
 
 // serverConn is one server-side HTTP connection, kept open between requests
 // when OneConnect is on.
 type serverConn struct {
 	conn      net.Conn
+	raw       *net.TCPConn // the TCP connection under conn (nil if not TCP)
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	member    *pool.Member
-	tls       bool
+	key       idleKey
 	idleSince time.Time
 	requests  int // requests carried so far (>0 means reused)
+	// owner is the client connection using it (nil while idle): its
+	// activity keeps the server side's idle deadline alive.
+	owner atomic.Pointer[httpConn]
+	// idleArmed says the read deadline in force is an idle deadline, which
+	// progress of the exchange extends (not a response timeout).
+	idleArmed atomic.Bool
 
 	// The latency histogram for this member, looked up once per plan rather
 	// than per request (label hashing on every response showed in profiles).
@@ -42,61 +55,135 @@ func (s *serverConn) observer(p *Plan) prometheus.Observer {
 
 func (s *serverConn) close() { s.conn.Close() }
 
-// idlePool keeps idle server-side connections per member (F5 OneConnect
-// with a /0 source mask: any client's request may reuse any idle connection
-// to the member it was balanced to). Newest first, so old ones age out.
-type idlePool struct {
-	mu    sync.Mutex
-	conns map[idleKey][]*serverConn
-}
+// countIn and countOut make serverConn the counter of its own countConn:
+// bytes go to the member.
+func (s *serverConn) countIn(n int64)  { s.member.AddBytes(0, n) }
+func (s *serverConn) countOut(n int64) { s.member.AddBytes(n, 0) }
 
-type idleKey struct {
-	addr netip.AddrPort
-	tls  bool
-}
-
-// get returns a live idle connection to m, discarding ones idle longer than maxIdle.
-func (ip *idlePool) get(m *pool.Member, tls bool, maxIdle time.Duration, now time.Time) *serverConn {
-	k := idleKey{m.Addr(), tls}
-	ip.mu.Lock()
-	defer ip.mu.Unlock()
-	list, ok := ip.conns[k]
-	if !ok {
-		return nil
+// extendIdle renews an idle read deadline that expired while the exchange
+// was still moving bytes (see countConn).
+func (s *serverConn) extendIdle() bool {
+	h := s.owner.Load()
+	if h == nil || !s.idleArmed.Load() || s.raw == nil {
+		return false
 	}
-	for len(list) > 0 {
+	return h.renewIdle(s.raw, &s.idleArmed)
+}
+
+// clean reports whether an idle connection can carry another request: the
+// member sent nothing while it was idle (no unsolicited response, no stray
+// body bytes, no FIN or RST). Anything the member sent between exchanges
+// would otherwise be read as the next client's response.
+func (s *serverConn) clean() bool {
+	if s.br.Buffered() > 0 {
+		return false
+	}
+	if s.raw == nil {
+		return false
+	}
+	rc, err := s.raw.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ok := false
+	var b [1]byte
+	rc.Read(func(fd uintptr) bool {
+		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		ok = err == unix.EAGAIN // nothing to read, not closed
+		return true
+	})
+	return ok
+}
+
+// idleKey is everything that makes two server connections interchangeable
+// (net/http's connectMethodKey): the member, the server-ssl settings (a
+// reload that changes them compiles a new *tls.Config), the serverside TCP
+// profile and the source address the member sees. Connections made under
+// an older plan never serve a newer plan's requests.
+type idleKey struct {
+	addr    netip.AddrPort
+	tls     *tls.Config
+	profile *tcp.Profile
+	source  netip.Addr // SNAT pool or transparent source; zero for automap
+}
+
+// idlePool keeps idle server-side connections per key (F5 OneConnect with a
+// /0 source mask: any client's request may reuse any idle connection to the
+// member it was balanced to, under the same key). Newest first, so old ones
+// age out.
+type idlePool struct {
+	mu        sync.Mutex
+	conns     map[idleKey][]*serverConn
+	lastSweep time.Time
+}
+
+// get returns a clean idle connection for k, closing ones idle longer than
+// maxIdle or that the member wrote to (or closed) while they were idle.
+func (ip *idlePool) get(k idleKey, maxIdle time.Duration, now time.Time) *serverConn {
+	for {
+		ip.mu.Lock()
+		list := ip.conns[k]
+		if len(list) == 0 {
+			ip.mu.Unlock()
+			return nil
+		}
 		sc := list[len(list)-1]
 		list[len(list)-1] = nil
-		list = list[:len(list)-1]
-		if now.Sub(sc.idleSince) > maxIdle || sc.member != m {
-			sc.close()
-			continue
+		ip.conns[k] = list[:len(list)-1]
+		ip.mu.Unlock()
+		// The check is a system call: outside the lock.
+		if now.Sub(sc.idleSince) <= maxIdle && sc.clean() {
+			return sc
 		}
-		ip.conns[k] = list
-		return sc
+		sc.close()
 	}
-	ip.conns[k] = list
-	return nil
 }
 
-// put parks sc for reuse; false (and sc closed) when the member's list is full.
-func (ip *idlePool) put(sc *serverConn, max int, now time.Time) bool {
-	k := idleKey{sc.member.Addr(), sc.tls}
+// put parks sc for reuse, dropping the oldest connection of its key when
+// the key already has max. Connections of keys nobody asks for any more
+// (an old plan's) are swept once per maxIdle.
+func (ip *idlePool) put(sc *serverConn, max int, maxIdle time.Duration, now time.Time) {
+	sc.owner.Store(nil)
+	sc.idleArmed.Store(false)
 	ip.mu.Lock()
 	defer ip.mu.Unlock()
 	if ip.conns == nil {
 		ip.conns = make(map[idleKey][]*serverConn)
 	}
-	list := ip.conns[k]
+	if now.Sub(ip.lastSweep) > maxIdle {
+		ip.sweepLocked(now.Add(-maxIdle))
+		ip.lastSweep = now
+	}
+	list := ip.conns[sc.key]
 	if len(list) >= max {
 		// Drop the oldest, keep the warm one.
 		list[0].close()
 		copy(list, list[1:])
+		list[len(list)-1] = nil
 		list = list[:len(list)-1]
 	}
 	sc.idleSince = now
-	ip.conns[k] = append(list, sc)
-	return true
+	ip.conns[sc.key] = append(list, sc)
+}
+
+// sweepLocked closes connections idle since before cutoff.
+func (ip *idlePool) sweepLocked(cutoff time.Time) {
+	for k, list := range ip.conns {
+		keep := list[:0]
+		for _, sc := range list {
+			if sc.idleSince.Before(cutoff) {
+				sc.close()
+			} else {
+				keep = append(keep, sc)
+			}
+		}
+		clear(list[len(keep):])
+		if len(keep) == 0 {
+			delete(ip.conns, k)
+		} else {
+			ip.conns[k] = keep
+		}
+	}
 }
 
 func (ip *idlePool) closeAll() {
@@ -116,24 +203,45 @@ type counter interface {
 	countOut(n int64) // bytes written to it
 }
 
-// countConn counts bytes read and written on the wire.
+// idleExtender is a counter whose connection's read deadline may be an idle
+// deadline: when it expires, extendIdle renews it if the exchange moved
+// bytes in the meantime (in either direction) and reports whether it did.
+type idleExtender interface {
+	extendIdle() bool
+}
+
+// countConn counts bytes read and written on the wire. Write errors come
+// back wrapped in a writeError, so a caller copying from one side to the
+// other can tell which side failed. An expired idle read deadline is
+// renewed, and the read retried, while the exchange is still making
+// progress: idle means no bytes for that long, not a total time.
 type countConn struct {
 	net.Conn
 	c counter
 }
 
 func (c *countConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	if n > 0 {
-		c.c.countIn(int64(n))
+	for {
+		n, err := c.Conn.Read(b)
+		if n > 0 {
+			c.c.countIn(int64(n))
+		}
+		if err != nil && n == 0 && isTimeout(err) {
+			if x, ok := c.c.(idleExtender); ok && x.extendIdle() {
+				continue
+			}
+		}
+		return n, err
 	}
-	return n, err
 }
 
 func (c *countConn) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
 	if n > 0 {
 		c.c.countOut(int64(n))
+	}
+	if err != nil {
+		err = &writeError{err}
 	}
 	return n, err
 }
@@ -146,9 +254,19 @@ func (c *countConn) CloseWrite() error {
 	return c.Conn.Close()
 }
 
-// memberCounter counts a server-side connection's bytes for its member:
-// what we read from it went toward the client.
-type memberCounter struct{ m *pool.Member }
+// writeError marks an error as a failure to write to a connection (as
+// opposed to reading from the other one).
+type writeError struct{ err error }
 
-func (mc memberCounter) countIn(n int64)  { mc.m.AddBytes(0, n) }
-func (mc memberCounter) countOut(n int64) { mc.m.AddBytes(n, 0) }
+func (e *writeError) Error() string { return e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+func isWriteError(err error) bool {
+	var we *writeError
+	return errors.As(err, &we)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fulcrum-adc/fulcrum/conntrack"
+	"github.com/fulcrum-adc/fulcrum/pool"
 	"github.com/fulcrum-adc/fulcrum/profile/tcp"
 )
 
@@ -69,20 +70,38 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 		b := clientAP.Addr().As16()
 		key = b[:]
 	}
-	var lastErr error
-	for attempt := 0; attempt < maxConnectAttempts; attempt++ {
-		ch, err := p.choose(clientAP.Addr(), nil, key, time.Now())
+	// Reselect (F5) / redispatch (HAProxy): a member that refuses the
+	// connection before any byte moved is skipped for this flow, and a
+	// persisted client is re-persisted to the member that answers.
+	var tried []*pool.Member
+	var ls lease
+	defer func() { ls.release() }() // every path, panics included
+	for {
+		ch, err := p.choose(clientAP.Addr(), nil, key, time.Now(), tried)
 		if err != nil {
+			if len(tried) > 0 {
+				p.Stats.Errors.Add(1)
+				p.Log.Warn("connection failed: no member reachable", "virtual", p.Name, "client", clientAP)
+				return
+			}
 			p.reject("no_member")
 			p.Log.Debug("no pool member for connection", "client", clientAP, "err", err)
 			return
 		}
+		ls = lease{ch.member}
 		m := ch.member
 		s, err := p.dialMember(l.ctx, clientAP.Addr(), p.clientMSS(raw), m, l.seed, nil)
 		if err != nil {
-			m.Release()
-			m.AddError()
-			lastErr = err
+			ls.release()
+			if p.connectFailed(l.ctx, m, clientAP, err) {
+				return // Fulcrum's own resources: another member would fail the same way
+			}
+			tried = append(tried, m)
+			if len(tried) >= maxConnectAttempts {
+				p.Stats.Errors.Add(1)
+				p.Log.Warn("connection failed: no member reachable", "virtual", p.Name, "client", clientAP, "err", shortErr(err))
+				return
+			}
 			continue
 		}
 		mu.Lock()
@@ -90,11 +109,9 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 		mu.Unlock()
 		e.SetServer(m.PoolName(), addrPortOf(s.LocalAddr()), m.Addr())
 		l.proxyStreams(p, e, c, s, func(in, out int64) { m.AddBytes(in, out) })
-		m.Release()
+		ls.release()
 		return
 	}
-	p.Stats.Errors.Add(1)
-	p.Log.Warn("connection failed: no member reachable", "virtual", p.Name, "client", clientAP, "err", lastErr)
 }
 
 // proxyStreams relays both directions through their proxy buffers. When one

@@ -82,7 +82,7 @@ func (l *Listener) newUDPFlow(client netip.AddrPort) *udpFlow {
 		b := client.Addr().As16()
 		key = b[:]
 	}
-	ch, err := p.choose(client.Addr(), nil, key, time.Now())
+	ch, err := p.choose(client.Addr(), nil, key, time.Now(), nil)
 	if err != nil {
 		p.reject("no_member")
 		return nil
