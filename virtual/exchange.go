@@ -357,12 +357,14 @@ func (x *exchange) send() (fault, error) {
 		return x.checkResponse()
 	}
 
-	// The body, with the response watched for at the same time. Both reads
-	// of this phase (the client's body, the member's answer) run under the
-	// idle timeout, renewed while bytes move.
+	// The body, with the response watched for at the same time. The
+	// client's body is read under the idle timeout, renewed while bytes
+	// move; the member is not expected to say anything before the body is
+	// in, so its read waits without a deadline (a stall on both sides ends
+	// through the connection table's idle reaping).
 	x.bodySent = true
 	h.armIdle(h.raw, &h.idleArmed)
-	h.armIdle(sc.conn, &sc.idleArmed)
+	sc.conn.SetReadDeadline(time.Time{})
 	var interrupted, bodyDone atomic.Bool
 	results := make(chan respResult, 1)
 	go func() {

@@ -33,15 +33,49 @@ func CopyBody(dst *bufio.Writer, src *bufio.Reader, f Framing) (int64, error) {
 	case f.Chunked:
 		return copyChunked(dst, src)
 	case f.UntilClose:
-		return io.Copy(dst, src)
+		n, err := copyFlushing(dst, src, -1)
+		if err == io.EOF {
+			err = nil
+		}
+		return n, err
 	case f.ContentLength >= 0:
-		n, err := io.CopyN(dst, src, f.ContentLength)
+		n, err := copyFlushing(dst, src, f.ContentLength)
 		if err == io.EOF {
 			err = fmt.Errorf("h1: body ended after %d of %d bytes: %w", n, f.ContentLength, io.ErrUnexpectedEOF)
 		}
 		return n, err
 	}
 	return 0, nil
+}
+
+// copyFlushing copies n bytes (n < 0: until EOF, returned as io.EOF) from
+// src to dst, flushing dst whenever src has nothing more buffered, just
+// before it would block: a slow stream (server-sent events, a long poll, a
+// trickling upload) reaches the other side as it arrives, not once 16 KiB
+// have gathered, and a bulk transfer still moves a buffer per system call.
+func copyFlushing(dst *bufio.Writer, src *bufio.Reader, n int64) (int64, error) {
+	var total int64
+	for n < 0 || total < n {
+		if src.Buffered() == 0 {
+			if err := dst.Flush(); err != nil {
+				return total, err
+			}
+			if _, err := src.Peek(1); err != nil {
+				return total, err
+			}
+		}
+		b, _ := src.Peek(src.Buffered())
+		if n >= 0 && int64(len(b)) > n-total {
+			b = b[:n-total]
+		}
+		w, err := dst.Write(b)
+		src.Discard(w)
+		total += int64(w)
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
 }
 
 // chunkErr is a malformed-chunking error. Chunked errors are found after the
@@ -58,8 +92,13 @@ func chunkErr(reason string) error {
 func copyChunked(dst *bufio.Writer, src *bufio.Reader) (int64, error) {
 	var total int64
 	var line [maxChunkLineBytes]byte
-	lr := io.LimitedReader{R: src} // one per body, not per chunk: &lr escapes
 	for {
+		if src.Buffered() == 0 {
+			// The next read may block: what we have goes out first.
+			if err := dst.Flush(); err != nil {
+				return total, err
+			}
+		}
 		l, err := readCRLFLine(src, line[:0], maxChunkLineBytes, "chunk-size line")
 		if err != nil {
 			return total, err
@@ -73,12 +112,8 @@ func copyChunked(dst *bufio.Writer, src *bufio.Reader) (int64, error) {
 		}
 		writeHex(dst, size)
 		dst.WriteString("\r\n")
-		lr.N = size
-		n, err := io.Copy(dst, &lr)
+		n, err := copyFlushing(dst, src, size)
 		total += n
-		if err == nil && n < size {
-			err = io.EOF
-		}
 		if err != nil {
 			if err == io.EOF {
 				err = fmt.Errorf("h1: chunked body: connection closed inside a chunk: %w", io.ErrUnexpectedEOF)
