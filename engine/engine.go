@@ -44,11 +44,43 @@ type Engine struct {
 	mu        sync.Mutex // serialises Apply and guards the fields below
 	cfg       *config.Config
 	pools     map[string]*pool.Pool
-	listeners map[string]*virtual.Listener // "tcp|addr" / "udp|addr"
+	listeners map[string]virtual.Server // "tcp|addr" / "udp|addr"
 	vstats    map[string]*virtual.Stats
 	secrets   map[string][]byte // generated cookie secrets, kept across reloads
-	draining  []*virtual.Listener
+	// draining are listeners a reload removed, until their connections
+	// have ended; each has a goroutine (counted in drains) that releases
+	// it and takes it out of this set.
+	draining map[virtual.Server]struct{}
+	drains   sync.WaitGroup
+	closed   bool // Close has begun: Apply refuses
 }
+
+// ErrClosed is returned by Apply once the engine is shutting down.
+var ErrClosed = errors.New("the engine is shutting down")
+
+// ListenError is a virtual server whose socket could not be opened. It
+// wraps the system's error (errors.Is(err, syscall.EADDRINUSE) works).
+type ListenError struct {
+	File    string // configuration file ("api" when loaded through the API)
+	Line    int    // line of the virtual's destination (0: unknown)
+	Virtual string
+	Addr    string // destination
+	// Running is true when a configuration was already running (a reload):
+	// it stays in force. False at start-up: nothing was started.
+	Running bool
+	Err     error
+}
+
+func (e *ListenError) Error() string {
+	outcome := "nothing was started"
+	if e.Running {
+		outcome = "the running configuration is unchanged"
+	}
+	return fmt.Sprintf("%s:%d: virtuals.%s.destination: cannot listen on %s: %v (%s)",
+		e.File, e.Line, e.Virtual, e.Addr, e.Err, outcome)
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }
 
 // New starts an engine with no configuration; call Apply.
 func New(opt Options) *Engine {
@@ -60,7 +92,8 @@ func New(opt Options) *Engine {
 		persists:  persist.NewTable(),
 		monitors:  monitor.NewManager(opt.Log),
 		pools:     map[string]*pool.Pool{},
-		listeners: map[string]*virtual.Listener{},
+		listeners: map[string]virtual.Server{},
+		draining:  map[virtual.Server]struct{}{},
 		vstats:    map[string]*virtual.Stats{},
 		secrets:   map[string][]byte{},
 	}
@@ -89,7 +122,7 @@ func (e *Engine) Config() *config.Config {
 }
 
 // Listener returns the listener serving a virtual (nil if none); for tests.
-func (e *Engine) Listener(virtualName string) *virtual.Listener {
+func (e *Engine) Listener(virtualName string) virtual.Server {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, l := range e.listeners {
@@ -105,13 +138,16 @@ func (e *Engine) Listener(virtualName string) *virtual.Listener {
 func (e *Engine) Apply(cfg *config.Config) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.closed {
+		return ErrClosed
+	}
 	c, err := e.compile(cfg)
 	if err != nil {
 		return err
 	}
 	// Open the listeners this configuration adds; keep the ones it shares.
-	next := make(map[string]*virtual.Listener, len(c.plans))
-	var opened []*virtual.Listener
+	next := make(map[string]virtual.Server, len(c.plans))
+	var opened []virtual.Server
 	for key, plan := range c.plans {
 		if l, ok := e.listeners[key]; ok {
 			next[key] = l
@@ -121,10 +157,10 @@ func (e *Engine) Apply(cfg *config.Config) error {
 		if err != nil {
 			for _, o := range opened {
 				o.Close()
+				e.drain(o) // a client may have connected already
 			}
-			line := cfg.Line("virtuals." + plan.Name + ".destination")
-			return fmt.Errorf("%s:%d: virtuals.%s.destination: cannot listen on %s: %w (the running configuration is unchanged)",
-				cfg.File, line, plan.Name, plan.Destination, err)
+			return &ListenError{File: cfg.File, Line: cfg.Line("virtuals." + plan.Name + ".destination"),
+				Virtual: plan.Name, Addr: plan.Destination.String(), Running: e.cfg != nil, Err: err}
 		}
 		opened = append(opened, l)
 		next[key] = l
@@ -137,7 +173,7 @@ func (e *Engine) Apply(cfg *config.Config) error {
 		if _, ok := next[key]; !ok {
 			e.log.Info("virtual server listener closed", "virtual", l.Plan().Name, "address", l.Addr().String())
 			l.Close() // stops accepting; its connections finish on their plan
-			e.draining = append(e.draining, l)
+			e.drain(l)
 		}
 	}
 	for key, l := range next {
@@ -192,18 +228,39 @@ func (e *Engine) LoadConfig(data []byte) error {
 	return nil
 }
 
+// drain releases l, which a reload removed and closed, once its last
+// connection has ended, and then forgets it. Called with e.mu held.
+func (e *Engine) drain(l virtual.Server) {
+	e.draining[l] = struct{}{}
+	e.drains.Add(1)
+	go func() {
+		defer e.drains.Done()
+		// e.ctx ends only when Close has already waited for l.
+		l.Wait(e.ctx)
+		e.mu.Lock()
+		delete(e.draining, l)
+		e.mu.Unlock()
+		e.log.Info("virtual server listener drained", "virtual", l.Plan().Name, "address", l.Addr().String())
+	}()
+}
+
 // Close stops accepting, waits up to ctx for connections to finish, then
-// closes the rest and stops every background task.
+// closes the rest and stops every background task. Apply refuses from the
+// moment Close begins.
 func (e *Engine) Close(ctx context.Context) {
 	e.mu.Lock()
-	ls := make([]*virtual.Listener, 0, len(e.listeners)+len(e.draining))
+	e.closed = true
+	ls := make([]virtual.Server, 0, len(e.listeners)+len(e.draining))
 	for _, l := range e.listeners {
 		ls = append(ls, l)
 		l.Close()
 	}
-	ls = append(ls, e.draining...)
-	e.listeners = map[string]*virtual.Listener{}
-	e.draining = nil
+	// Draining listeners also have their own goroutine waiting for them
+	// (drain): both waits return once the listener is released.
+	for l := range e.draining {
+		ls = append(ls, l)
+	}
+	e.listeners = map[string]virtual.Server{}
 	e.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, l := range ls {
@@ -223,6 +280,7 @@ func (e *Engine) Close(ctx context.Context) {
 	}
 	e.monitors.Close()
 	e.cancel()
+	e.drains.Wait()
 	e.bg.Wait()
 }
 

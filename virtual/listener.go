@@ -9,10 +9,37 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fulcrum-adc/fulcrum/profile/tcp"
+	"golang.org/x/sys/unix"
 )
+
+// Server is what the engine needs from a virtual server's listener,
+// whatever the virtual's kind: its socket, the plan it serves, and a life
+// that ends in Close (stop accepting) and Wait (connections over, everything
+// released).
+type Server interface {
+	// Addr is the bound address.
+	Addr() net.Addr
+	// Transport is "tcp" or "udp": the socket kind, which decides whether a
+	// reload can keep the listener for a new plan.
+	Transport() string
+	// Plan is the plan new connections get; Swap publishes a new one.
+	Plan() *Plan
+	Swap(p *Plan)
+	// Close stops accepting; established connections carry on.
+	Close() error
+	// Wait closes the listener if needed, waits until its connections have
+	// ended (or ctx is done: then it cancels their dials and handshakes and
+	// still waits), and releases everything the listener holds.
+	Wait(ctx context.Context)
+	// Done is closed once Wait has released everything.
+	Done() <-chan struct{}
+}
+
+var _ Server = (*Listener)(nil)
 
 // Listener is one virtual server's socket and its accept loop.
 type Listener struct {
@@ -24,6 +51,12 @@ type Listener struct {
 	cancel context.CancelFunc
 	loop   sync.WaitGroup // accept / read loop
 	conns  sync.WaitGroup // live connections and flows
+
+	closing   atomic.Bool // Close was called: an accept error ends the loop
+	closeOnce sync.Once
+	closeErr  error
+	endOnce   sync.Once
+	done      chan struct{} // closed when the listener has released everything
 
 	seed maphash.Seed
 	idle idlePool // http: server-side connections kept for reuse (OneConnect)
@@ -38,43 +71,118 @@ type Listener struct {
 }
 
 // Listen opens the socket for p.Destination and starts serving p.
+//
+// An IPv4 destination gets an IPv4 socket and an IPv6 destination an
+// IPv6-only one: 0.0.0.0:P takes IPv4 only and [::]:P IPv6 only, so either
+// can share its port with a listener of the other family (Go's "tcp" would
+// bind 0.0.0.0 as a dual-stack [::] socket, which takes both).
 func Listen(p *Plan) (*Listener, error) {
-	l := &Listener{seed: maphash.MakeSeed()}
-	l.ctx, l.cancel = context.WithCancel(context.Background())
-	l.plan.Store(p)
+	network, addr := listenNetwork(p)
 	// Keep-alive is the TCP profile's business (Go would otherwise set its
 	// own on every accepted socket, three system calls each).
-	lc := net.ListenConfig{KeepAlive: -1}
-	switch p.Type {
-	case "udp":
-		pc, err := lc.ListenPacket(l.ctx, "udp", p.Destination.String())
+	lc := net.ListenConfig{KeepAlive: -1, Control: listenControl(p)}
+	// The context only bounds the listen call itself.
+	if p.Type == "udp" {
+		pc, err := lc.ListenPacket(context.Background(), network, addr)
 		if err != nil {
-			l.cancel()
 			return nil, err
 		}
-		l.pc = pc.(*net.UDPConn)
-		l.udp = newUDPFlows()
-		l.loop.Add(1)
-		go l.serveUDP()
-	default:
-		if p.Clientside != nil {
-			lc.Control = p.Clientside.ListenControl
-		}
-		ln, err := lc.Listen(l.ctx, "tcp", p.Destination.String())
-		if err != nil {
-			l.cancel()
-			return nil, err
-		}
-		l.ln = ln
-		if pk, err := newParker(); err == nil {
-			l.parker = pk
-		} else {
-			p.Log.Warn("idle connections will each hold a goroutine: epoll unavailable", "err", err)
-		}
-		l.loop.Add(1)
-		go l.acceptLoop()
+		return ServeUDP(p, pc.(*net.UDPConn))
 	}
+	ln, err := lc.Listen(context.Background(), network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return serve(p, ln), nil
+}
+
+// listenNetwork is the network and address to listen on for p: "tcp4" or
+// "udp4" for an IPv4 destination (an IPv4-mapped IPv6 one included), "tcp6"
+// or "udp6" for an IPv6 one.
+func listenNetwork(p *Plan) (network, addr string) {
+	network = "tcp"
+	if p.Type == "udp" {
+		network = "udp"
+	}
+	a := p.Destination.Addr()
+	if a.Is4() || a.Is4In6() {
+		return network + "4", net.JoinHostPort(a.Unmap().String(), fmt.Sprint(p.Destination.Port()))
+	}
+	return network + "6", p.Destination.String()
+}
+
+// listenControl sets the socket options a listening socket for p needs
+// before bind: IPV6_V6ONLY on IPv6 sockets (Go sets it too for "tcp6" and
+// "udp6"; stating it here keeps [::] from taking IPv4 whatever the runtime
+// does), then the clientside TCP profile's options.
+func listenControl(p *Plan) func(network, address string, c syscall.RawConn) error {
+	return func(network, address string, c syscall.RawConn) error {
+		if network == "tcp6" || network == "udp6" {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1)
+			}); err != nil {
+				return err
+			}
+			if serr != nil {
+				return fmt.Errorf("setting IPV6_V6ONLY: %w", serr)
+			}
+		}
+		if p.Type != "udp" && p.Clientside != nil {
+			return p.Clientside.ListenControl(network, address, c)
+		}
+		return nil
+	}
+}
+
+// Serve serves p (a tcp or http virtual) on connections accepted from ln,
+// as net/http's Server.Serve does: tests hand in a listener of their own.
+// The Listener owns ln from then on (Close closes it). The clientside TCP
+// profile is applied to ln when it is a *net.TCPListener.
+func Serve(p *Plan, ln net.Listener) (*Listener, error) {
+	if p.Type == "udp" {
+		return nil, fmt.Errorf("virtual %s: a udp virtual is served on a packet socket (ServeUDP)", p.Name)
+	}
+	if tl, ok := ln.(*net.TCPListener); ok && p.Clientside != nil {
+		if err := p.Clientside.ApplyListener(tl); err != nil {
+			p.Log.Warn("clientside TCP profile not fully applied to the listener", "profile", p.Clientside.Name, "err", err)
+		}
+	}
+	return serve(p, ln), nil
+}
+
+func serve(p *Plan, ln net.Listener) *Listener {
+	l := newListener(p)
+	l.ln = ln
+	if pk, err := newParker(); err == nil {
+		l.parker = pk
+	} else {
+		p.Log.Warn("idle connections will each hold a goroutine: epoll unavailable", "err", err)
+	}
+	l.loop.Add(1)
+	go l.acceptLoop()
+	return l
+}
+
+// ServeUDP serves p (a udp virtual) on datagrams read from pc, which the
+// Listener owns from then on.
+func ServeUDP(p *Plan, pc *net.UDPConn) (*Listener, error) {
+	if p.Type != "udp" {
+		return nil, fmt.Errorf("virtual %s: a %s virtual is served on a stream listener (Serve)", p.Name, p.Type)
+	}
+	l := newListener(p)
+	l.pc = pc
+	l.udp = newUDPFlows()
+	l.loop.Add(1)
+	go l.serveUDP()
 	return l, nil
+}
+
+func newListener(p *Plan) *Listener {
+	l := &Listener{seed: maphash.MakeSeed(), done: make(chan struct{})}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l.plan.Store(p)
+	return l
 }
 
 // Transport is "tcp" or "udp": the socket kind, which decides whether a
@@ -110,43 +218,57 @@ func (l *Listener) Swap(p *Plan) {
 }
 
 // Close stops accepting. Established connections carry on until they end
-// (or Shutdown's context expires).
+// (or Wait's context expires). Calling it again does nothing.
 func (l *Listener) Close() error {
-	var err error
-	if l.ln != nil {
-		err = l.ln.Close()
-	}
-	if l.pc != nil {
-		// UDP flows live on this socket: closing it ends them.
-		err = l.pc.Close()
-		l.udp.closeAll()
-	}
-	l.loop.Wait()
-	l.idle.closeAll()
-	return err
+	l.closeOnce.Do(func() {
+		l.closing.Store(true)
+		if l.ln != nil {
+			l.closeErr = l.ln.Close()
+		}
+		if l.pc != nil {
+			// UDP flows live on this socket: closing it ends them.
+			l.closeErr = l.pc.Close()
+			l.udp.closeAll()
+		}
+		l.loop.Wait()
+		l.idle.closeAll()
+	})
+	return l.closeErr
 }
 
-// stopParker ends the parker once no connection can be parked any more.
-func (l *Listener) stopParker() {
-	if l.parker != nil {
-		l.parker.close()
-	}
-}
-
-// Wait blocks until every connection of this listener has ended or ctx is done;
-// then it cancels the rest.
+// Wait closes the listener if it is not closed yet and blocks until every
+// connection of this listener has ended; when ctx is done first it cancels
+// their dials and handshakes (ending the connections themselves is the
+// connection table's business) and goes on waiting. Then it releases what
+// the listener holds beyond its socket: the parker's epoll set and
+// goroutines, the context, idle server connections. Concurrent calls are
+// safe; each returns once everything is released.
 func (l *Listener) Wait(ctx context.Context) {
-	done := make(chan struct{})
-	go func() { l.conns.Wait(); close(done) }()
+	l.Close() // no connection is added once the loop has ended
+	conns := make(chan struct{})
+	go func() { l.conns.Wait(); close(conns) }()
 	select {
-	case <-done:
+	case <-conns:
 	case <-ctx.Done():
 		l.cancel()
-		<-done
+		<-conns
 	}
-	l.cancel()
-	l.stopParker()
+	l.endOnce.Do(func() {
+		l.cancel()
+		// No connection is left to park, wake or time out.
+		if l.parker != nil {
+			l.parker.close()
+		}
+		// Connections that ended after Close may have left server
+		// connections for reuse.
+		l.idle.closeAll()
+		close(l.done)
+	})
+	<-l.done
 }
+
+// Done is closed once Wait has released everything.
+func (l *Listener) Done() <-chan struct{} { return l.done }
 
 func (l *Listener) acceptLoop() {
 	defer l.loop.Done()
@@ -154,7 +276,9 @@ func (l *Listener) acceptLoop() {
 	for {
 		c, err := l.ln.Accept()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			// Any listener handed to Serve ends its loop on Close, whatever
+			// error its Accept then returns.
+			if l.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return
 			}
 			// EMFILE and friends: back off rather than spin (as net/http does).
