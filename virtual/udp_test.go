@@ -306,6 +306,9 @@ func TestUDPFlowLimitAndExpiry(t *testing.T) {
 	if got := ask(t, late, "late", 2*time.Second); got != "m:late" {
 		t.Fatalf("new client after the flood expired: reply %q", got)
 	}
+	if st := u.member().Stats(); st.Errors != 0 || st.Failures != 0 {
+		t.Errorf("member charged for a flood it answered: errors %d, failures %d", st.Errors, st.Failures)
+	}
 	cancel()
 	<-reaped
 	u.conns.Reap(time.Now().Add(time.Hour))
@@ -389,14 +392,37 @@ func TestUDPMemberSlotsReleased(t *testing.T) {
 	u.checkReleased(t)
 }
 
-// Closing the listener ends its flows and releases their members.
+// Closing the listener ends its flows, releases their members and gives
+// back every descriptor: the flow sockets, the epoll set and the listener's
+// own (Close returning also means the reply goroutine has ended).
 func TestUDPListenerCloseReleasesFlows(t *testing.T) {
+	const flows = 5
 	u := startUDP(t, []netip.AddrPort{udpEchoServer(t, "m")}, 100, time.Minute, false)
-	for range 5 {
-		if got := ask(t, u.client(t), "x", 2*time.Second); got != "m:x" {
+	clients := make([]*net.UDPConn, flows)
+	for i := range clients {
+		clients[i] = u.client(t)
+	}
+	before := openFDs(t)
+	for _, c := range clients {
+		if got := ask(t, c, "x", 2*time.Second); got != "m:x" {
 			t.Fatalf("reply %q", got)
 		}
 	}
+	if n := openFDs(t) - before; n != flows+1 {
+		t.Errorf("%d flows opened %d descriptors, want %d (one socket each and the epoll set)", flows, n, flows+1)
+	}
 	u.l.Close()
 	u.checkReleased(t)
+	if n := openFDs(t) - before; n != -1 {
+		t.Errorf("after Close: %+d descriptors against before the flows, want -1 (the listening socket)", n)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	es, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd:", err)
+	}
+	return len(es)
 }
