@@ -50,6 +50,11 @@ const (
 	DefaultIdleTimeoutTCP = Duration(300 * time.Second) // tcp and http virtuals
 	DefaultIdleTimeoutUDP = Duration(60 * time.Second)
 	DefaultConnectTimeout = Duration(5 * time.Second)
+	// DefaultUDPConnectionLimit bounds a udp virtual's flow table: spoofed
+	// source ports make flows without a handshake. Each flow is one socket
+	// (file descriptor) and about 2 KiB, so 10,000 flows take 10,000
+	// descriptors and about 20 MiB.
+	DefaultUDPConnectionLimit = 10000
 )
 
 // Keywords with a meaning of their own.
@@ -335,6 +340,9 @@ func (v *validator) complete() {
 		}
 		if !p.has(path + ".connect_timeout") {
 			vs.ConnectTimeout = DefaultConnectTimeout
+		}
+		if vs.Type == "udp" && !p.has(path+".connection_limit") {
+			vs.ConnectionLimit = DefaultUDPConnectionLimit
 		}
 		if vs.Enabled == nil {
 			vs.Enabled = ptr(true)

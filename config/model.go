@@ -176,6 +176,6 @@ type Virtual struct {
 	ServersideTCP       string   `yaml:"serverside_tcp"`       // TCP profile for the server side (default: clientside's)
 	IdleTimeout         Duration `yaml:"idle_timeout"`         // default 300s (tcp/http), 60s (udp)
 	ConnectTimeout      Duration `yaml:"connect_timeout"`      // default 5s
-	ConnectionLimit     int      `yaml:"connection_limit"`     // 0 = unlimited
+	ConnectionLimit     int      `yaml:"connection_limit"`     // 0 = unlimited (tcp/http); udp: flows, default 10000, ≥ 1
 	Enabled             *bool    `yaml:"enabled"`              // default true
 }

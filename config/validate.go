@@ -814,6 +814,9 @@ func (v *validator) virtuals() {
 		}
 		if vs.ConnectionLimit < 0 {
 			v.errorf(path+".connection_limit", "connection_limit cannot be negative (0 means unlimited)")
+		} else if vs.ConnectionLimit == 0 && vs.Type == "udp" {
+			// Anyone can make UDP flows with spoofed source ports: the table needs a bound.
+			v.errorf(path+".connection_limit", "a udp virtual's flow table must be bounded: connection_limit must be at least 1 (default %d)", DefaultUDPConnectionLimit)
 		}
 		v.positive(path+".idle_timeout", "idle_timeout", vs.IdleTimeout, true)
 		v.positive(path+".connect_timeout", "connect_timeout", vs.ConnectTimeout, false)
