@@ -49,18 +49,18 @@ func startManagement(addr string, h http.Handler, lim mgmtLimits, log *slog.Logg
 		return nil, nil, err
 	}
 	srv := &http.Server{
-		Handler:           withDeadlines(h, lim),
+		Handler:           capProfiles(h, lim.maxProfile),
 		ReadHeaderTimeout: lim.readHeader,
 		ReadTimeout:       lim.read,
-		// WriteTimeout stays 0: withDeadlines sets each response's write
-		// deadline, longer for a CPU profile or trace than for the rest
-		// (with a server-wide WriteTimeout, net/http/pprof refuses any
-		// profile longer than it).
+		// net/http/pprof extends the write deadline of a CPU profile or
+		// trace by its "seconds" when WriteTimeout is set, so
+		// one value serves both; capProfiles bounds "seconds".
+		WriteTimeout:   lim.write,
 		IdleTimeout:    lim.idle,
 		MaxHeaderBytes: lim.maxHeaderBytes,
 		// Accept errors (descriptors exhausted past the reserve) are
-		// retried by net/http with back-off; log them, at most one a
-		// second, through the structured log.
+		// retried by net/http with back-off up to a second; log them
+		// through the structured log.
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	gl := guardnet.New(ln, lim.maxConns, lim.reserveFDs)
@@ -68,32 +68,19 @@ func startManagement(addr string, h http.Handler, lim mgmtLimits, log *slog.Logg
 	return srv, ln.Addr(), nil
 }
 
-// withDeadlines gives every response lim.write to be written. A CPU
-// profile or execution trace streams for its "seconds" parameter first, so
-// it gets that long plus lim.write, for reading too (the server's
-// ReadTimeout would otherwise cancel the request's context half-way), up
-// to lim.maxProfile.
-func withDeadlines(h http.Handler, lim mgmtLimits) http.Handler {
+// capProfiles refuses a CPU profile or execution trace longer than max:
+// each holds a connection slot (and the profiler) for its whole length.
+func capProfiles(h http.Handler, max time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rc := http.NewResponseController(w)
-		budget := lim.write
 		if r.URL.Path == "/debug/pprof/profile" || r.URL.Path == "/debug/pprof/trace" {
-			// net/http/pprof's defaults: 30s for a profile, 1s for a trace.
-			secs := int64(30)
-			if r.URL.Path == "/debug/pprof/trace" {
-				secs = 1
-			}
-			if v, err := strconv.ParseInt(r.URL.Query().Get("seconds"), 10, 64); err == nil && v > 0 {
-				secs = v
-			}
-			if max := int64(lim.maxProfile / time.Second); secs > max {
-				http.Error(w, fmt.Sprintf("seconds=%d: at most %d", secs, max), http.StatusBadRequest)
+			// pprof reads "seconds" as a float (trace) or an integer
+			// (profile); as a float, both are bounded.
+			secs, err := strconv.ParseFloat(r.URL.Query().Get("seconds"), 64)
+			if err == nil && secs > max.Seconds() {
+				http.Error(w, fmt.Sprintf("seconds=%s: at most %.0f", r.URL.Query().Get("seconds"), max.Seconds()), http.StatusBadRequest)
 				return
 			}
-			budget += time.Duration(secs) * time.Second
-			rc.SetReadDeadline(time.Now().Add(budget))
 		}
-		rc.SetWriteDeadline(time.Now().Add(budget))
 		h.ServeHTTP(w, r)
 	})
 }
