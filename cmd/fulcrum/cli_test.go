@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fulcrum-adc/fulcrum/internal/accesslog"
 )
 
 // TestEveryCommandHasHelp: `fulcrum CMD --help` (and -h, and `fulcrum help
@@ -277,5 +280,32 @@ func TestAccessLogToSyslog(t *testing.T) {
 			t.Errorf("datagram: %q", msg)
 		}
 		return
+	}
+}
+
+type droppingDest struct {
+	accesslog.Destination
+	n uint64
+}
+
+func (d *droppingDest) Dropped() uint64 { return d.n }
+
+func TestReportDropsLogsOnlyNewDrops(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	d := &droppingDest{}
+	if got := reportDrops(d, 0, log); got != 0 || logs.Len() != 0 {
+		t.Errorf("no drops: %d, %q", got, logs.String())
+	}
+	d.n = 7
+	if got := reportDrops(d, 0, log); got != 7 || !strings.Contains(logs.String(), "dropped=7 total=7") {
+		t.Errorf("7 drops: %d, %q", got, logs.String())
+	}
+	logs.Reset()
+	if got := reportDrops(d, 7, log); got != 7 || logs.Len() != 0 {
+		t.Errorf("no new drops: %d, %q", got, logs.String())
+	}
+	if got := reportDrops(nil, 3, log); got != 3 {
+		t.Errorf("no destination: %d", got)
 	}
 }

@@ -345,20 +345,32 @@ func serve(cfg *config.Config, path string, stdout, stderr io.Writer, ready func
 	if ready != nil {
 		ready()
 	}
-	for sig := range sigs {
-		if sig == syscall.SIGHUP || sig == syscall.SIGUSR1 {
-			reopenLogs(accessDest, log)
-		}
-		if sig == syscall.SIGHUP {
-			if err := eng.Reload(); err != nil {
-				log.Error("reload refused; the running configuration stays", "err", err.Error())
+	// A syslog destination drops lines rather than stall traffic when the
+	// daemon falls behind; say so in the log, once a minute at most.
+	drops := time.NewTicker(time.Minute)
+	defer drops.Stop()
+	var reported uint64
+loop:
+	for {
+		select {
+		case <-drops.C:
+			reported = reportDrops(accessDest, reported, log)
+			continue
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGUSR1:
+				reopenLogs(accessDest, log)
+			case syscall.SIGHUP:
+				reopenLogs(accessDest, log)
+				if err := eng.Reload(); err != nil {
+					log.Error("reload refused; the running configuration stays", "err", err.Error())
+				}
+			default:
+				break loop
 			}
 		}
-		if sig == syscall.SIGHUP || sig == syscall.SIGUSR1 {
-			continue
-		}
-		break
 	}
+	reportDrops(accessDest, reported, log)
 	log.Info("shutting down: no new connections; waiting up to 10s for open ones")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -367,6 +379,20 @@ func serve(cfg *config.Config, path string, stdout, stderr io.Writer, ready func
 	}
 	eng.Close(ctx)
 	return 0
+}
+
+// reportDrops logs how many access-log lines were dropped since the last
+// report (syslog destinations only) and returns the new total.
+func reportDrops(dest accesslog.Destination, reported uint64, log *slog.Logger) uint64 {
+	d, ok := dest.(interface{ Dropped() uint64 })
+	if !ok {
+		return reported
+	}
+	n := d.Dropped()
+	if n > reported {
+		log.Warn("access log lines dropped: the syslog socket was full or unreachable", "dropped", n-reported, "total", n)
+	}
+	return n
 }
 
 func newLogger(l config.Log, w io.Writer) (*slog.Logger, error) {
