@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/fulcrum-adc/fulcrum/config"
 	"github.com/fulcrum-adc/fulcrum/internal/guardnet"
 )
 
@@ -30,6 +31,9 @@ type mgmtLimits struct {
 }
 
 func defaultMgmtLimits(maxConns int) mgmtLimits {
+	if maxConns <= 0 { // a Config not built by config.Parse
+		maxConns = config.DefaultMgmtMaxConns
+	}
 	return mgmtLimits{
 		maxConns:       maxConns,
 		reserveFDs:     4,
