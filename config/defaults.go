@@ -16,6 +16,9 @@ const (
 	DefaultLogLevel          = "info"
 	DefaultLogFormat         = "text"
 	DefaultAccessLog         = "off"
+	DefaultAccessLogFormat   = "json"
+	DefaultSyslogSocket      = "/dev/log"
+	DefaultMgmtMaxConns      = 64
 
 	DefaultMonitorInterval    = Duration(5 * time.Second)
 	DefaultMonitorTimeout     = Duration(16 * time.Second) // 3 × interval + 1s (F5 rule) for the default interval
@@ -187,6 +190,15 @@ func (v *validator) complete() {
 	}
 	if c.Log.AccessLog == "" {
 		c.Log.AccessLog = DefaultAccessLog
+	}
+	if c.Log.AccessLogFormat == "" {
+		c.Log.AccessLogFormat = DefaultAccessLogFormat
+	}
+	if c.Log.SyslogSocket == "" {
+		c.Log.SyslogSocket = DefaultSyslogSocket
+	}
+	if c.Management.MaxConnections == 0 {
+		c.Management.MaxConnections = DefaultMgmtMaxConns
 	}
 
 	for name, m := range c.Monitors {
@@ -372,7 +384,7 @@ func (v *validator) resolvePaths() {
 	}
 	res(&c.Management.TokenFile)
 	switch strings.ToLower(c.Log.AccessLog) {
-	case "off", "stderr", "stdout":
+	case "off", "stderr", "stdout", "syslog":
 	default:
 		res(&c.Log.AccessLog)
 	}

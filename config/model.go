@@ -33,13 +33,19 @@ type Management struct {
 	Address   string `yaml:"address"`    // default 127.0.0.1:9090; "off" disables
 	Token     string `yaml:"token"`      // bearer token; empty = no auth
 	TokenFile string `yaml:"token_file"` // file holding the token
+	// MaxConnections caps concurrent API connections; more wait in the
+	// kernel's accept queue (default 64).
+	MaxConnections int `yaml:"max_connections"`
 }
 
 // Log controls the structured log and the HTTP access log.
 type Log struct {
 	Level     string `yaml:"level"`      // debug | info | warn | error (default info)
 	Format    string `yaml:"format"`     // text | json (default text)
-	AccessLog string `yaml:"access_log"` // off | stderr | stdout | PATH (default off)
+	AccessLog string `yaml:"access_log"` // off | stderr | stdout | syslog | PATH (default off)
+	// AccessLogFormat is json (one object per line) or text (HAProxy-like).
+	AccessLogFormat string `yaml:"access_log_format"` // default json
+	SyslogSocket    string `yaml:"syslog_socket"`     // access_log syslog: local socket (default /dev/log)
 }
 
 // Monitor is a health monitor (F5: ltm monitor).

@@ -282,6 +282,9 @@ virtuals:
 	check("log.level", c.Log.Level, "info")
 	check("log.format", c.Log.Format, "text")
 	check("log.access_log", c.Log.AccessLog, "off")
+	check("log.access_log_format", c.Log.AccessLogFormat, "json")
+	check("log.syslog_socket", c.Log.SyslogSocket, "/dev/log")
+	check("management.max_connections", c.Management.MaxConnections, 64)
 
 	m := c.Monitors["slow"]
 	check("monitor interval", m.Interval, Duration(10*time.Second))

@@ -199,6 +199,10 @@ func ParseManagementAddress(s string) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(addr, uint16(pn)), nil
 }
 
+// maxMgmtConns bounds management.max_connections: the API is for
+// operators and scrapers, not a data path.
+const maxMgmtConns = 4096
+
 func (v *validator) management() {
 	m := &v.cfg.Management
 	switch {
@@ -222,6 +226,9 @@ func (v *validator) management() {
 		}
 		v.errorf(path, "the token must not contain spaces or control characters (it is sent as an HTTP bearer token)")
 	}
+	if m.MaxConnections < 1 || m.MaxConnections > maxMgmtConns {
+		v.errorf("management.max_connections", "%d must be from 1 to %d", m.MaxConnections, maxMgmtConns)
+	}
 	if m.Address == ManagementOff {
 		return
 	}
@@ -239,13 +246,17 @@ func (v *validator) logging() {
 	l := &v.cfg.Log
 	v.oneOf("log.level", "level", l.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", "format", l.Format, "text", "json")
+	v.oneOf("log.access_log_format", "access_log_format", l.AccessLogFormat, "json", "text")
 	switch l.AccessLog {
-	case "off", "stderr", "stdout":
+	case "off", "stderr", "stdout", "syslog":
 	default:
 		dir := filepath.Dir(l.AccessLog)
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			v.errorf("log.access_log", "the directory %s of access_log does not exist (use off, stderr, stdout or a file path)", dir)
+			v.errorf("log.access_log", "the directory %s of access_log does not exist (use off, stderr, stdout, syslog or a file path)", dir)
 		}
+	}
+	if !filepath.IsAbs(l.SyslogSocket) {
+		v.errorf("log.syslog_socket", "%q must be an absolute path to a unix datagram socket, like /dev/log", l.SyslogSocket)
 	}
 }
 

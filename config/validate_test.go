@@ -164,6 +164,19 @@ log:
 log:
   access_log: /nonexistent-dir-for-test/access.log  #<-
 `, "log.access_log", "does not exist"},
+		{"access log format", poolWeb + vsWeb + `
+log:
+  access_log_format: clf  #<-
+`, "log.access_log_format", "json, text"},
+		{"syslog socket", poolWeb + vsWeb + `
+log:
+  access_log: syslog
+  syslog_socket: dev/log  #<-
+`, "log.syslog_socket", "absolute path"},
+		{"management max_connections", poolWeb + vsWeb + `
+management:
+  max_connections: -1  #<-
+`, "management.max_connections", "from 1 to 4096"},
 
 		// references
 		{"missing pool", poolWeb + `

@@ -1,12 +1,12 @@
 // Command fulcrum is the Fulcrum application delivery controller.
 //
-//	fulcrum run -c FILE      run a configuration
-//	fulcrum check -c FILE    validate a configuration and list every problem
+//	fulcrum run FILE         run a configuration (also: run -c FILE)
+//	fulcrum check FILE       validate a configuration and list every problem
 //	fulcrum demo             run the built-in demo (two backends, one HTTP virtual)
 //	fulcrum show virtuals|pools|connections|persistence [-o json]
 //	fulcrum member POOL ADDR enable|disable|force-offline
 //	fulcrum reload           ask the running instance to re-read its file
-//	fulcrum version
+//	fulcrum version          version, commit, Go version, build date
 package main
 
 import (
@@ -20,6 +20,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -28,21 +30,79 @@ import (
 	"github.com/fulcrum-adc/fulcrum/config"
 	"github.com/fulcrum-adc/fulcrum/engine"
 	"github.com/fulcrum-adc/fulcrum/examples"
+	"github.com/fulcrum-adc/fulcrum/internal/accesslog"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// Set at build time, e.g.
+//
+//	go build -ldflags "-X main.version=1.2.0 -X main.commit=$(git rev-parse HEAD) -X main.date=$(date -u +%FT%TZ)"
+//
+// Left empty, `fulcrum version` takes the commit and its time from the
+// build information the Go toolchain embeds (vcs.revision, vcs.time).
+var (
+	version = "dev"
+	commit  = ""
+	date    = ""
+)
 
 const usage = `Fulcrum: a full-proxy application delivery controller.
 
 Usage:
-  fulcrum run -c FILE          run a configuration (SIGHUP reloads it)
-  fulcrum check -c FILE        validate a configuration; exit 1 listing every problem
+  fulcrum run FILE             run a configuration (SIGHUP reloads it, SIGUSR1 reopens logs)
+  fulcrum check FILE           validate a configuration; exit 1 listing every problem
   fulcrum demo                 run the built-in demo configuration
   fulcrum show virtuals|pools|connections|persistence [-o json] [-api ADDR]
   fulcrum member POOL ADDR enable|disable|force-offline
   fulcrum reload               make the running instance re-read its configuration file
-  fulcrum version
+  fulcrum version              print version, commit, Go version and build date
+
+"fulcrum help COMMAND" or "fulcrum COMMAND -h" describes a command.
+`
+
+const runUsage = `usage: fulcrum run FILE
+       fulcrum run -c FILE
+
+Runs the configuration in FILE (YAML, see docs/configuration.md) until
+SIGINT or SIGTERM, then stops taking connections and waits up to 10s for
+open ones to finish.
+
+Signals:
+  SIGHUP           reopen the access log file, then re-read FILE and apply
+                   it; an invalid file is refused, every problem is logged
+                   and the running configuration stays in force
+  SIGUSR1          reopen the access log file only (for logrotate)
+  SIGINT, SIGTERM  stop
+
+Exit status: 0 after a clean stop, 1 if FILE is invalid or the start
+failed, 2 on a usage error.
+
+Flags:
+`
+
+const checkUsage = `usage: fulcrum check FILE
+       fulcrum check -c FILE
+
+Validates the configuration in FILE without running it and lists every
+problem as FILE:LINE: path: message (F5: tmsh load sys config verify).
+Notices (allowed but risky settings) are printed too.
+
+Exit status: 0 if FILE is valid, 1 if it has problems, 2 on a usage error.
+
+Flags:
+`
+
+const demoUsage = `usage: fulcrum demo
+
+Runs the built-in demo configuration (examples/demo.yaml): two small web
+servers on 127.0.0.1:8081 and :8082, an HTTP virtual server on
+127.0.0.1:8080 balancing them, and the management API, metrics and
+dashboard on 127.0.0.1:9090. Stops on SIGINT or SIGTERM (Ctrl-C).
+`
+
+const versionUsage = `usage: fulcrum version
+
+Prints the version, the commit it was built from (with "(modified)" when
+the work tree had changes), the build date and the Go version.
 `
 
 func main() {
@@ -68,9 +128,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "reload":
 		return runReload(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
-		fmt.Fprintln(stdout, "fulcrum", version)
-		return 0
+		return cmdVersion(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
+		if len(args) > 1 && args[0] == "help" {
+			// "fulcrum help run" is "fulcrum run -h".
+			return run([]string{args[1], "-h"}, stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
@@ -78,24 +141,77 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
+// cmdFlags is a command's flag set whose help goes to stdout (it was asked
+// for) and whose usage errors go to stderr.
+type cmdFlags struct {
+	*flag.FlagSet
+	usage          string
+	stdout, stderr io.Writer
+}
+
+func newCmdFlags(name, usage string, stdout, stderr io.Writer) *cmdFlags {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("c", "", "configuration file (YAML)")
-	if err := fs.Parse(args); err != nil {
-		return "", false
+	fs.Usage = func() {} // printed by parse, to the right stream
+	return &cmdFlags{FlagSet: fs, usage: usage, stdout: stdout, stderr: stderr}
+}
+
+func (f *cmdFlags) printUsage(w io.Writer) {
+	fmt.Fprint(w, f.usage)
+	f.SetOutput(w)
+	f.PrintDefaults()
+	f.SetOutput(f.stderr)
+}
+
+// parse parses args, flags and positional arguments in any order. done is
+// true when the command must stop with code: after -h (0) or a usage
+// error (2).
+func (f *cmdFlags) parse(args []string) (pos []string, code int, done bool) {
+	pos, err := parseInterleaved(f.FlagSet, args)
+	if errors.Is(err, flag.ErrHelp) {
+		f.printUsage(f.stdout)
+		return nil, 0, true
 	}
-	if *path == "" {
-		fmt.Fprintf(stderr, "fulcrum %s: -c FILE is required\n", name)
-		return "", false
+	if err != nil {
+		f.printUsage(f.stderr) // the flag package has printed the problem
+		return nil, 2, true
 	}
-	return *path, true
+	return pos, 0, false
+}
+
+// fail prints a usage problem and the command's usage to stderr; exit 2.
+func (f *cmdFlags) fail(format string, a ...any) int {
+	fmt.Fprintf(f.stderr, "fulcrum %s: "+format+"\n\n", append([]any{f.Name()}, a...)...)
+	f.printUsage(f.stderr)
+	return 2
+}
+
+// configFile parses "CMD FILE" or "CMD -c FILE" (either, not two different
+// files) and returns the file.
+func configFile(name, usage string, args []string, stdout, stderr io.Writer) (string, int, bool) {
+	f := newCmdFlags(name, usage, stdout, stderr)
+	path := f.String("c", "", "configuration `FILE` (YAML); the same as the FILE argument")
+	pos, code, done := f.parse(args)
+	if done {
+		return "", code, false
+	}
+	switch {
+	case len(pos) > 1:
+		return "", f.fail("one configuration file, got %d: %s", len(pos), strings.Join(pos, " ")), false
+	case len(pos) == 1 && *path != "" && pos[0] != *path:
+		return "", f.fail("two configuration files (%s and -c %s): give one", pos[0], *path), false
+	case len(pos) == 1:
+		*path = pos[0]
+	case *path == "":
+		return "", f.fail("a configuration file is required"), false
+	}
+	return *path, 0, true
 }
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
-	path, ok := configFlag("check", args, stderr)
+	path, code, ok := configFile("check", checkUsage, args, stdout, stderr)
 	if !ok {
-		return 2
+		return code
 	}
 	cfg, err := config.Load(path)
 	if err != nil {
@@ -122,9 +238,9 @@ func printConfigErrors(w io.Writer, err error) {
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
-	path, ok := configFlag("run", args, stderr)
+	path, code, ok := configFile("run", runUsage, args, stdout, stderr)
 	if !ok {
-		return 2
+		return code
 	}
 	cfg, err := config.Load(path)
 	if err != nil {
@@ -134,56 +250,127 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	return serve(cfg, path, stdout, stderr, nil)
 }
 
-// serve runs cfg until SIGINT/SIGTERM; SIGHUP reloads path. ready, if set, is
-// called once everything listens.
+func cmdVersion(args []string, stdout, stderr io.Writer) int {
+	f := newCmdFlags("version", versionUsage, stdout, stderr)
+	pos, code, done := f.parse(args)
+	if done {
+		return code
+	}
+	if len(pos) > 0 {
+		return f.fail("unexpected argument %q", pos[0])
+	}
+	bi, _ := debug.ReadBuildInfo()
+	fmt.Fprint(stdout, versionText(version, commit, date, bi))
+	return 0
+}
+
+// versionText renders `fulcrum version`. Values set with -ldflags win; the
+// rest come from the build information (nil when there is none).
+func versionText(ver, rev, built string, bi *debug.BuildInfo) string {
+	modified := false
+	if bi != nil {
+		if ver == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			ver = bi.Main.Version // go install module@version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				if rev == "" {
+					rev = s.Value
+				}
+			case "vcs.time":
+				if built == "" {
+					built = s.Value
+				}
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+	}
+	if rev == "" {
+		rev = "unknown"
+	} else if modified {
+		rev += " (modified)"
+	}
+	if built == "" {
+		built = "unknown"
+	}
+	return fmt.Sprintf("fulcrum %s\ncommit:     %s\nbuilt:      %s\ngo version: %s %s/%s\n",
+		ver, rev, built, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// serve runs cfg until SIGINT/SIGTERM; SIGHUP reloads path and reopens the
+// access log, SIGUSR1 only reopens it. ready, if set, is called once
+// everything listens.
 func serve(cfg *config.Config, path string, stdout, stderr io.Writer, ready func()) int {
+	// Take the signals first: a SIGHUP or SIGUSR1 (logrotate) arriving
+	// while the listeners open must wait its turn, not kill the process
+	// (their default action).
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	log, err := newLogger(cfg.Log, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "fulcrum:", err)
+		fmt.Fprintln(stderr, "fulcrum: cannot start:", err)
 		return 1
 	}
-	accessLog, closeAccess, err := newAccessLog(cfg.Log.AccessLog, stdout, stderr)
+	accessLog, accessDest, err := openAccessLog(cfg.Log, stdout, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "fulcrum:", err)
+		fmt.Fprintln(stderr, "fulcrum: cannot start:", err)
 		return 1
 	}
-	defer closeAccess()
+	if accessDest != nil {
+		defer accessDest.Close()
+	}
 	eng := engine.New(engine.Options{Log: log, AccessLog: accessLog, ConfigPath: path})
 	if err := eng.Apply(cfg); err != nil {
-		fmt.Fprintln(stderr, "fulcrum:", err)
+		// Nothing was running before: say that the start failed, not that
+		// a running configuration stays.
+		fmt.Fprintln(stderr, "fulcrum: cannot start:", err)
 		eng.Close(context.Background())
 		return 1
 	}
 	var mgmt *http.Server
-	if cfg.Management.Address != "off" {
-		ln, err := net.Listen("tcp", cfg.Management.Address)
+	if cfg.Management.Address != config.ManagementOff {
+		handler := api.NewHandler(eng, eng.Metrics(), api.Options{Token: cfg.Management.Token, Log: log})
+		var addr net.Addr
+		mgmt, addr, err = startManagement(cfg.Management.Address, handler, defaultMgmtLimits(cfg.Management.MaxConnections), log)
 		if err != nil {
-			fmt.Fprintf(stderr, "fulcrum: management address %s: %v\n", cfg.Management.Address, err)
+			fmt.Fprintf(stderr, "fulcrum: cannot start: management.address %s: %v\n", cfg.Management.Address, err)
 			eng.Close(context.Background())
 			return 1
 		}
-		mgmt = &http.Server{
-			Handler:           api.NewHandler(eng, eng.Metrics(), api.Options{Token: cfg.Management.Token, Log: log}),
-			ReadHeaderTimeout: 10 * time.Second,
-		}
-		go mgmt.Serve(ln)
-		log.Info("management API listening", "address", ln.Addr().String())
+		log.Info("management API listening", "address", addr.String())
 	}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 	if ready != nil {
 		ready()
 	}
-	for sig := range sigs {
-		if sig == syscall.SIGHUP {
-			if err := eng.Reload(); err != nil {
-				log.Error("reload refused; the running configuration stays", "err", err.Error())
-			}
+	// A syslog destination drops lines rather than stall traffic when the
+	// daemon falls behind; say so in the log, once a minute at most.
+	drops := time.NewTicker(time.Minute)
+	defer drops.Stop()
+	var reported uint64
+loop:
+	for {
+		select {
+		case <-drops.C:
+			reported = reportDrops(accessDest, reported, log)
 			continue
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGUSR1:
+				reopenLogs(accessDest, log)
+			case syscall.SIGHUP:
+				reopenLogs(accessDest, log)
+				if err := eng.Reload(); err != nil {
+					log.Error("reload refused; the running configuration stays", "err", err.Error())
+				}
+			default:
+				break loop
+			}
 		}
-		break
 	}
+	reportDrops(accessDest, reported, log)
 	log.Info("shutting down: no new connections; waiting up to 10s for open ones")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -192,6 +379,20 @@ func serve(cfg *config.Config, path string, stdout, stderr io.Writer, ready func
 	}
 	eng.Close(ctx)
 	return 0
+}
+
+// reportDrops logs how many access-log lines were dropped since the last
+// report (syslog destinations only) and returns the new total.
+func reportDrops(dest accesslog.Destination, reported uint64, log *slog.Logger) uint64 {
+	d, ok := dest.(interface{ Dropped() uint64 })
+	if !ok {
+		return reported
+	}
+	n := d.Dropped()
+	if n > reported {
+		log.Warn("access log lines dropped: the syslog socket was full or unreachable", "dropped", n-reported, "total", n)
+	}
+	return n
 }
 
 func newLogger(l config.Log, w io.Writer) (*slog.Logger, error) {
@@ -206,27 +407,46 @@ func newLogger(l config.Log, w io.Writer) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, opts)), nil
 }
 
-func newAccessLog(dest string, stdout, stderr io.Writer) (*slog.Logger, func(), error) {
-	switch dest {
-	case "", "off":
-		return nil, func() {}, nil
-	case "stdout":
-		return slog.New(slog.NewJSONHandler(stdout, nil)), func() {}, nil
-	case "stderr":
-		return slog.New(slog.NewJSONHandler(stderr, nil)), func() {}, nil
+// openAccessLog opens log.access_log in log.access_log_format; both are
+// nil when it is off.
+func openAccessLog(l config.Log, stdout, stderr io.Writer) (*slog.Logger, accesslog.Destination, error) {
+	if l.AccessLog == "" || l.AccessLog == "off" {
+		return nil, nil, nil
 	}
-	f, err := os.OpenFile(dest, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+	dest, err := accesslog.Open(l.AccessLog, accesslog.Options{Stdout: stdout, Stderr: stderr, SyslogSocket: l.SyslogSocket})
 	if err != nil {
 		return nil, nil, fmt.Errorf("log.access_log: %w", err)
 	}
-	return slog.New(slog.NewJSONHandler(f, nil)), func() { f.Close() }, nil
+	h, err := accesslog.NewHandler(dest, accesslog.Format(l.AccessLogFormat))
+	if err != nil {
+		dest.Close()
+		return nil, nil, fmt.Errorf("log.access_log_format: %w", err)
+	}
+	return slog.New(h), dest, nil
+}
+
+// reopenLogs reopens the access log file (or reconnects to syslog) after
+// logrotate moved it. The structured log goes to stderr, which the service
+// manager owns.
+func reopenLogs(dest accesslog.Destination, log *slog.Logger) {
+	if dest == nil {
+		return
+	}
+	if err := dest.Reopen(); err != nil {
+		log.Error("cannot reopen the access log; lines keep going where they went", "err", err.Error())
+		return
+	}
+	log.Info("access log reopened")
 }
 
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	f := newCmdFlags("demo", demoUsage, stdout, stderr)
+	pos, code, done := f.parse(args)
+	if done {
+		return code
+	}
+	if len(pos) > 0 {
+		return f.fail("unexpected argument %q", pos[0])
 	}
 	cfg, err := config.Parse(examples.Demo, "examples/demo.yaml")
 	if err != nil {
