@@ -949,12 +949,14 @@ func (v *validator) cookieSecretNotice(name string, pp *PersistenceProfile) {
 }
 
 // listeners rejects two enabled virtuals (or a virtual and the management
-// API) that would bind the same socket.
+// API) that would bind clashing sockets, so `check` catches every bind
+// failure `run` would hit.
 func (v *validator) listeners() {
 	type listener struct {
 		name, path string
 		udp        bool
 		ap         netip.AddrPort
+		dualStack  bool // a wildcard that takes the port in both families
 		line       int
 	}
 	var ls []listener
@@ -967,7 +969,7 @@ func (v *validator) listeners() {
 			continue
 		}
 		path := "virtuals." + name
-		ls = append(ls, listener{"virtual " + strconv.Quote(name), path + ".destination", vs.Type == "udp", ap, v.p.lineFor(path)})
+		ls = append(ls, listener{"virtual " + strconv.Quote(name), path + ".destination", vs.Type == "udp", ap, false, v.p.lineFor(path)})
 	}
 	slices.SortFunc(ls, func(a, b listener) int {
 		if a.line != b.line {
@@ -977,13 +979,21 @@ func (v *validator) listeners() {
 	})
 	if addr := v.cfg.Management.Address; addr != ManagementOff {
 		if ap, err := ParseManagementAddress(addr); err == nil {
-			ls = append(ls, listener{"the management API", "management.address", false, ap, v.p.lineFor("management.address")})
+			// The API listens with net.Listen("tcp", address), which opens a
+			// wildcard (":P", "0.0.0.0:P" or "[::]:P") as one dual-stack
+			// [::] socket: it takes the port in both families.
+			ls = append(ls, listener{"the management API", "management.address", false, ap, ap.Addr().IsUnspecified(), v.p.lineFor("management.address")})
 		}
 	}
 	for j := range ls {
 		for i := range j {
 			a, b := ls[i], ls[j]
-			if a.udp != b.udp || !Overlaps(a.ap, b.ap) {
+			if a.udp != b.udp {
+				continue
+			}
+			clash := Overlaps(a.ap, b.ap) ||
+				(a.ap.Port() == b.ap.Port() && (a.dualStack || b.dualStack))
+			if !clash {
 				continue
 			}
 			where := ""
@@ -1001,22 +1011,19 @@ func (v *validator) listeners() {
 	}
 }
 
-// Overlaps reports whether two listening addresses would claim the same
-// socket: same port, and equal addresses or a wildcard covering the other
-// (0.0.0.0 covers every IPv4 address; :: covers every address, as Linux
-// listeners on :: are dual-stack).
+// Overlaps reports whether two virtual servers' listening addresses would
+// claim the same port (Linux refuses the second bind): same port, same
+// address family (an IPv4-mapped address is IPv4), and equal addresses or
+// one of them the family's wildcard. 0.0.0.0 covers every IPv4 address and
+// :: every IPv6 address, but not each other: a virtual on [::] listens with
+// IPV6_V6ONLY, so 0.0.0.0:P and [::1]:P (or [::]:P) coexist.
 func Overlaps(a, b netip.AddrPort) bool {
 	if a.Port() != b.Port() {
 		return false
 	}
 	x, y := a.Addr().Unmap(), b.Addr().Unmap()
-	switch {
-	case x == y:
-		return true
-	case x == netip.IPv6Unspecified() || y == netip.IPv6Unspecified():
-		return true
-	case x == netip.IPv4Unspecified() && y.Is4(), y == netip.IPv4Unspecified() && x.Is4():
-		return true
+	if x.Is4() != y.Is4() {
+		return false
 	}
-	return false
+	return x == y || x.IsUnspecified() || y.IsUnspecified()
 }
