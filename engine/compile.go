@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"regexp"
@@ -69,6 +70,7 @@ func (e *Engine) compile(cfg *config.Config) (*compiled, error) {
 		if p, ok := profiles[name]; ok {
 			return p, nil
 		}
+		var err error
 		pp := cfg.Profiles.Persistence[name]
 		if pp == nil {
 			return nil, fmt.Errorf("persistence profile %q does not exist", name)
@@ -90,8 +92,8 @@ func (e *Engine) compile(cfg *config.Config) (*compiled, error) {
 		}
 		if pp.Secret != "" {
 			pc.Secret = []byte(pp.Secret)
-		} else {
-			pc.Secret = e.secretFor(name)
+		} else if pc.Secret, err = e.secretFor(name); err != nil {
+			return nil, fmt.Errorf("profiles.persistence.%s: %w", name, err)
 		}
 		p, err := persist.NewProfile(pc)
 		if err != nil {
@@ -319,6 +321,19 @@ func tlsVersion(s string) uint16 {
 		return tls.VersionTLS13
 	}
 	return tls.VersionTLS12
+}
+
+// secretLen is the size of a generated cookie_insert secret.
+const secretLen = 32
+
+// newSecret reads a cookie secret from r (crypto/rand.Reader). It fails
+// rather than return a short or predictable secret.
+func newSecret(r io.Reader) ([]byte, error) {
+	s := make([]byte, secretLen)
+	if _, err := io.ReadFull(r, s); err != nil {
+		return nil, fmt.Errorf("cannot generate a cookie secret (set secret in the profile): %w", err)
+	}
+	return s, nil
 }
 
 // clientTLS builds the client-ssl side: a default certificate plus SNI
