@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fulcrum-adc/fulcrum/monitor"
+	"github.com/fulcrum-adc/fulcrum/persist"
 	"github.com/fulcrum-adc/fulcrum/profile/tcp"
 )
 
@@ -251,29 +253,6 @@ func (v *validator) logging() {
 
 // ---- monitors ----
 
-// ParseMonitorDestination parses a monitor destination: "*:*" (the member),
-// "*:PORT" (the member's address, another port) or "IP:PORT" (a fixed
-// alias). It returns the fixed address (invalid when "*"), and the port (0
-// when "*").
-func ParseMonitorDestination(s string) (addr netip.Addr, port uint16, err error) {
-	host, ps, ok := strings.Cut(s, ":")
-	if ok && host == "*" {
-		if ps == "*" {
-			return netip.Addr{}, 0, nil
-		}
-		pn, err := strconv.ParseUint(ps, 10, 16)
-		if err != nil || pn == 0 {
-			return netip.Addr{}, 0, fmt.Errorf("destination %q: the port must be * or a number from 1 to 65535", s)
-		}
-		return netip.Addr{}, uint16(pn), nil
-	}
-	ap, err := netip.ParseAddrPort(s)
-	if err != nil || ap.Port() == 0 || ap.Addr().IsUnspecified() {
-		return netip.Addr{}, 0, fmt.Errorf("destination %q is not valid: write *:* (the member), *:PORT or IP:PORT", s)
-	}
-	return ap.Addr(), ap.Port(), nil
-}
-
 func (v *validator) monitors() {
 	for _, name := range sortedKeys(v.cfg.Monitors) {
 		m := v.cfg.Monitors[name]
@@ -324,7 +303,7 @@ func (v *validator) monitors() {
 		if m.ServerName != "" && m.Type != "https" {
 			v.errorf(path+".server_name", "server_name (TLS SNI) applies only to https monitors")
 		}
-		if _, _, err := ParseMonitorDestination(m.Destination); err != nil {
+		if _, err := monitor.ParseDestination(m.Destination); err != nil {
 			v.errorf(path+".destination", "%v", err)
 		}
 	}
@@ -335,36 +314,6 @@ func (v *validator) monitors() {
 // LBMethods lists the load-balancing methods, in documentation order.
 func LBMethods() []string {
 	return []string{"round-robin", "ratio", "least-connections", "fastest", "consistent-hash", "power-of-two"}
-}
-
-// ParseKey splits a hash or universal-persistence key into its kind
-// ("source_addr", "uri", "header", "query", "cookie") and name.
-// allowSource says whether "source_addr" is accepted.
-func ParseKey(s string, allowSource bool) (kind, name string, err error) {
-	forms := "uri, header:NAME, query:NAME or cookie:NAME"
-	if allowSource {
-		forms = "source_addr, " + forms
-	}
-	switch s {
-	case "source_addr":
-		if allowSource {
-			return s, "", nil
-		}
-	case "uri":
-		return s, "", nil
-	}
-	kind, name, ok := strings.Cut(s, ":")
-	switch {
-	case !ok || (kind != "header" && kind != "query" && kind != "cookie"):
-		return "", "", fmt.Errorf("key %q is not valid: use %s", s, forms)
-	case name == "":
-		return "", "", fmt.Errorf("key %q names no %s: write %s:NAME", s, kind, kind)
-	case kind == "query" && strings.ContainsAny(name, "&=#? \t"):
-		return "", "", fmt.Errorf("key %q: a query parameter name cannot contain &, =, #, ? or spaces", s)
-	case kind != "query" && !isToken(name):
-		return "", "", fmt.Errorf("key %q: %q is not a valid %s name", s, name, kind)
-	}
-	return kind, name, nil
 }
 
 // isToken reports whether s is an RFC 9110 token (header and cookie names).
@@ -389,7 +338,7 @@ func (v *validator) pools() {
 		if pl.LBMethod == "consistent-hash" {
 			if pl.HashKey == "" {
 				v.errorf(path+".hash_key", "consistent-hash needs hash_key: source_addr, uri, header:NAME, query:NAME or cookie:NAME")
-			} else if _, _, err := ParseKey(pl.HashKey, true); err != nil {
+			} else if _, err := persist.ParseKey(pl.HashKey); err != nil {
 				v.errorf(path+".hash_key", "%v", err)
 			}
 		} else if pl.HashKey != "" {
@@ -673,7 +622,7 @@ func (v *validator) persistence() {
 		case pp.Type == "universal" && pp.Key == "":
 			v.errorf(path+".key", "universal persistence needs key: header:NAME, uri, query:NAME or cookie:NAME")
 		case pp.Type == "universal":
-			if _, _, err := ParseKey(pp.Key, false); err != nil {
+			if _, err := persist.ParseUniversalKey(pp.Key); err != nil {
 				v.errorf(path+".key", "%v", err)
 			}
 		case pp.Key != "":
@@ -881,7 +830,7 @@ func (v *validator) virtuals() {
 
 		// A pool that hashes on HTTP data cannot serve an L4 virtual.
 		if pool != nil && typeOK && vs.Type != "http" && pool.LBMethod == "consistent-hash" {
-			if kind, _, err := ParseKey(pool.HashKey, true); err == nil && kind != "source_addr" {
+			if k, err := persist.ParseKey(pool.HashKey); err == nil && k.HTTP() {
 				v.errorf(path+".pool", "pool %q hashes on %s, which needs a virtual of type http (this one is %s); use hash_key: source_addr or another pool", vs.Pool, pool.HashKey, vs.Type)
 			}
 		}

@@ -272,21 +272,21 @@ func monitorSpec(name string, m *config.Monitor) (monitor.Spec, error) {
 	return s, nil
 }
 
+// hashKey compiles a pool's hash_key (persist owns the grammar; config
+// checked it) into the proxy's form.
 func hashKey(s string) virtual.HashKey {
-	kind, name, _ := strings.Cut(s, ":")
-	switch kind {
-	case "source_addr":
-		return virtual.HashKey{Kind: virtual.HashSourceAddr}
-	case "uri":
-		return virtual.HashKey{Kind: virtual.HashURI}
-	case "header":
-		return virtual.HashKey{Kind: virtual.HashHeader, Name: name}
-	case "query":
-		return virtual.HashKey{Kind: virtual.HashQuery, Name: name}
-	case "cookie":
-		return virtual.HashKey{Kind: virtual.HashCookie, Name: name}
+	k, err := persist.ParseKey(s)
+	if err != nil {
+		return virtual.HashKey{}
 	}
-	return virtual.HashKey{}
+	kinds := map[persist.KeyKind]virtual.HashKeyKind{
+		persist.KeySourceAddr: virtual.HashSourceAddr,
+		persist.KeyURI:        virtual.HashURI,
+		persist.KeyHeader:     virtual.HashHeader,
+		persist.KeyQuery:      virtual.HashQuery,
+		persist.KeyCookie:     virtual.HashCookie,
+	}
+	return virtual.HashKey{Kind: kinds[k.Kind], Name: k.Name}
 }
 
 func snat(s string, cfg *config.Config) (virtual.SNAT, error) {

@@ -67,10 +67,10 @@ func TestNewProfileValidation(t *testing.T) {
 		{"universal uri", ProfileConfig{Name: "u", Type: "universal", Key: "uri", Timeout: time.Hour}, ""},
 		{"universal query", ProfileConfig{Name: "u", Type: "universal", Key: "query:sid", Timeout: time.Hour}, ""},
 		{"universal cookie", ProfileConfig{Name: "u", Type: "universal", Key: "cookie:sid", Timeout: time.Hour}, ""},
-		{"universal empty key", ProfileConfig{Name: "u", Type: "universal", Timeout: time.Hour}, "is not one of"},
-		{"universal no name", ProfileConfig{Name: "u", Type: "universal", Key: "header:", Timeout: time.Hour}, "name is missing"},
-		{"universal bad source", ProfileConfig{Name: "u", Type: "universal", Key: "body:x", Timeout: time.Hour}, "unknown source"},
-		{"universal source_addr", ProfileConfig{Name: "u", Type: "universal", Key: "source_addr", Timeout: time.Hour}, "is not one of"},
+		{"universal empty key", ProfileConfig{Name: "u", Type: "universal", Timeout: time.Hour}, "is not valid: use uri"},
+		{"universal no name", ProfileConfig{Name: "u", Type: "universal", Key: "header:", Timeout: time.Hour}, "names no header"},
+		{"universal bad source", ProfileConfig{Name: "u", Type: "universal", Key: "body:x", Timeout: time.Hour}, "is not valid: use uri"},
+		{"universal source_addr", ProfileConfig{Name: "u", Type: "universal", Key: "source_addr", Timeout: time.Hour}, "is not valid: use uri"},
 		{"universal bad header", ProfileConfig{Name: "u", Type: "universal", Key: "header:a:b", Timeout: time.Hour}, "not a valid header"},
 	}
 	for _, tc := range tests {
