@@ -19,7 +19,8 @@
 // packages own, so that each grammar has one definition (CoreDNS's plugin
 // setup is the model: the subsystem parses its own syntax and returns a
 // typed error; config adds the file and line): persist.ParseKey and
-// ParseUniversalKey (hash_key, universal key) and monitor.ParseDestination. It opens files only to check them
+// ParseUniversalKey (hash_key, universal key), monitor.ParseDestination,
+// profile/ssl.ParseVersion (min_version) and pool.MaxRatio (member ratio). It opens files only to check them
 // (certificates, keys, CA bundles, the token file) and never writes.
 //
 // F5 equivalent: the bigip.conf / tmsh object model and the configuration

@@ -598,16 +598,3 @@ func TestDocsCoverEverySchemaKey(t *testing.T) {
 		}
 	}
 }
-
-func TestTLSVersion(t *testing.T) {
-	t.Parallel()
-	for i, s := range TLSVersions() {
-		v, ok := TLSVersion(s)
-		if !ok || v != uint16(0x0301+i) {
-			t.Errorf("TLSVersion(%q) = %#x, %v", s, v, ok)
-		}
-	}
-	if _, ok := TLSVersion("1.4"); ok {
-		t.Error("TLSVersion accepted 1.4")
-	}
-}

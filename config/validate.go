@@ -17,6 +17,7 @@ import (
 
 	"github.com/fulcrum-adc/fulcrum/monitor"
 	"github.com/fulcrum-adc/fulcrum/persist"
+	"github.com/fulcrum-adc/fulcrum/profile/ssl"
 	"github.com/fulcrum-adc/fulcrum/profile/tcp"
 )
 
@@ -439,24 +440,6 @@ func (v *validator) httpProfiles() {
 	}
 }
 
-// TLSVersions lists the min_version keywords.
-func TLSVersions() []string { return []string{"1.0", "1.1", "1.2", "1.3"} }
-
-// TLSVersion returns the crypto/tls constant for a min_version keyword.
-func TLSVersion(s string) (uint16, bool) {
-	switch s {
-	case "1.0":
-		return tls.VersionTLS10, true
-	case "1.1":
-		return tls.VersionTLS11, true
-	case "1.2":
-		return tls.VersionTLS12, true
-	case "1.3":
-		return tls.VersionTLS13, true
-	}
-	return 0, false
-}
-
 // loadPair loads a certificate and its key the way the data plane will,
 // so that `check` finds a wrong path or a key that does not match.
 func (v *validator) loadPair(path, certFile, keyFile string) (*tls.Certificate, bool) {
@@ -510,7 +493,9 @@ func (v *validator) clientSSL() {
 	for _, name := range sortedKeys(v.cfg.Profiles.ClientSSL) {
 		s := v.cfg.Profiles.ClientSSL[name]
 		path := "profiles.client_ssl." + name
-		v.oneOf(path+".min_version", "min_version", s.MinVersion, TLSVersions()...)
+		if _, err := ssl.ParseVersion(s.MinVersion); err != nil {
+			v.errorf(path+".min_version", "%v", err)
+		}
 		switch {
 		case s.Cert == "" && s.Key == "":
 			v.errorf(path, "a client_ssl profile needs cert and key (PEM files)")
@@ -557,7 +542,9 @@ func (v *validator) serverSSL() {
 	for _, name := range sortedKeys(v.cfg.Profiles.ServerSSL) {
 		s := v.cfg.Profiles.ServerSSL[name]
 		path := "profiles.server_ssl." + name
-		v.oneOf(path+".min_version", "min_version", s.MinVersion, TLSVersions()...)
+		if _, err := ssl.ParseVersion(s.MinVersion); err != nil {
+			v.errorf(path+".min_version", "%v", err)
+		}
 		switch {
 		case s.Cert != "" && s.Key == "":
 			v.errorf(path+".key", "cert is set but key is not: a client certificate needs both")

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fulcrum-adc/fulcrum/pool"
 )
 
 // TestValidationRules checks that each rule reports exactly one problem,
@@ -359,13 +361,13 @@ pools:
     members:
       - address: 10.0.0.1:80
         ratio: 0  #<-
-`, "pools.web.members[0].ratio", "use 1 to 65535"},
+`, "pools.web.members[0].ratio", "use 1 to 1000000"},
 		{"ratio too big", vsWeb + `
 pools:
   web:
     members:
-      - {address: 10.0.0.1:80, ratio: 70000}  #<-
-`, "pools.web.members[0].ratio", "ratio 70000 is out of range"},
+      - {address: 10.0.0.1:80, ratio: 1000001}  #<-
+`, "pools.web.members[0].ratio", "ratio 1000001 is out of range"},
 		{"member connection limit", vsWeb + `
 pools:
   web:
@@ -1019,5 +1021,21 @@ func TestNotYetBuiltKeysSayWhy(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
+	}
+}
+
+// TestMaxRatioIsThePools checks that check and the balancer agree on the
+// largest ratio: the pool's limit is valid, one more is refused.
+func TestMaxRatioIsThePools(t *testing.T) {
+	t.Parallel()
+	src := func(r int) string {
+		return vsWeb + fmt.Sprintf("pools:\n  web:\n    members:\n      - {address: 10.0.0.1:80, ratio: %d}\n", r)
+	}
+	if errs := parseErrors(t, src(pool.MaxRatio)); errs != nil {
+		t.Fatalf("ratio %d (pool.MaxRatio) refused: %v", pool.MaxRatio, errs)
+	}
+	errs := parseErrors(t, src(pool.MaxRatio+1))
+	if len(errs) != 1 || errs[0].Path != "pools.web.members[0].ratio" {
+		t.Fatalf("ratio %d accepted or misplaced: %v", pool.MaxRatio+1, errs)
 	}
 }

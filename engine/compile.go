@@ -17,6 +17,7 @@ import (
 	"github.com/fulcrum-adc/fulcrum/monitor"
 	"github.com/fulcrum-adc/fulcrum/persist"
 	"github.com/fulcrum-adc/fulcrum/pool"
+	"github.com/fulcrum-adc/fulcrum/profile/ssl"
 	"github.com/fulcrum-adc/fulcrum/virtual"
 )
 
@@ -311,18 +312,6 @@ func snat(s string, cfg *config.Config) (virtual.SNAT, error) {
 	return out, nil
 }
 
-func tlsVersion(s string) uint16 {
-	switch s {
-	case "1.0":
-		return tls.VersionTLS10
-	case "1.1":
-		return tls.VersionTLS11
-	case "1.3":
-		return tls.VersionTLS13
-	}
-	return tls.VersionTLS12
-}
-
 // secretLen is the size of a generated cookie_insert secret.
 const secretLen = 32
 
@@ -341,6 +330,10 @@ func newSecret(r io.Reader) ([]byte, error) {
 func clientTLS(p *config.ClientSSLProfile) (*tls.Config, error) {
 	if p == nil {
 		return nil, fmt.Errorf("profile does not exist")
+	}
+	minVersion, err := ssl.ParseVersion(p.MinVersion)
+	if err != nil {
+		return nil, err
 	}
 	def, err := tls.LoadX509KeyPair(p.Cert, p.Key)
 	if err != nil {
@@ -365,7 +358,7 @@ func clientTLS(p *config.ClientSSLProfile) (*tls.Config, error) {
 		}
 	}
 	cfg := &tls.Config{
-		MinVersion:   tlsVersion(p.MinVersion),
+		MinVersion:   minVersion,
 		Certificates: []tls.Certificate{def},
 		NextProtos:   p.ALPN,
 	}
@@ -391,8 +384,12 @@ func serverTLS(p *config.ServerSSLProfile) (*tls.Config, error) {
 	if p == nil {
 		return nil, fmt.Errorf("profile does not exist")
 	}
+	minVersion, err := ssl.ParseVersion(p.MinVersion)
+	if err != nil {
+		return nil, err
+	}
 	cfg := &tls.Config{
-		MinVersion:         tlsVersion(p.MinVersion),
+		MinVersion:         minVersion,
 		ServerName:         p.ServerName,
 		InsecureSkipVerify: !p.Verify, // F5 server-ssl does not verify by default
 		ClientSessionCache: tls.NewLRUClientSessionCache(256),
