@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
+
+	"github.com/fulcrum-adc/fulcrum/internal/testnet"
 )
 
 // bindLike opens a socket the way `run` does for a listener of kind
@@ -41,69 +44,57 @@ func bindLike(kind string, ap netip.AddrPort) (func(), error) {
 	}
 }
 
-// freePort returns a port that is free for TCP and UDP in both families
-// right now.
-func freePort(t *testing.T) uint16 {
-	t.Helper()
-	for range 50 {
-		ln, err := net.Listen("tcp", "[::]:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", fmt.Sprintf("[::]:%d", port))
-		ln.Close()
-		if err == nil {
-			pc.Close()
-			return uint16(port)
-		}
-	}
-	t.Fatal("no free port")
-	return 0
-}
-
 // TestListenerClashesMatchKernel binds every pair of loopback and wildcard
 // listeners the way `run` would and checks that `check` (the validator)
 // reports a clash exactly when this kernel refuses the second bind: check
-// catches every listener clash run would hit, and invents none.
+// catches every listener clash run would hit, and invents none. The binds
+// happen in a fresh network namespace that has only a loopback, so the
+// wildcard listeners expose nothing.
 func TestListenerClashesMatchKernel(t *testing.T) {
+	ns := testnet.TempNS(t, fmt.Sprintf("fulcrum-cfg-listen-%d", os.Getpid()))
 	addrs := []string{"127.0.0.1", "127.0.0.2", "0.0.0.0", "::1", "::", "::ffff:127.0.0.1"}
 	type side struct{ kind, addr string }
-	var pairs [][2]side
+	type pair struct {
+		first, second side
+		port          uint16
+		clash         bool // the kernel refused the second bind
+	}
+	var pairs []pair
 	for _, a := range addrs {
 		for _, b := range addrs {
 			for _, kinds := range [][2]string{{"tcp", "http"}, {"udp", "udp"}, {"tcp", "udp"}} {
-				pairs = append(pairs, [2]side{{kinds[0], a}, {kinds[1], b}})
+				pairs = append(pairs, pair{first: side{kinds[0], a}, second: side{kinds[1], b}})
 			}
 			for _, k := range []string{"http", "udp"} {
-				pairs = append(pairs, [2]side{{k, a}, {"management", b}})
+				pairs = append(pairs, pair{first: side{k, a}, second: side{"management", b}})
 			}
 		}
 	}
-	for _, p := range pairs {
-		first, second := p[0], p[1]
-		var clash bool
-		var port uint16
-		for try := 0; ; try++ {
-			port = freePort(t)
-			apA := netip.AddrPortFrom(netip.MustParseAddr(first.addr), port)
-			apB := netip.AddrPortFrom(netip.MustParseAddr(second.addr), port)
-			closeA, err := bindLike(first.kind, apA)
+	err := ns.Do(func() error {
+		for i := range pairs {
+			p := &pairs[i]
+			p.port = uint16(20000 + i) // the namespace is new: every port is free
+			apA := netip.AddrPortFrom(netip.MustParseAddr(p.first.addr), p.port)
+			apB := netip.AddrPortFrom(netip.MustParseAddr(p.second.addr), p.port)
+			closeA, err := bindLike(p.first.kind, apA)
 			if err != nil {
-				if try < 5 {
-					continue // the port was taken meanwhile
-				}
-				t.Fatalf("bind %s %s: %v", first.kind, apA, err)
+				return fmt.Errorf("bind %s %s: %w", p.first.kind, apA, err)
 			}
-			closeB, err := bindLike(second.kind, apB)
+			closeB, err := bindLike(p.second.kind, apB)
 			closeA()
-			clash = err != nil
+			p.clash = err != nil
 			if closeB != nil {
 				closeB()
 			}
-			break
 		}
-		dest := func(a string) string { return netip.AddrPortFrom(netip.MustParseAddr(a), port).String() }
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pairs {
+		first, second := p.first, p.second
+		dest := func(a string) string { return netip.AddrPortFrom(netip.MustParseAddr(a), p.port).String() }
 		src := poolWeb + fmt.Sprintf("virtuals:\n  first:\n    type: %s\n    destination: %q\n    pool: web\n", first.kind, dest(first.addr))
 		if second.kind == "management" {
 			src += fmt.Sprintf("management:\n  address: %q\n  token: secret-token\n", dest(second.addr))
@@ -119,9 +110,9 @@ func TestListenerClashesMatchKernel(t *testing.T) {
 				t.Errorf("%s %s / %s %s: unexpected error %v", first.kind, first.addr, second.kind, second.addr, e)
 			}
 		}
-		if checked != clash {
+		if checked != p.clash {
 			t.Errorf("%s %s then %s %s on port %d: kernel clash %v, check reports clash %v",
-				first.kind, first.addr, second.kind, second.addr, port, clash, checked)
+				first.kind, first.addr, second.kind, second.addr, p.port, p.clash, checked)
 		}
 	}
 }
