@@ -109,7 +109,7 @@ func (e *Engine) compile(cfg *config.Config) (*compiled, error) {
 		if v.Enabled != nil && !*v.Enabled {
 			continue
 		}
-		dest, err := netip.ParseAddrPort(v.Destination)
+		dest, err := config.ParseDestination(v.Destination)
 		if err != nil {
 			return nil, fmt.Errorf("virtuals.%s.destination: %w", name, err)
 		}
