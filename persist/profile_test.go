@@ -401,6 +401,15 @@ func TestParseSetCookie(t *testing.T) {
 		{"OTHER=abc", "", false, false},
 		{"SIDabc", "", false, false},
 		{"", "", false, false},
+		// As a browser stores it (RFC 6265bis §5.6), so Learn keeps what comes back:
+		{"SID=a\x0bb", "", false, false},                       // a control character: browsers drop the line
+		{"SID=\u00a0abc", "\u00a0abc", false, true},            // only SP and HTAB are trimmed
+		{"SID=\tabc\t; Path=/", "abc", false, true},            // tabs are
+		{"SID=abc; Max-Age=0; Max-Age=60", "abc", false, true}, // the last Max-Age wins
+		{"SID=abc; Max-Age=60; Max-Age=0", "abc", true, true},
+		{"SID=abc; Max-Age=+0", "abc", false, true}, // not delta-seconds: ignored
+		{"SID=abc; Max-Age=-", "abc", false, true},
+		{"SID=abc; Max-Age=-99999999999999999999", "abc", true, true},
 	}
 	for _, tc := range tests {
 		v, del, ok := parseSetCookie(tc.in, "SID")
