@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fulcrum-adc/fulcrum/pool"
 	"github.com/fulcrum-adc/fulcrum/profile/tcp"
 )
 
@@ -87,7 +88,7 @@ const (
 
 // Limits enforced by validation.
 const (
-	MaxRatio              = 65535                            // member ratio is 1..MaxRatio
+	MaxRatio              = pool.MaxRatio                    // member ratio is 1..MaxRatio; pool owns the limit
 	MinMonitorInterval    = Duration(100 * time.Millisecond) // shortest monitor interval
 	MinCookieSecretLength = 16                               // cookie_insert secret, bytes
 	MinMaxHeaderSize      = Size(1 << 10)

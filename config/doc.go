@@ -13,9 +13,14 @@
 // (certificates, keys, CA bundles, the token file, the access log) are made
 // absolute against the configuration file's directory.
 //
-// This package must not import the data plane (virtual, pool, monitor,
-// persist, api): it only describes and checks intent; compiling it into a
-// running plan is the engine's job. It opens files only to check them
+// This package must not use the data plane's runtime (virtual, pool,
+// monitor, persist, api): it only describes and checks intent; compiling it
+// into a running plan is the engine's job. It does call the grammars those
+// packages own, so that each grammar has one definition (CoreDNS's plugin
+// setup is the model: the subsystem parses its own syntax and returns a
+// typed error; config adds the file and line): persist.ParseKey and
+// ParseUniversalKey (hash_key, universal key), monitor.ParseDestination,
+// profile/ssl.ParseVersion (min_version) and pool.MaxRatio (member ratio). It opens files only to check them
 // (certificates, keys, CA bundles, the token file) and never writes.
 //
 // F5 equivalent: the bigip.conf / tmsh object model and the configuration

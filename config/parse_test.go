@@ -585,60 +585,6 @@ virtuals:
 	}
 }
 
-func TestParseKey(t *testing.T) {
-	t.Parallel()
-	cases := []struct {
-		in          string
-		allowSource bool
-		kind, name  string
-		ok          bool
-	}{
-		{"source_addr", true, "source_addr", "", true},
-		{"source_addr", false, "", "", false},
-		{"uri", false, "uri", "", true},
-		{"header:X-Session", false, "header", "X-Session", true},
-		{"query:sid", true, "query", "sid", true},
-		{"cookie:JSESSIONID", false, "cookie", "JSESSIONID", true},
-		{"header:", false, "", "", false},
-		{"header:a b", false, "", "", false},
-		{"query:a&b", false, "", "", false},
-		{"host", true, "", "", false},
-		{"", true, "", "", false},
-	}
-	for _, tc := range cases {
-		kind, name, err := ParseKey(tc.in, tc.allowSource)
-		if (err == nil) != tc.ok || kind != tc.kind || name != tc.name {
-			t.Errorf("ParseKey(%q, %v) = %q, %q, %v", tc.in, tc.allowSource, kind, name, err)
-		}
-	}
-}
-
-func TestParseMonitorDestination(t *testing.T) {
-	t.Parallel()
-	cases := []struct {
-		in   string
-		port uint16
-		addr string
-		ok   bool
-	}{
-		{"*:*", 0, "invalid IP", true},
-		{"*:8080", 8080, "invalid IP", true},
-		{"192.0.2.1:80", 80, "192.0.2.1", true},
-		{"[2001:db8::1]:443", 443, "2001:db8::1", true},
-		{"*:0", 0, "", false},
-		{"*:70000", 0, "", false},
-		{"192.0.2.1:*", 0, "", false},
-		{"*", 0, "", false},
-		{"", 0, "", false},
-	}
-	for _, tc := range cases {
-		addr, port, err := ParseMonitorDestination(tc.in)
-		if (err == nil) != tc.ok || (tc.ok && (port != tc.port || addr.String() != tc.addr)) {
-			t.Errorf("ParseMonitorDestination(%q) = %v, %d, %v", tc.in, addr, port, err)
-		}
-	}
-}
-
 // TestDocsCoverEverySchemaKey keeps docs/configuration.md in step with the
 // schema: every key must be documented.
 func TestDocsCoverEverySchemaKey(t *testing.T) {
@@ -653,18 +599,5 @@ func TestDocsCoverEverySchemaKey(t *testing.T) {
 				t.Errorf("docs/configuration.md does not document key %q of %s", key, name)
 			}
 		}
-	}
-}
-
-func TestTLSVersion(t *testing.T) {
-	t.Parallel()
-	for i, s := range TLSVersions() {
-		v, ok := TLSVersion(s)
-		if !ok || v != uint16(0x0301+i) {
-			t.Errorf("TLSVersion(%q) = %#x, %v", s, v, ok)
-		}
-	}
-	if _, ok := TLSVersion("1.4"); ok {
-		t.Error("TLSVersion accepted 1.4")
 	}
 }

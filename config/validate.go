@@ -15,6 +15,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fulcrum-adc/fulcrum/monitor"
+	"github.com/fulcrum-adc/fulcrum/persist"
+	"github.com/fulcrum-adc/fulcrum/profile/ssl"
 	"github.com/fulcrum-adc/fulcrum/profile/tcp"
 )
 
@@ -262,29 +265,6 @@ func (v *validator) logging() {
 
 // ---- monitors ----
 
-// ParseMonitorDestination parses a monitor destination: "*:*" (the member),
-// "*:PORT" (the member's address, another port) or "IP:PORT" (a fixed
-// alias). It returns the fixed address (invalid when "*"), and the port (0
-// when "*").
-func ParseMonitorDestination(s string) (addr netip.Addr, port uint16, err error) {
-	host, ps, ok := strings.Cut(s, ":")
-	if ok && host == "*" {
-		if ps == "*" {
-			return netip.Addr{}, 0, nil
-		}
-		pn, err := strconv.ParseUint(ps, 10, 16)
-		if err != nil || pn == 0 {
-			return netip.Addr{}, 0, fmt.Errorf("destination %q: the port must be * or a number from 1 to 65535", s)
-		}
-		return netip.Addr{}, uint16(pn), nil
-	}
-	ap, err := netip.ParseAddrPort(s)
-	if err != nil || ap.Port() == 0 || ap.Addr().IsUnspecified() {
-		return netip.Addr{}, 0, fmt.Errorf("destination %q is not valid: write *:* (the member), *:PORT or IP:PORT", s)
-	}
-	return ap.Addr(), ap.Port(), nil
-}
-
 func (v *validator) monitors() {
 	for _, name := range sortedKeys(v.cfg.Monitors) {
 		m := v.cfg.Monitors[name]
@@ -335,7 +315,7 @@ func (v *validator) monitors() {
 		if m.ServerName != "" && m.Type != "https" {
 			v.errorf(path+".server_name", "server_name (TLS SNI) applies only to https monitors")
 		}
-		if _, _, err := ParseMonitorDestination(m.Destination); err != nil {
+		if _, err := monitor.ParseDestination(m.Destination); err != nil {
 			v.errorf(path+".destination", "%v", err)
 		}
 	}
@@ -346,36 +326,6 @@ func (v *validator) monitors() {
 // LBMethods lists the load-balancing methods, in documentation order.
 func LBMethods() []string {
 	return []string{"round-robin", "ratio", "least-connections", "fastest", "consistent-hash", "power-of-two"}
-}
-
-// ParseKey splits a hash or universal-persistence key into its kind
-// ("source_addr", "uri", "header", "query", "cookie") and name.
-// allowSource says whether "source_addr" is accepted.
-func ParseKey(s string, allowSource bool) (kind, name string, err error) {
-	forms := "uri, header:NAME, query:NAME or cookie:NAME"
-	if allowSource {
-		forms = "source_addr, " + forms
-	}
-	switch s {
-	case "source_addr":
-		if allowSource {
-			return s, "", nil
-		}
-	case "uri":
-		return s, "", nil
-	}
-	kind, name, ok := strings.Cut(s, ":")
-	switch {
-	case !ok || (kind != "header" && kind != "query" && kind != "cookie"):
-		return "", "", fmt.Errorf("key %q is not valid: use %s", s, forms)
-	case name == "":
-		return "", "", fmt.Errorf("key %q names no %s: write %s:NAME", s, kind, kind)
-	case kind == "query" && strings.ContainsAny(name, "&=#? \t"):
-		return "", "", fmt.Errorf("key %q: a query parameter name cannot contain &, =, #, ? or spaces", s)
-	case kind != "query" && !isToken(name):
-		return "", "", fmt.Errorf("key %q: %q is not a valid %s name", s, name, kind)
-	}
-	return kind, name, nil
 }
 
 // isToken reports whether s is an RFC 9110 token (header and cookie names).
@@ -400,7 +350,7 @@ func (v *validator) pools() {
 		if pl.LBMethod == "consistent-hash" {
 			if pl.HashKey == "" {
 				v.errorf(path+".hash_key", "consistent-hash needs hash_key: source_addr, uri, header:NAME, query:NAME or cookie:NAME")
-			} else if _, _, err := ParseKey(pl.HashKey, true); err != nil {
+			} else if _, err := persist.ParseKey(pl.HashKey); err != nil {
 				v.errorf(path+".hash_key", "%v", err)
 			}
 		} else if pl.HashKey != "" {
@@ -501,24 +451,6 @@ func (v *validator) httpProfiles() {
 	}
 }
 
-// TLSVersions lists the min_version keywords.
-func TLSVersions() []string { return []string{"1.0", "1.1", "1.2", "1.3"} }
-
-// TLSVersion returns the crypto/tls constant for a min_version keyword.
-func TLSVersion(s string) (uint16, bool) {
-	switch s {
-	case "1.0":
-		return tls.VersionTLS10, true
-	case "1.1":
-		return tls.VersionTLS11, true
-	case "1.2":
-		return tls.VersionTLS12, true
-	case "1.3":
-		return tls.VersionTLS13, true
-	}
-	return 0, false
-}
-
 // loadPair loads a certificate and its key the way the data plane will,
 // so that `check` finds a wrong path or a key that does not match.
 func (v *validator) loadPair(path, certFile, keyFile string) (*tls.Certificate, bool) {
@@ -572,7 +504,9 @@ func (v *validator) clientSSL() {
 	for _, name := range sortedKeys(v.cfg.Profiles.ClientSSL) {
 		s := v.cfg.Profiles.ClientSSL[name]
 		path := "profiles.client_ssl." + name
-		v.oneOf(path+".min_version", "min_version", s.MinVersion, TLSVersions()...)
+		if _, err := ssl.ParseVersion(s.MinVersion); err != nil {
+			v.errorf(path+".min_version", "%v", err)
+		}
 		switch {
 		case s.Cert == "" && s.Key == "":
 			v.errorf(path, "a client_ssl profile needs cert and key (PEM files)")
@@ -619,7 +553,9 @@ func (v *validator) serverSSL() {
 	for _, name := range sortedKeys(v.cfg.Profiles.ServerSSL) {
 		s := v.cfg.Profiles.ServerSSL[name]
 		path := "profiles.server_ssl." + name
-		v.oneOf(path+".min_version", "min_version", s.MinVersion, TLSVersions()...)
+		if _, err := ssl.ParseVersion(s.MinVersion); err != nil {
+			v.errorf(path+".min_version", "%v", err)
+		}
 		switch {
 		case s.Cert != "" && s.Key == "":
 			v.errorf(path+".key", "cert is set but key is not: a client certificate needs both")
@@ -684,7 +620,7 @@ func (v *validator) persistence() {
 		case pp.Type == "universal" && pp.Key == "":
 			v.errorf(path+".key", "universal persistence needs key: header:NAME, uri, query:NAME or cookie:NAME")
 		case pp.Type == "universal":
-			if _, _, err := ParseKey(pp.Key, false); err != nil {
+			if _, err := persist.ParseUniversalKey(pp.Key); err != nil {
 				v.errorf(path+".key", "%v", err)
 			}
 		case pp.Key != "":
@@ -895,7 +831,7 @@ func (v *validator) virtuals() {
 
 		// A pool that hashes on HTTP data cannot serve an L4 virtual.
 		if pool != nil && typeOK && vs.Type != "http" && pool.LBMethod == "consistent-hash" {
-			if kind, _, err := ParseKey(pool.HashKey, true); err == nil && kind != "source_addr" {
+			if k, err := persist.ParseKey(pool.HashKey); err == nil && k.HTTP() {
 				v.errorf(path+".pool", "pool %q hashes on %s, which needs a virtual of type http (this one is %s); use hash_key: source_addr or another pool", vs.Pool, pool.HashKey, vs.Type)
 			}
 		}
@@ -963,12 +899,14 @@ func (v *validator) cookieSecretNotice(name string, pp *PersistenceProfile) {
 }
 
 // listeners rejects two enabled virtuals (or a virtual and the management
-// API) that would bind the same socket.
+// API) that would bind clashing sockets, so `check` catches every bind
+// failure `run` would hit.
 func (v *validator) listeners() {
 	type listener struct {
 		name, path string
 		udp        bool
 		ap         netip.AddrPort
+		dualStack  bool // a wildcard that takes the port in both families
 		line       int
 	}
 	var ls []listener
@@ -981,7 +919,7 @@ func (v *validator) listeners() {
 			continue
 		}
 		path := "virtuals." + name
-		ls = append(ls, listener{"virtual " + strconv.Quote(name), path + ".destination", vs.Type == "udp", ap, v.p.lineFor(path)})
+		ls = append(ls, listener{"virtual " + strconv.Quote(name), path + ".destination", vs.Type == "udp", ap, false, v.p.lineFor(path)})
 	}
 	slices.SortFunc(ls, func(a, b listener) int {
 		if a.line != b.line {
@@ -991,13 +929,21 @@ func (v *validator) listeners() {
 	})
 	if addr := v.cfg.Management.Address; addr != ManagementOff {
 		if ap, err := ParseManagementAddress(addr); err == nil {
-			ls = append(ls, listener{"the management API", "management.address", false, ap, v.p.lineFor("management.address")})
+			// The API listens with net.Listen("tcp", address), which opens a
+			// wildcard (":P", "0.0.0.0:P" or "[::]:P") as one dual-stack
+			// [::] socket: it takes the port in both families.
+			ls = append(ls, listener{"the management API", "management.address", false, ap, ap.Addr().IsUnspecified(), v.p.lineFor("management.address")})
 		}
 	}
 	for j := range ls {
 		for i := range j {
 			a, b := ls[i], ls[j]
-			if a.udp != b.udp || !Overlaps(a.ap, b.ap) {
+			if a.udp != b.udp {
+				continue
+			}
+			clash := Overlaps(a.ap, b.ap) ||
+				(a.ap.Port() == b.ap.Port() && (a.dualStack || b.dualStack))
+			if !clash {
 				continue
 			}
 			where := ""
@@ -1015,22 +961,19 @@ func (v *validator) listeners() {
 	}
 }
 
-// Overlaps reports whether two listening addresses would claim the same
-// socket: same port, and equal addresses or a wildcard covering the other
-// (0.0.0.0 covers every IPv4 address; :: covers every address, as Linux
-// listeners on :: are dual-stack).
+// Overlaps reports whether two virtual servers' listening addresses would
+// claim the same port (Linux refuses the second bind): same port, same
+// address family (an IPv4-mapped address is IPv4), and equal addresses or
+// one of them the family's wildcard. 0.0.0.0 covers every IPv4 address and
+// :: every IPv6 address, but not each other: a virtual on [::] listens with
+// IPV6_V6ONLY, so 0.0.0.0:P and [::1]:P (or [::]:P) coexist.
 func Overlaps(a, b netip.AddrPort) bool {
 	if a.Port() != b.Port() {
 		return false
 	}
 	x, y := a.Addr().Unmap(), b.Addr().Unmap()
-	switch {
-	case x == y:
-		return true
-	case x == netip.IPv6Unspecified() || y == netip.IPv6Unspecified():
-		return true
-	case x == netip.IPv4Unspecified() && y.Is4(), y == netip.IPv4Unspecified() && x.Is4():
-		return true
+	if x.Is4() != y.Is4() {
+		return false
 	}
-	return false
+	return x == y || x.IsUnspecified() || y.IsUnspecified()
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fulcrum-adc/fulcrum/pool"
 )
 
 // TestValidationRules checks that each rule reports exactly one problem,
@@ -372,13 +374,13 @@ pools:
     members:
       - address: 10.0.0.1:80
         ratio: 0  #<-
-`, "pools.web.members[0].ratio", "use 1 to 65535"},
+`, "pools.web.members[0].ratio", "use 1 to 1000000"},
 		{"ratio too big", vsWeb + `
 pools:
   web:
     members:
-      - {address: 10.0.0.1:80, ratio: 70000}  #<-
-`, "pools.web.members[0].ratio", "ratio 70000 is out of range"},
+      - {address: 10.0.0.1:80, ratio: 1000001}  #<-
+`, "pools.web.members[0].ratio", "ratio 1000001 is out of range"},
 		{"member connection limit", vsWeb + `
 pools:
   web:
@@ -794,22 +796,32 @@ func TestDuplicateListeners(t *testing.T) {
 	cases := []struct {
 		name       string
 		a, b       string // type destination
-		overlap    bool
-		management string
+		overlap    bool   // virtual "second" clashes with "first"
+		management string // management.address ("" = default 127.0.0.1:9090)
+		mgmtClash  bool   // management.address clashes with virtual "first"
 	}{
-		{"same address and port", "tcp 127.0.0.1:80", "http 127.0.0.1:80", true, ""},
-		{"different ports", "tcp 127.0.0.1:80", "tcp 127.0.0.1:81", false, ""},
-		{"different addresses", "tcp 127.0.0.1:80", "tcp 127.0.0.2:80", false, ""},
-		{"udp and tcp", "udp 127.0.0.1:53", "tcp 127.0.0.1:53", false, ""},
-		{"udp and udp", "udp 127.0.0.1:53", "udp 127.0.0.1:53", true, ""},
-		{"ipv4 wildcard covers ipv4", "tcp 0.0.0.0:80", "http 192.0.2.1:80", true, ""},
-		{"ipv4 wildcard after specific", "http 192.0.2.1:80", "tcp 0.0.0.0:80", true, ""},
-		{"ipv4 wildcard does not cover ipv6", "tcp 0.0.0.0:80", "tcp [2001:db8::1]:80", false, ""},
-		{"ipv6 wildcard covers ipv4", "tcp [::]:80", "tcp 127.0.0.1:80", true, ""},
-		{"ipv6 wildcard covers ipv6", "udp [::]:53", "udp [::1]:53", true, ""},
-		{"ipv4-mapped equals ipv4", "tcp [::ffff:127.0.0.1]:80", "tcp 127.0.0.1:80", true, ""},
-		{"management overlaps virtual", "tcp 0.0.0.0:9090", "tcp 10.0.0.1:1", false, "127.0.0.1:9090"},
-		{"management on another port", "tcp 0.0.0.0:8080", "tcp 10.0.0.1:1", false, "127.0.0.1:9090"},
+		{"same address and port", "tcp 127.0.0.1:80", "http 127.0.0.1:80", true, "", false},
+		{"different ports", "tcp 127.0.0.1:80", "tcp 127.0.0.1:81", false, "", false},
+		{"different addresses", "tcp 127.0.0.1:80", "tcp 127.0.0.2:80", false, "", false},
+		{"udp and tcp", "udp 127.0.0.1:53", "tcp 127.0.0.1:53", false, "", false},
+		{"udp and udp", "udp 127.0.0.1:53", "udp 127.0.0.1:53", true, "", false},
+		{"ipv4 wildcard covers ipv4", "tcp 0.0.0.0:80", "http 192.0.2.1:80", true, "", false},
+		{"ipv4 wildcard after specific", "http 192.0.2.1:80", "tcp 0.0.0.0:80", true, "", false},
+		{"ipv4 wildcard does not cover ipv6", "tcp 0.0.0.0:80", "tcp [2001:db8::1]:80", false, "", false},
+		{"ipv4 wildcard does not cover ipv6 loopback", "tcp 0.0.0.0:80", "tcp [::1]:80", false, "", false},
+		// Virtuals on [::] are IPv6-only (IPV6_V6ONLY).
+		{"ipv6 wildcard does not cover ipv4", "tcp [::]:80", "tcp 127.0.0.1:80", false, "", false},
+		{"ipv4 and ipv6 wildcards coexist", "udp 0.0.0.0:53", "udp [::]:53", false, "", false},
+		{"ipv6 wildcard covers ipv6", "udp [::]:53", "udp [::1]:53", true, "", false},
+		{"ipv6 specific before wildcard", "http [::1]:80", "tcp [::]:80", true, "", false},
+		{"ipv4-mapped equals ipv4", "tcp [::ffff:127.0.0.1]:80", "tcp 127.0.0.1:80", true, "", false},
+		{"management overlaps virtual", "tcp 0.0.0.0:9090", "tcp 10.0.0.1:1", false, "", true},
+		{"management on another port", "tcp 0.0.0.0:8080", "tcp 10.0.0.1:1", false, "", false},
+		// The management API's wildcard is one dual-stack socket.
+		{"management ipv4 wildcard takes ipv6 too", "tcp [::1]:9090", "tcp 10.0.0.1:1", false, "0.0.0.0:9090", true},
+		{"management ipv6 wildcard takes ipv4 too", "tcp 127.0.0.1:9090", "tcp 10.0.0.1:1", false, "[::]:9090", true},
+		{"management wildcard and udp virtual", "udp 127.0.0.1:9090", "tcp 10.0.0.1:1", false, ":9090", false},
+		{"management ipv6 loopback and ipv4 virtual", "tcp 0.0.0.0:9090", "tcp 10.0.0.1:1", false, "[::1]:9090", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -827,15 +839,17 @@ virtuals:
     destination: "%s"  #<-
     pool: web
 `, ta, da, tb, db)
+			if tc.management != "" {
+				src += fmt.Sprintf("management:\n  address: %q\n", tc.management)
+			}
 			errs := parseErrors(t, src)
-			wantMgmt := tc.name == "management overlaps virtual"
 			switch {
 			case tc.overlap:
 				if len(errs) != 1 || errs[0].Path != "virtuals.second.destination" || errs[0].Line != markedLine(t, src) ||
 					!strings.Contains(errs[0].Msg, `overlaps virtual "first" (line 8)`) {
 					t.Fatalf("want one overlap error on virtuals.second.destination, got:\n%v", errs)
 				}
-			case wantMgmt:
+			case tc.mgmtClash:
 				if len(errs) != 1 || errs[0].Path != "management.address" || !strings.Contains(errs[0].Msg, `overlaps virtual "first"`) {
 					t.Fatalf("want a management overlap error, got:\n%v", errs)
 				}
@@ -860,11 +874,15 @@ func TestOverlaps(t *testing.T) {
 		{"0.0.0.0:80", "1.2.3.4:80", true},
 		{"1.2.3.4:80", "0.0.0.0:80", true},
 		{"0.0.0.0:80", "[::1]:80", false},
-		{"[::]:80", "1.2.3.4:80", true},
+		{"[::]:80", "1.2.3.4:80", false},
+		{"[::]:80", "0.0.0.0:80", false},
 		{"[::]:80", "[::1]:80", true},
+		{"[::1]:80", "[::]:80", true},
+		{"[::]:80", "[::]:80", true},
 		{"[::1]:80", "[::2]:80", false},
 		{"[::ffff:1.2.3.4]:80", "1.2.3.4:80", true},
 		{"[::ffff:0.0.0.0]:80", "1.2.3.4:80", true},
+		{"[::]:80", "[::ffff:1.2.3.4]:80", false},
 	}
 	for _, tc := range cases {
 		if got := Overlaps(ap(tc.a), ap(tc.b)); got != tc.want {
@@ -1016,5 +1034,21 @@ func TestNotYetBuiltKeysSayWhy(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
+	}
+}
+
+// TestMaxRatioIsThePools checks that check and the balancer agree on the
+// largest ratio: the pool's limit is valid, one more is refused.
+func TestMaxRatioIsThePools(t *testing.T) {
+	t.Parallel()
+	src := func(r int) string {
+		return vsWeb + fmt.Sprintf("pools:\n  web:\n    members:\n      - {address: 10.0.0.1:80, ratio: %d}\n", r)
+	}
+	if errs := parseErrors(t, src(pool.MaxRatio)); errs != nil {
+		t.Fatalf("ratio %d (pool.MaxRatio) refused: %v", pool.MaxRatio, errs)
+	}
+	errs := parseErrors(t, src(pool.MaxRatio+1))
+	if len(errs) != 1 || errs[0].Path != "pools.web.members[0].ratio" {
+		t.Fatalf("ratio %d accepted or misplaced: %v", pool.MaxRatio+1, errs)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 	"github.com/fulcrum-adc/fulcrum/monitor"
 	"github.com/fulcrum-adc/fulcrum/persist"
 	"github.com/fulcrum-adc/fulcrum/pool"
+	"github.com/fulcrum-adc/fulcrum/profile/ssl"
 	"github.com/fulcrum-adc/fulcrum/virtual"
 )
 
@@ -69,6 +71,7 @@ func (e *Engine) compile(cfg *config.Config) (*compiled, error) {
 		if p, ok := profiles[name]; ok {
 			return p, nil
 		}
+		var err error
 		pp := cfg.Profiles.Persistence[name]
 		if pp == nil {
 			return nil, fmt.Errorf("persistence profile %q does not exist", name)
@@ -90,8 +93,8 @@ func (e *Engine) compile(cfg *config.Config) (*compiled, error) {
 		}
 		if pp.Secret != "" {
 			pc.Secret = []byte(pp.Secret)
-		} else {
-			pc.Secret = e.secretFor(name)
+		} else if pc.Secret, err = e.secretFor(name); err != nil {
+			return nil, fmt.Errorf("profiles.persistence.%s: %w", name, err)
 		}
 		p, err := persist.NewProfile(pc)
 		if err != nil {
@@ -106,7 +109,7 @@ func (e *Engine) compile(cfg *config.Config) (*compiled, error) {
 		if v.Enabled != nil && !*v.Enabled {
 			continue
 		}
-		dest, err := netip.ParseAddrPort(v.Destination)
+		dest, err := config.ParseDestination(v.Destination)
 		if err != nil {
 			return nil, fmt.Errorf("virtuals.%s.destination: %w", name, err)
 		}
@@ -270,21 +273,21 @@ func monitorSpec(name string, m *config.Monitor) (monitor.Spec, error) {
 	return s, nil
 }
 
+// hashKey compiles a pool's hash_key (persist owns the grammar; config
+// checked it) into the proxy's form.
 func hashKey(s string) virtual.HashKey {
-	kind, name, _ := strings.Cut(s, ":")
-	switch kind {
-	case "source_addr":
-		return virtual.HashKey{Kind: virtual.HashSourceAddr}
-	case "uri":
-		return virtual.HashKey{Kind: virtual.HashURI}
-	case "header":
-		return virtual.HashKey{Kind: virtual.HashHeader, Name: name}
-	case "query":
-		return virtual.HashKey{Kind: virtual.HashQuery, Name: name}
-	case "cookie":
-		return virtual.HashKey{Kind: virtual.HashCookie, Name: name}
+	k, err := persist.ParseKey(s)
+	if err != nil {
+		return virtual.HashKey{}
 	}
-	return virtual.HashKey{}
+	kinds := map[persist.KeyKind]virtual.HashKeyKind{
+		persist.KeySourceAddr: virtual.HashSourceAddr,
+		persist.KeyURI:        virtual.HashURI,
+		persist.KeyHeader:     virtual.HashHeader,
+		persist.KeyQuery:      virtual.HashQuery,
+		persist.KeyCookie:     virtual.HashCookie,
+	}
+	return virtual.HashKey{Kind: kinds[k.Kind], Name: k.Name}
 }
 
 func snat(s string, cfg *config.Config) (virtual.SNAT, error) {
@@ -309,16 +312,17 @@ func snat(s string, cfg *config.Config) (virtual.SNAT, error) {
 	return out, nil
 }
 
-func tlsVersion(s string) uint16 {
-	switch s {
-	case "1.0":
-		return tls.VersionTLS10
-	case "1.1":
-		return tls.VersionTLS11
-	case "1.3":
-		return tls.VersionTLS13
+// secretLen is the size of a generated cookie_insert secret.
+const secretLen = 32
+
+// newSecret reads a cookie secret from r (crypto/rand.Reader). It fails
+// rather than return a short or predictable secret.
+func newSecret(r io.Reader) ([]byte, error) {
+	s := make([]byte, secretLen)
+	if _, err := io.ReadFull(r, s); err != nil {
+		return nil, fmt.Errorf("cannot generate a cookie secret (set secret in the profile): %w", err)
 	}
-	return tls.VersionTLS12
+	return s, nil
 }
 
 // clientTLS builds the client-ssl side: a default certificate plus SNI
@@ -326,6 +330,10 @@ func tlsVersion(s string) uint16 {
 func clientTLS(p *config.ClientSSLProfile) (*tls.Config, error) {
 	if p == nil {
 		return nil, fmt.Errorf("profile does not exist")
+	}
+	minVersion, err := ssl.ParseVersion(p.MinVersion)
+	if err != nil {
+		return nil, err
 	}
 	def, err := tls.LoadX509KeyPair(p.Cert, p.Key)
 	if err != nil {
@@ -350,7 +358,7 @@ func clientTLS(p *config.ClientSSLProfile) (*tls.Config, error) {
 		}
 	}
 	cfg := &tls.Config{
-		MinVersion:   tlsVersion(p.MinVersion),
+		MinVersion:   minVersion,
 		Certificates: []tls.Certificate{def},
 		NextProtos:   p.ALPN,
 	}
@@ -376,8 +384,12 @@ func serverTLS(p *config.ServerSSLProfile) (*tls.Config, error) {
 	if p == nil {
 		return nil, fmt.Errorf("profile does not exist")
 	}
+	minVersion, err := ssl.ParseVersion(p.MinVersion)
+	if err != nil {
+		return nil, err
+	}
 	cfg := &tls.Config{
-		MinVersion:         tlsVersion(p.MinVersion),
+		MinVersion:         minVersion,
 		ServerName:         p.ServerName,
 		InsecureSkipVerify: !p.Verify, // F5 server-ssl does not verify by default
 		ClientSessionCache: tls.NewLRUClientSessionCache(256),

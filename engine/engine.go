@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 
@@ -204,7 +203,9 @@ func (e *Engine) Reload() error {
 	if err != nil {
 		var ce config.Errors
 		if errors.As(err, &ce) {
-			return fmt.Errorf("%w: %s", api.ErrBadRequest, err)
+			// Both stay visible to errors.Is/As: the API answers 400 and
+			// can still walk the config.Errors.
+			return fmt.Errorf("%w: %w", api.ErrBadRequest, err)
 		}
 		return err
 	}
@@ -219,7 +220,7 @@ func (e *Engine) Reload() error {
 func (e *Engine) LoadConfig(data []byte) error {
 	cfg, err := config.Parse(data, "api")
 	if err != nil {
-		return fmt.Errorf("%w: %s", api.ErrBadRequest, err)
+		return fmt.Errorf("%w: %w", api.ErrBadRequest, err)
 	}
 	if err := e.Apply(cfg); err != nil {
 		return err
@@ -284,18 +285,20 @@ func (e *Engine) Close(ctx context.Context) {
 	e.bg.Wait()
 }
 
-func (e *Engine) secretFor(profile string) []byte {
+// secretFor returns the generated cookie secret of a persistence profile
+// that has none configured, making one on first use. A crypto/rand failure
+// is an error of the configuration being applied, never a process exit: the
+// running configuration stays in force.
+func (e *Engine) secretFor(profile string) ([]byte, error) {
 	if s, ok := e.secrets[profile]; ok {
-		return s
+		return s, nil
 	}
-	s := make([]byte, 32)
-	if _, err := rand.Read(s); err != nil {
-		// crypto/rand never fails on Linux; if it did, refusing to run is right.
-		fmt.Fprintln(os.Stderr, "fulcrum: crypto/rand failed:", err)
-		os.Exit(1)
+	s, err := newSecret(rand.Reader)
+	if err != nil {
+		return nil, err
 	}
 	e.secrets[profile] = s
-	return s
+	return s, nil
 }
 
 // forgetRemoved drops the metric series and statistics of virtuals and

@@ -121,7 +121,7 @@ func isTimeout(err error) bool {
 // readResponse reads into a buffer of at most MaxResponse bytes until done
 // reports true, the peer closes (err nil), the buffer is full (err nil) or
 // a read fails (err set, the bytes so far still returned).
-func readResponse(c net.Conn, done func([]byte) bool) ([]byte, error) {
+func readResponse(c io.Reader, done func([]byte) bool) ([]byte, error) {
 	buf := make([]byte, 0, 4096)
 	for len(buf) < MaxResponse {
 		if len(buf) == cap(buf) {
@@ -233,8 +233,16 @@ func (p *prober) checkHTTP(ctx context.Context, tlsOn bool) error {
 	if _, err := io.WriteString(c, req); err != nil {
 		return p.explain(ctx, "send", err)
 	}
-	head := strings.HasPrefix(req, "HEAD ")
-	got, readErr := readResponse(c, func(b []byte) bool { return p.httpDecided(b, head) })
+	return p.readHTTP(ctx, c, strings.HasPrefix(req, "HEAD "))
+}
+
+// readHTTP reads a member's HTTP response from r and judges it: the status
+// code against Status, the whole response (first MaxResponse bytes) against
+// Receive and Reverse. head says the request was HEAD (no body follows).
+// It is the part of the http/https monitor that reads what the member sent,
+// kept free of sockets so it can be fuzzed; ctx only shapes messages.
+func (p *prober) readHTTP(ctx context.Context, r io.Reader, head bool) error {
+	got, readErr := readResponse(r, func(b []byte) bool { return p.httpDecided(b, head) })
 
 	code, ok, perr := parseStatusLine(got)
 	if !ok {
@@ -314,7 +322,10 @@ func parseStatusLine(b []byte) (code int, ok bool, err error) {
 	if !bytes.HasPrefix(line, []byte("HTTP/")) {
 		return 0, false, fmt.Errorf("malformed status line %q", truncate(line, 64))
 	}
+	// Like net/http, tolerate extra spaces before the code ("HTTP/1.1  200"):
+	// a monitor asks whether the service answers, not how strictly.
 	_, rest, _ := bytes.Cut(line, []byte(" "))
+	rest = bytes.TrimLeft(rest, " ")
 	if len(rest) < 3 || (len(rest) > 3 && rest[3] != ' ') {
 		return 0, false, fmt.Errorf("malformed status line %q", truncate(line, 64))
 	}

@@ -125,7 +125,21 @@ type Destination struct {
 	Port uint16
 }
 
-// ParseDestination parses a monitor destination:
+// DestinationError is a monitor destination that does not parse. Msg
+// quotes it and says what to write; config adds the file and line.
+type DestinationError struct {
+	Dest string // as written
+	Msg  string
+}
+
+func (e *DestinationError) Error() string { return e.Msg }
+
+func destErr(s, format string, args ...any) error {
+	return &DestinationError{Dest: s, Msg: fmt.Sprintf(format, args...)}
+}
+
+// ParseDestination parses a monitor destination (this package owns the
+// grammar; config validates with it):
 //
 //	"" or "*:*"   the member's address and port
 //	"*:PORT"      the member's IP, that port
@@ -137,7 +151,7 @@ func ParseDestination(s string) (Destination, error) {
 	}
 	i := strings.LastIndexByte(s, ':')
 	if i < 0 {
-		return Destination{}, fmt.Errorf("destination %q: want \"*:*\", \"*:PORT\" or \"IP:PORT\"", s)
+		return Destination{}, destErr(s, "destination %q is not valid: write *:* (the member), *:PORT, IP:PORT or IP:*", s)
 	}
 	host, port := s[:i], s[i+1:]
 	var d Destination
@@ -145,27 +159,28 @@ func ParseDestination(s string) (Destination, error) {
 	case "*":
 	default:
 		h := host
-		if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		bracketed := strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]")
+		if bracketed {
 			h = h[1 : len(h)-1]
 		} else if strings.Contains(h, ":") {
-			return Destination{}, fmt.Errorf("destination %q: write an IPv6 address in brackets, like \"[::1]:80\"", s)
+			return Destination{}, destErr(s, "destination %q: write an IPv6 address in brackets, like \"[::1]:80\"", s)
 		}
 		a, err := netip.ParseAddr(h)
-		if err != nil {
-			return Destination{}, fmt.Errorf("destination %q: %q is not an IP address or \"*\"", s, host)
+		if err != nil || bracketed && !a.Is6() {
+			return Destination{}, destErr(s, "destination %q: %q is not an IP address or \"*\"", s, host)
 		}
 		if a.Zone() != "" {
-			return Destination{}, fmt.Errorf("destination %q: zoned addresses are not supported", s)
+			return Destination{}, destErr(s, "destination %q: zoned addresses are not supported", s)
 		}
 		if a.IsUnspecified() {
-			return Destination{}, fmt.Errorf("destination %q: %s is the unspecified address; use \"*\" for the member's address", s, a)
+			return Destination{}, destErr(s, "destination %q: %s is the unspecified address: write *:* (the member), *:PORT or IP:PORT", s, a)
 		}
 		d.Addr = a.Unmap()
 	}
 	if port != "*" {
 		p, err := strconv.ParseUint(port, 10, 16)
 		if err != nil || p == 0 {
-			return Destination{}, fmt.Errorf("destination %q: port %q is not \"*\" or 1..65535", s, port)
+			return Destination{}, destErr(s, "destination %q: the port must be * or a number from 1 to 65535", s)
 		}
 		d.Port = uint16(p)
 	}

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"errors"
 	"net/netip"
 	"regexp"
 	"strings"
@@ -26,7 +27,7 @@ func TestParseDestination(t *testing.T) {
 		{in: "192.0.2.1:*", want4: "192.0.2.1:8080", want6: "192.0.2.1:8080", str: "192.0.2.1:*"},
 		{in: "[2001:db8::1]:443", want4: "[2001:db8::1]:443", want6: "[2001:db8::1]:443", str: "[2001:db8::1]:443"},
 		{in: "[::ffff:192.0.2.1]:80", want4: "192.0.2.1:80", want6: "192.0.2.1:80", str: "192.0.2.1:80"},
-		{in: "*", wantErr: "want"},
+		{in: "*", wantErr: "write *:*"},
 		{in: "*:0", wantErr: "port"},
 		{in: "*:65536", wantErr: "port"},
 		{in: "*:http", wantErr: "port"},
@@ -34,13 +35,18 @@ func TestParseDestination(t *testing.T) {
 		{in: "2001:db8::1:80", wantErr: "brackets"},
 		{in: "0.0.0.0:80", wantErr: "unspecified"},
 		{in: "[fe80::1%eth0]:80", wantErr: "zoned"},
+		{in: "192.0.2.1", wantErr: "write *:*"},
+		{in: "[::]:80", wantErr: "unspecified"},
+		{in: "*:-1", wantErr: "port"},
+		{in: "[192.0.2.1]:80", wantErr: "not an IP address"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
 			d, err := ParseDestination(tt.in)
 			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("ParseDestination(%q) error = %v, want containing %q", tt.in, err, tt.wantErr)
+				var de *DestinationError
+				if !errors.As(err, &de) || de.Dest != tt.in || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("ParseDestination(%q) error = %v, want a *DestinationError containing %q", tt.in, err, tt.wantErr)
 				}
 				return
 			}

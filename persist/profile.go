@@ -63,22 +63,13 @@ type ProfileConfig struct {
 	MatchAcrossPools         bool   // records are shared across pools too (scope excludes pool name) and may point into another pool
 }
 
-// Universal key sources.
-const (
-	keyHeader = iota + 1
-	keyURI
-	keyQuery
-	keyCookie
-)
-
 // Profile is a validated, immutable persistence profile. It is safe for
 // concurrent use and holds no records itself: table-based types keep them in
 // the Table passed to each call.
 type Profile struct {
-	cfg     ProfileConfig
-	keyKind int    // universal
-	keyName string // universal: header/query/cookie name
-	cookie  *cookieCodec
+	cfg    ProfileConfig
+	uniKey Key // universal: what the key reads
+	cookie *cookieCodec
 	// attrs is the fixed tail of a cookie_insert Set-Cookie header.
 	attrs string
 }
@@ -131,11 +122,11 @@ func NewProfile(cfg ProfileConfig) (*Profile, error) {
 			return nil, fmt.Errorf("persistence profile %q: cookie_name %q is not a valid cookie name", name, cfg.CookieName)
 		}
 	case TypeUniversal:
-		kind, kname, err := parseKey(cfg.Key)
+		k, err := ParseUniversalKey(cfg.Key)
 		if err != nil {
 			return nil, fmt.Errorf("persistence profile %q: %w", name, err)
 		}
-		p.keyKind, p.keyName = kind, kname
+		p.uniKey = k
 	case "":
 		return nil, fmt.Errorf("persistence profile %q: type is required (source_addr, cookie_insert, cookie_passive or universal)", name)
 	default:
@@ -145,38 +136,6 @@ func NewProfile(cfg ProfileConfig) (*Profile, error) {
 		return nil, fmt.Errorf("persistence profile %q: %s needs a timeout > 0 (records would never expire; F5's default is 180s)", name, cfg.Type)
 	}
 	return p, nil
-}
-
-// parseKey parses a universal key: "header:NAME" | "uri" | "query:NAME" | "cookie:NAME".
-func parseKey(k string) (int, string, error) {
-	if k == "uri" {
-		return keyURI, "", nil
-	}
-	src, name, found := strings.Cut(k, ":")
-	if !found {
-		return 0, "", fmt.Errorf("universal key %q is not one of header:NAME, uri, query:NAME, cookie:NAME", k)
-	}
-	var kind int
-	switch src {
-	case "header":
-		kind = keyHeader
-	case "query":
-		kind = keyQuery
-	case "cookie":
-		kind = keyCookie
-	default:
-		return 0, "", fmt.Errorf("universal key %q: unknown source %q (valid: header, uri, query, cookie)", k, src)
-	}
-	if name == "" {
-		return 0, "", fmt.Errorf("universal key %q: the %s name is missing", k, src)
-	}
-	if kind != keyQuery && !validToken(name) {
-		return 0, "", fmt.Errorf("universal key %q: %q is not a valid %s name", k, name, src)
-	}
-	if kind == keyQuery && strings.ContainsAny(name, "&=#") {
-		return 0, "", fmt.Errorf("universal key %q: query parameter name must not contain '&', '=' or '#'", k)
-	}
-	return kind, name, nil
 }
 
 // validToken reports whether s is an RFC 7230 token (valid as a header or
@@ -269,14 +228,14 @@ func (p *Profile) identity(req *Request) (string, bool) {
 		}
 		var v string
 		var ok bool
-		switch p.keyKind {
-		case keyHeader:
-			v, ok = req.HTTP.Header(p.keyName)
-		case keyQuery:
-			v, ok = req.HTTP.Query(p.keyName)
-		case keyCookie:
-			v, ok = req.HTTP.Cookie(p.keyName)
-		case keyURI:
+		switch p.uniKey.Kind {
+		case KeyHeader:
+			v, ok = req.HTTP.Header(p.uniKey.Name)
+		case KeyQuery:
+			v, ok = req.HTTP.Query(p.uniKey.Name)
+		case KeyCookie:
+			v, ok = req.HTTP.Cookie(p.uniKey.Name)
+		case KeyURI:
 			v = req.HTTP.Path()
 			ok = true
 		}
@@ -476,17 +435,26 @@ func (p *Profile) Learn(t *Table, req *Request, setCookies []string, tgt Target,
 }
 
 // parseSetCookie extracts the value of cookie name from one Set-Cookie header
-// value. del reports a deletion (Max-Age <= 0). An empty value is not an
-// identity and yields ok=false. Expires is not parsed: applications deleting
-// a session cookie almost always also send Max-Age or an empty value, and a
-// stale record simply times out.
+// value the way a browser stores it (RFC 6265bis §5.6), so that what is
+// learned is exactly what comes back in the Cookie header: a line holding a
+// control character is ignored (browsers drop it), name and value are
+// trimmed of spaces and tabs only, and the value loses one pair of
+// surrounding double quotes (as the request side's cookie parser does).
+// del reports a deletion: the last valid Max-Age is <= 0 (a Max-Age that is
+// not delta-seconds, like "+0" or "5s", is ignored). An empty value is not
+// an identity and yields ok=false. Expires is not parsed: applications
+// deleting a session cookie almost always also send Max-Age or an empty
+// value, and a stale record simply times out.
 func parseSetCookie(sc, name string) (value string, del, ok bool) {
-	pair, attrs, _ := strings.Cut(sc, ";")
-	n, v, found := strings.Cut(pair, "=")
-	if !found || strings.TrimSpace(n) != name {
+	if strings.ContainsFunc(sc, isCTL) {
 		return "", false, false
 	}
-	v = strings.TrimSpace(v)
+	pair, attrs, _ := strings.Cut(sc, ";")
+	n, v, found := strings.Cut(pair, "=")
+	if !found || trimWSP(n) != name {
+		return "", false, false
+	}
+	v = trimWSP(v)
 	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
 		v = v[1 : len(v)-1]
 	}
@@ -496,12 +464,38 @@ func parseSetCookie(sc, name string) (value string, del, ok bool) {
 	for attrs != "" {
 		var a string
 		a, attrs, _ = strings.Cut(attrs, ";")
-		k, val, _ := strings.Cut(strings.TrimSpace(a), "=")
-		if strings.EqualFold(strings.TrimSpace(k), "max-age") {
-			if n, err := strconv.ParseInt(strings.TrimSpace(val), 10, 64); err == nil && n <= 0 {
-				return v, true, true
-			}
+		k, val, _ := strings.Cut(a, "=")
+		if !strings.EqualFold(trimWSP(k), "max-age") {
+			continue
+		}
+		if secs, valid := deltaSeconds(trimWSP(val)); valid {
+			del = secs <= 0 // the last valid Max-Age wins
 		}
 	}
-	return v, false, true
+	return v, del, true
 }
+
+// deltaSeconds parses a Max-Age value: an optional '-' and at least one
+// digit; the sign of an overlong value is kept.
+func deltaSeconds(s string) (int64, bool) {
+	digits := strings.TrimPrefix(s, "-")
+	if digits == "" || strings.Trim(digits, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil { // out of range: only the sign matters
+		if s[0] == '-' {
+			return -1, true
+		}
+		return 1, true
+	}
+	return n, true
+}
+
+// isCTL reports the control characters a browser refuses in a cookie line
+// (everything below 0x20 but tab, and DEL).
+func isCTL(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }
+
+// trimWSP trims spaces and tabs (RFC 6265 WSP), not other Unicode space:
+// a browser keeps a no-break space as part of the value.
+func trimWSP(s string) string { return strings.Trim(s, " \t") }

@@ -67,10 +67,10 @@ func TestNewProfileValidation(t *testing.T) {
 		{"universal uri", ProfileConfig{Name: "u", Type: "universal", Key: "uri", Timeout: time.Hour}, ""},
 		{"universal query", ProfileConfig{Name: "u", Type: "universal", Key: "query:sid", Timeout: time.Hour}, ""},
 		{"universal cookie", ProfileConfig{Name: "u", Type: "universal", Key: "cookie:sid", Timeout: time.Hour}, ""},
-		{"universal empty key", ProfileConfig{Name: "u", Type: "universal", Timeout: time.Hour}, "is not one of"},
-		{"universal no name", ProfileConfig{Name: "u", Type: "universal", Key: "header:", Timeout: time.Hour}, "name is missing"},
-		{"universal bad source", ProfileConfig{Name: "u", Type: "universal", Key: "body:x", Timeout: time.Hour}, "unknown source"},
-		{"universal source_addr", ProfileConfig{Name: "u", Type: "universal", Key: "source_addr", Timeout: time.Hour}, "is not one of"},
+		{"universal empty key", ProfileConfig{Name: "u", Type: "universal", Timeout: time.Hour}, "is not valid: use uri"},
+		{"universal no name", ProfileConfig{Name: "u", Type: "universal", Key: "header:", Timeout: time.Hour}, "names no header"},
+		{"universal bad source", ProfileConfig{Name: "u", Type: "universal", Key: "body:x", Timeout: time.Hour}, "is not valid: use uri"},
+		{"universal source_addr", ProfileConfig{Name: "u", Type: "universal", Key: "source_addr", Timeout: time.Hour}, "is not valid: use uri"},
 		{"universal bad header", ProfileConfig{Name: "u", Type: "universal", Key: "header:a:b", Timeout: time.Hour}, "not a valid header"},
 	}
 	for _, tc := range tests {
@@ -401,6 +401,15 @@ func TestParseSetCookie(t *testing.T) {
 		{"OTHER=abc", "", false, false},
 		{"SIDabc", "", false, false},
 		{"", "", false, false},
+		// As a browser stores it (RFC 6265bis §5.6), so Learn keeps what comes back:
+		{"SID=a\x0bb", "", false, false},                       // a control character: browsers drop the line
+		{"SID=\u00a0abc", "\u00a0abc", false, true},            // only SP and HTAB are trimmed
+		{"SID=\tabc\t; Path=/", "abc", false, true},            // tabs are
+		{"SID=abc; Max-Age=0; Max-Age=60", "abc", false, true}, // the last Max-Age wins
+		{"SID=abc; Max-Age=60; Max-Age=0", "abc", true, true},
+		{"SID=abc; Max-Age=+0", "abc", false, true}, // not delta-seconds: ignored
+		{"SID=abc; Max-Age=-", "abc", false, true},
+		{"SID=abc; Max-Age=-99999999999999999999", "abc", true, true},
 	}
 	for _, tc := range tests {
 		v, del, ok := parseSetCookie(tc.in, "SID")
