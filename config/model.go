@@ -22,6 +22,9 @@ type Config struct {
 
 	// File is the path the configuration was read from ("" for built-in or API input).
 	File string `yaml:"-"`
+	// Source is the YAML this configuration was parsed from, as given
+	// (GET /api/v1/config shows it).
+	Source []byte `yaml:"-"`
 	// Notices are non-fatal findings from validation (printed by `check`, logged by `run`).
 	Notices []string `yaml:"-"`
 	// lines maps object paths ("pools.web.members[1].address") to source lines.
@@ -33,6 +36,7 @@ type Management struct {
 	Address   string `yaml:"address"`    // default 127.0.0.1:9090; "off" disables
 	Token     string `yaml:"token"`      // bearer token; empty = no auth
 	TokenFile string `yaml:"token_file"` // file holding the token
+	StateFile string `yaml:"state_file"` // runtime member states; default <config file>.state; "off" disables
 }
 
 // Log controls the structured log and the HTTP access log.

@@ -24,6 +24,9 @@ type Options struct {
 	Log        *slog.Logger // required
 	AccessLog  *slog.Logger // nil: no access log
 	ConfigPath string       // file Reload re-reads ("" : Reload is refused)
+	// StatePath is where runtime member states are kept across restarts
+	// ("" : management.state_file, else ConfigPath+".state"; "off": none).
+	StatePath string
 }
 
 // Engine is one running Fulcrum instance.
@@ -48,6 +51,8 @@ type Engine struct {
 	vstats    map[string]*virtual.Stats
 	secrets   map[string][]byte // generated cookie secrets, kept across reloads
 	draining  []*virtual.Listener
+
+	states stateStore // runtime member states and their file (state.go)
 }
 
 // New starts an engine with no configuration; call Apply.
@@ -64,6 +69,7 @@ func New(opt Options) *Engine {
 		vstats:    map[string]*virtual.Stats{},
 		secrets:   map[string][]byte{},
 	}
+	e.states.explicit = opt.StatePath
 	e.metrics = api.NewMetrics(e)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.bg.Add(2)
@@ -109,6 +115,7 @@ func (e *Engine) Apply(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	commitStates := e.applyMemberStates(cfg, c.pools) // saved member states (state.go)
 	// Open the listeners this configuration adds; keep the ones it shares.
 	next := make(map[string]*virtual.Listener, len(c.plans))
 	var opened []*virtual.Listener
@@ -146,6 +153,7 @@ func (e *Engine) Apply(cfg *config.Config) error {
 		}
 	}
 	e.forgetRemoved(c)
+	commitStates()
 	if old := e.cfg; old != nil && (old.Management != cfg.Management || old.Log != cfg.Log) {
 		e.log.Warn("management and log settings changed: they take effect at the next restart; the rest of the configuration is applied now")
 	}
@@ -176,19 +184,6 @@ func (e *Engine) Reload() error {
 		return err
 	}
 	e.log.Info("configuration reloaded", "file", e.path)
-	return nil
-}
-
-// LoadConfig validates and applies a configuration given as YAML (API).
-func (e *Engine) LoadConfig(data []byte) error {
-	cfg, err := config.Parse(data, "api")
-	if err != nil {
-		return fmt.Errorf("%w: %s", api.ErrBadRequest, err)
-	}
-	if err := e.Apply(cfg); err != nil {
-		return err
-	}
-	e.log.Info("configuration loaded through the API")
 	return nil
 }
 
