@@ -340,7 +340,7 @@ func (e *Engine) RunningConfig() (api.ConfigSource, error) {
 // closer: both sides are aborted (F5: delete sys connection).
 func (e *Engine) KillConnection(id uint64) error {
 	if !e.conns.Kill(id) {
-		return fmt.Errorf("%w: connection %d (closed, closing, or never existed)", api.ErrNotFound, id)
+		return fmt.Errorf("%w: connection %d", api.ErrNotFound, id)
 	}
 	e.log.Info("connection reset by the operator", "id", id)
 	return nil
