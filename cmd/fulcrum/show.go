@@ -62,10 +62,12 @@ const showUsage = `usage: fulcrum show virtuals [NAME] [flags]
        fulcrum show pools [NAME] [flags]
        fulcrum show connections [-virtual V] [-pool P] [-member ADDR] [-client IP] [-limit N] [flags]
        fulcrum show connections ID [flags]     (one connection: TCP profile, socket options, TCP_INFO)
-       fulcrum show persistence [-virtual V] [-pool P] [-profile NAME] [-limit N] [flags]
+       fulcrum show persistence [-virtual V] [-pool P] [-profile NAME] [-member ADDR] [-limit N] [flags]
 
 Shows the state of a running Fulcrum (F5: tmsh show ltm virtual|pool,
-show sys connection, show ltm persistence persist-records).
+show sys connection, show ltm persistence persist-records). Flags may come
+before or after the arguments; -c FILE takes the API address and token from
+the configuration file.
 
 Flags:
 `
@@ -78,6 +80,9 @@ Changes a pool member's state on a running Fulcrum:
                  (F5 session user-disabled)
   force-offline  only active connections continue (F5 user-down)
 ADDR is the member's address as configured, e.g. 10.0.0.5:80 or [2001:db8::5]:80.
+The state survives a restart (kept in the state file beside the
+configuration). Flags may come before or after the arguments; -c FILE takes
+the API address and token from the configuration file.
 
 Flags:
 `
@@ -86,7 +91,8 @@ const reloadUsage = `usage: fulcrum reload [flags]
 
 Asks a running Fulcrum to re-read its configuration file (like SIGHUP). An
 invalid file is rejected with every problem listed and the running
-configuration stays in force.
+configuration stays in force. -c FILE takes the API address and token from
+the configuration file.
 
 Flags:
 `
