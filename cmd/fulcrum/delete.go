@@ -31,7 +31,7 @@ Resets state on a running Fulcrum.
                     connection); IDs are in "fulcrum show connections"
   persistence KEY   forget one persistence record (F5: delete ltm
                     persistence persist-records); keys are the KEY column of
-                    "fulcrum show persistence" (quote them: they hold "|")
+                    "fulcrum show persistence", quoted there for the shell
   persistence -pool web -member 10.0.0.5:80
                     forget every record matching all the filters given;
                     -all forgets every record

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -124,6 +125,31 @@ func TestConfigFileGivesAPIAddressAndToken(t *testing.T) {
 	if r := runArgs(nil, "show", "pools", "-c", filepath.Join(dir, "missing.yaml")); r.code != 2 ||
 		!strings.Contains(r.stderr, "missing.yaml") {
 		t.Errorf("missing file: exit %d, %q", r.code, r.stderr)
+	}
+}
+
+// TestShellQuote: a key holds client-chosen text; what `show persistence`
+// prints for it must reach `fulcrum delete persistence` unchanged when
+// pasted into a shell, and never run anything.
+func TestShellQuote(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"src|vs|web|source_addr|10.0.0.1": `'src|vs|web|source_addr|10.0.0.1'`,
+		"u|*|*|universal|$(touch x) `id`": "'u|*|*|universal|$(touch x) `id`'",
+		"it's":                            `'it'\''s'`,
+		"bad\x01":                         "(unprintable: see -o json)",
+	} {
+		if got := shellQuote(in); got != want {
+			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
+		}
+	}
+	if _, err := exec.LookPath("sh"); err != nil {
+		return
+	}
+	key := "u|*|*|universal|$(echo pwned) `echo pwned` it's \\ \"q\" ;&"
+	out, err := exec.Command("sh", "-c", "printf %s "+shellQuote(key)).Output()
+	if err != nil || string(out) != key {
+		t.Errorf("through sh: %q, %v; want %q", out, err, key)
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 
@@ -511,7 +512,8 @@ func printPersistence(w io.Writer, rs []api.PersistenceRecord, limit int, now ti
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	// KEY last: it can be long, and it is what `fulcrum delete persistence` takes.
+	// KEY last: it can be long, and it is what `fulcrum delete persistence`
+	// takes, quoted for the shell so that it can be pasted.
 	fmt.Fprintln(tw, "TYPE\tVALUE\tPROFILE\tVIRTUAL\tPOOL\tMEMBER\tAGE\tEXPIRES IN\tKEY")
 	for _, r := range rs {
 		value := r.Value
@@ -531,10 +533,27 @@ func printPersistence(w io.Writer, rs []api.PersistenceRecord, limit int, now ti
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			orDash(r.Type), orDash(oneLine(value)), orDash(r.Profile), orDash(r.Virtual), orDash(r.Pool), orDash(r.Member), age, expires,
-			strconv.Quote(r.Key))
+			shellQuote(r.Key))
 	}
 	tw.Flush()
 	fmt.Fprintln(w, countLine(len(rs), limit, "record"))
+}
+
+// shellQuote renders a persistence key so that pasting it into a shell
+// passes it unchanged. Keys hold client-chosen text (a header or cookie
+// value), so double quotes, where the shell would still expand $(...) or
+// backquotes, are not safe; single quotes are, an embedded quote being
+// closed, escaped and reopened. A
+// key with unprintable characters cannot be pasted at all and is not shown:
+// delete such records by filter, or through the API with the key from
+// -o json.
+func shellQuote(s string) string {
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return "(unprintable: see -o json)"
+		}
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // countLine says how many rows were shown and warns when the limit may have

@@ -348,7 +348,7 @@ func TestShowPersistence(t *testing.T) {
 	checkAligned(t, out[:3], "VALUE", "192.0.2.7", "cookie-abc") // no Value: the key
 	checkAligned(t, out[:3], "AGE", "1m30s", "1h00m")
 	checkAligned(t, out[:3], "EXPIRES IN", "1m30s", "expired")
-	checkAligned(t, out[:3], "KEY", `"k1"`, `"cookie-abc"`)
+	checkAligned(t, out[:3], "KEY", `'k1'`, `'cookie-abc'`)
 	if out[3] != "2 records" {
 		t.Errorf("count line %q", out[3])
 	}
