@@ -153,6 +153,14 @@ func TestShellQuote(t *testing.T) {
 	}
 }
 
+func TestShowConfig(t *testing.T) {
+	t.Parallel()
+	r := runCLI(t, newShowBackend(), "", nil, show, "config")
+	if want := "management:\n  token: \"" + api.Redacted + "\"\n"; r.code != 0 || r.stdout != want {
+		t.Errorf("exit %d, stdout %q, stderr %q; want %q", r.code, r.stdout, r.stderr, want)
+	}
+}
+
 func TestSplitNoun(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {

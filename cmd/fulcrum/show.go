@@ -64,6 +64,7 @@ const showUsage = `usage: fulcrum show virtuals [NAME] [flags]
        fulcrum show connections [-virtual V] [-pool P] [-member ADDR] [-client IP] [-limit N] [flags]
        fulcrum show connections ID [flags]     (one connection: TCP profile, socket options, TCP_INFO)
        fulcrum show persistence [-virtual V] [-pool P] [-profile NAME] [-member ADDR] [-limit N] [flags]
+       fulcrum show config [flags]             (the running configuration as applied, secrets redacted)
 
 Shows the state of a running Fulcrum (F5: tmsh show ltm virtual|pool,
 show sys connection, show ltm persistence persist-records). Flags may come
@@ -286,7 +287,7 @@ func (c *apiCLI) show(args []string) int {
 		c.commonFlags(fs, 10*time.Second)
 		fs.String("o", "table", "output: table or json")
 		if len(args) == 0 {
-			return c.usageError(fs, "show what? virtuals, pools, connections or persistence")
+			return c.usageError(fs, "show what? virtuals, pools, connections, persistence or config")
 		}
 		fs.Usage()
 		return 0
@@ -301,7 +302,7 @@ func (c *apiCLI) show(args []string) int {
 		} else if err != nil {
 			return 2
 		}
-		return c.usageError(fs, "show what? virtuals, pools, connections or persistence")
+		return c.usageError(fs, "show what? virtuals, pools, connections, persistence or config")
 	}
 	fs := c.newFlagSet("show "+what, showUsage)
 	f := c.commonFlags(fs, 10*time.Second)
@@ -327,8 +328,10 @@ func (c *apiCLI) show(args []string) int {
 		fs.StringVar(&pq.Profile, "profile", "", "only records of this persistence profile")
 		fs.StringVar(&pq.Member, "member", "", "only records pointing to this member (IP:PORT)")
 		fs.IntVar(&pq.Limit, "limit", 0, fmt.Sprintf("at most this many (0 = %d)", api.DefaultLimit))
+	case "config", "configuration":
+		what = "config"
 	default:
-		return c.usageError(fs, "cannot show %q: want virtuals, pools, connections or persistence", what)
+		return c.usageError(fs, "cannot show %q: want virtuals, pools, connections, persistence or config", what)
 	}
 	pos, err := parseInterleaved(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -387,6 +390,13 @@ func (c *apiCLI) show(args []string) int {
 		}
 	case "persistence":
 		data, err = cl.Persistence(ctx, pq)
+	case "config":
+		// YAML as applied, secrets redacted: the same whatever -o says.
+		var y []byte
+		if y, err = cl.RunningConfig(ctx); err == nil {
+			c.stdout.Write(y)
+			return 0
+		}
 	}
 	if err != nil {
 		return c.fail(base, err)
