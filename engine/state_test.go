@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -340,5 +341,56 @@ func TestKillConnectionAndDeletePersistence(t *testing.T) {
 	}
 	if _, err := e.DeletePersistence(api.PersistDelete{}); !errors.Is(err, api.ErrBadRequest) {
 		t.Errorf("unfiltered delete without all: %v", err)
+	}
+}
+
+// TestAPIWritesEndToEnd drives the engine through the real API handler and
+// client: a connection reset over HTTP reaches the client's socket, a
+// member state set over HTTP is in the state file, and GET /api/v1/config
+// hides the token.
+func TestAPIWritesEndToEnd(t *testing.T) {
+	m1, _ := echoServer(t, "one")
+	port := freePort(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f.yaml")
+	yml := strings.Replace(tcpVirtualYAML(port, "", m1), "management:\n  address: \"off\"\n",
+		"management:\n  address: \"off\"\n  token: tok-123\n", 1)
+	os.WriteFile(path, []byte(yml), 0o600)
+	e, _ := runFromFile(t, path, nil)
+	srv := httptest.NewServer(api.NewHandler(e, e.Metrics(), api.Options{Token: "tok-123"}))
+	defer srv.Close()
+	cl := &api.Client{Base: srv.URL, Token: "tok-123"}
+	ctx := context.Background()
+
+	c, br := dialLine(t, fmt.Sprintf("127.0.0.1:%d", port))
+	roundTrip(t, c, br, "hi")
+	conns, err := cl.Connections(ctx, api.ConnQuery{})
+	if err != nil || len(conns) != 1 {
+		t.Fatalf("connections: %v, %v", conns, err)
+	}
+	if err := cl.KillConnection(ctx, conns[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := br.ReadString('\n'); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("client still connected after DELETE: %v", err)
+	}
+
+	if err := cl.SetMemberState(ctx, "echo", m1, "force-offline"); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(path + ".state"); !strings.Contains(string(data), `"forced-offline"`) {
+		t.Errorf("state file:\n%s", data)
+	}
+	y, err := cl.RunningConfig(ctx)
+	if err != nil || strings.Contains(string(y), "tok-123") || !strings.Contains(string(y), api.Redacted) {
+		t.Errorf("GET config: %v\n%s", err, y)
+	}
+	// Posting the redacted configuration back is refused, the file untouched.
+	if _, err := cl.LoadConfig(ctx, y); !errors.Is(err, api.ErrBadRequest) {
+		t.Errorf("redacted configuration accepted: %v", err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != yml {
+		t.Error("file changed")
 	}
 }
