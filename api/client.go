@@ -145,6 +145,7 @@ func (c *Client) Persistence(ctx context.Context, q PersistQuery) ([]Persistence
 	setNonEmpty(v, "virtual", q.Virtual)
 	setNonEmpty(v, "pool", q.Pool)
 	setNonEmpty(v, "profile", q.Profile)
+	setNonEmpty(v, "member", q.Member)
 	if q.Limit != 0 {
 		v.Set("limit", strconv.Itoa(q.Limit))
 	}
@@ -161,13 +162,51 @@ func (c *Client) SetMemberState(ctx context.Context, pool, member, state string)
 
 // LoadConfig sends a whole YAML configuration to validate and apply. A
 // rejected configuration unwraps to ErrBadRequest; its *APIError lists the
-// problems.
-func (c *Client) LoadConfig(ctx context.Context, yaml []byte) error {
+// problems. The answer says whether the server also saved it to its file.
+func (c *Client) LoadConfig(ctx context.Context, yaml []byte) (ConfigResponse, error) {
 	if yaml == nil {
 		yaml = []byte{}
 	}
-	return c.do(ctx, http.MethodPost, "/api/v1/config", nil, yaml, nil)
+	var out ConfigResponse
+	return out, c.do(ctx, http.MethodPost, "/api/v1/config", nil, yaml, &out)
 }
+
+// RunningConfig returns the configuration in force as YAML, secrets
+// replaced by Redacted.
+func (c *Client) RunningConfig(ctx context.Context) ([]byte, error) {
+	var out rawBody
+	return out, c.do(ctx, http.MethodGet, "/api/v1/config", nil, nil, &out)
+}
+
+// KillConnection resets one connection (both sides aborted); an unknown or
+// already closed id unwraps to ErrNotFound.
+func (c *Client) KillConnection(ctx context.Context, id uint64) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/connections/"+strconv.FormatUint(id, 10), nil, nil, nil)
+}
+
+// DeletePersistence deletes one persistence record by key, or the records
+// matching the filters (All: every record). It returns how many were
+// deleted; an unknown key unwraps to ErrNotFound.
+func (c *Client) DeletePersistence(ctx context.Context, d PersistDelete) (int, error) {
+	path := "/api/v1/persistence"
+	if d.Key != "" {
+		path += "/" + url.PathEscape(d.Key)
+	}
+	v := url.Values{}
+	setNonEmpty(v, "virtual", d.Virtual)
+	setNonEmpty(v, "pool", d.Pool)
+	setNonEmpty(v, "profile", d.Profile)
+	setNonEmpty(v, "member", d.Member)
+	if d.All {
+		v.Set("all", "true")
+	}
+	var out DeleteResponse
+	err := c.do(ctx, http.MethodDelete, path, v, nil, &out)
+	return out.Deleted, err
+}
+
+// rawBody receives an answer that is not JSON (the YAML configuration).
+type rawBody []byte
 
 // Reload asks the server to re-read its configuration file.
 func (c *Client) Reload(ctx context.Context) error {
@@ -231,6 +270,17 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	if out == nil {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		return nil
+	}
+	if raw, ok := out.(*rawBody); ok {
+		b, err := io.ReadAll(io.LimitReader(resp.Body, MaxConfigBytes+1))
+		if err == nil && len(b) > MaxConfigBytes {
+			err = fmt.Errorf("answer larger than %d bytes", MaxConfigBytes)
+		}
+		if err != nil {
+			return fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
+		}
+		*raw = b
 		return nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {

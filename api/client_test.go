@@ -68,7 +68,7 @@ func TestClientRoundTrips(t *testing.T) {
 	if got := fb.member("web", "[::1]:8083").State; got != "forced-offline" {
 		t.Errorf("state %q", got)
 	}
-	if err := c.LoadConfig(ctx, []byte("pools: {}\n")); err != nil || len(fb.loaded) != 1 {
+	if _, err := c.LoadConfig(ctx, []byte("pools: {}\n")); err != nil || len(fb.loaded) != 1 {
 		t.Fatalf("LoadConfig: %v (%d loads)", err, len(fb.loaded))
 	}
 	if err := c.Reload(ctx); err != nil || fb.reloads != 1 {
@@ -94,7 +94,7 @@ func TestClientErrors(t *testing.T) {
 	fb.mu.Lock()
 	fb.loadErr = fmt.Errorf("%w: f.yaml:1: one\nf.yaml:2: two", ErrBadRequest)
 	fb.mu.Unlock()
-	err = c.LoadConfig(ctx, []byte("x: 1"))
+	_, err = c.LoadConfig(ctx, []byte("x: 1"))
 	apiErr, ok := errors.AsType[*APIError](err)
 	if !ok || !errors.Is(err, ErrBadRequest) || apiErr.StatusCode != 400 {
 		t.Fatalf("config error: %#v", err)

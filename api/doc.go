@@ -1,6 +1,6 @@
 // Package api is Fulcrum's management plane: the REST API, the Prometheus
 // metrics endpoint, the built-in web dashboard, and the Go client the
-// `fulcrum show|member|reload` commands use.
+// `fulcrum show|member|reload|delete` commands use.
 //
 // # What it owns
 //
@@ -28,7 +28,9 @@
 // iControl REST and tmsh's read-only views: `tmsh show ltm virtual`,
 // `show ltm pool ... members`, `show sys connection`, `show ltm persistence
 // persist-records`, `modify ltm pool P members modify { M { session
-// user-disabled } }`, `load sys config`; the Configuration utility's
+// user-disabled } }`, `load sys config`, `delete sys connection`, `delete
+// ltm persistence persist-records`, `list` (GET /api/v1/config, with
+// secrets redacted by RedactConfig); the Configuration utility's
 // Local Traffic › Network Map for the dashboard; Telemetry Streaming's
 // Prometheus output for /metrics. HAProxy's runtime API (`set server state`,
 // `show stat`, `show sess`) and its stats page fill the same roles.

@@ -19,7 +19,11 @@ type fakeBackend struct {
 	lastConnQuery    ConnQuery
 	lastPersistQuery PersistQuery
 	loaded           [][]byte
+	applied          ConfigApplied // returned by a successful LoadConfig
+	running          ConfigSource  // returned by RunningConfig; empty YAML = ErrNotFound
 	reloads          int
+	killed           []uint64
+	lastDelete       PersistDelete
 	loadErr          error // returned by LoadConfig and Reload
 	setErr           error // returned by SetMemberState before looking anything up
 	panicOnVirtuals  bool
@@ -60,8 +64,10 @@ func newFake() *fakeBackend {
 				ServerLocal: "127.0.0.1:40001", Server: "127.0.0.1:9000", AgeSeconds: 1, BytesIn: 10, BytesOut: 20},
 		},
 		persist: []PersistenceRecord{
-			{Key: "src|192.0.2.7", Type: "source-address", Value: "192.0.2.7", Profile: "src", Virtual: "web_vs",
+			{Key: "src|web_vs|web|source_addr|192.0.2.7", Type: "source-address", Value: "192.0.2.7", Profile: "src", Virtual: "web_vs",
 				Pool: "web", Member: "127.0.0.1:8081", Created: t0, Expires: t0.Add(180 * time.Second), TimeoutSeconds: 180},
+			{Key: "uni|web_vs|web|universal|/a/b c", Type: "universal", Value: "/a/b c", Profile: "uni", Virtual: "web_vs",
+				Pool: "web", Member: "127.0.0.1:8082", Created: t0, Expires: t0.Add(60 * time.Second), TimeoutSeconds: 60},
 		},
 	}
 }
@@ -109,7 +115,7 @@ func (f *fakeBackend) Persistence(q PersistQuery) []PersistenceRecord {
 	var out []PersistenceRecord
 	for _, r := range f.persist {
 		if (q.Virtual == "" || r.Virtual == q.Virtual) && (q.Pool == "" || r.Pool == q.Pool) &&
-			(q.Profile == "" || r.Profile == q.Profile) {
+			(q.Profile == "" || r.Profile == q.Profile) && (q.Member == "" || r.Member == q.Member) {
 			out = append(out, r)
 		}
 	}
@@ -150,14 +156,64 @@ func (f *fakeBackend) SetMemberState(pool, member, state string) error {
 	return fmt.Errorf("pool %q: %w", pool, ErrNotFound)
 }
 
-func (f *fakeBackend) LoadConfig(yaml []byte) error {
+func (f *fakeBackend) LoadConfig(yaml []byte) (ConfigApplied, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.loadErr != nil {
-		return f.loadErr
+		return ConfigApplied{}, f.loadErr
 	}
 	f.loaded = append(f.loaded, append([]byte(nil), yaml...))
-	return nil
+	f.running = ConfigSource{File: f.applied.File, YAML: append([]byte(nil), yaml...)}
+	return f.applied, nil
+}
+
+func (f *fakeBackend) RunningConfig() (ConfigSource, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.running.YAML) == 0 {
+		return ConfigSource{}, fmt.Errorf("%w: no configuration applied yet", ErrNotFound)
+	}
+	return f.running, nil
+}
+
+// KillConnection drops the connection from the list, as the engine's
+// closer ends up doing.
+func (f *fakeBackend) KillConnection(id uint64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, c := range f.conns {
+		if c.ID == id {
+			f.conns = append(f.conns[:i:i], f.conns[i+1:]...)
+			f.killed = append(f.killed, id)
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: connection %d", ErrNotFound, id)
+}
+
+func (f *fakeBackend) DeletePersistence(d PersistDelete) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lastDelete = d
+	var keep []PersistenceRecord
+	n := 0
+	for _, r := range f.persist {
+		match := r.Key == d.Key
+		if d.Key == "" {
+			match = (d.Virtual == "" || r.Virtual == d.Virtual) && (d.Pool == "" || r.Pool == d.Pool) &&
+				(d.Profile == "" || r.Profile == d.Profile) && (d.Member == "" || r.Member == d.Member)
+		}
+		if match {
+			n++
+		} else {
+			keep = append(keep, r)
+		}
+	}
+	if d.Key != "" && n == 0 {
+		return 0, fmt.Errorf("%w: persistence record %q", ErrNotFound, d.Key)
+	}
+	f.persist = keep
+	return n, nil
 }
 
 func (f *fakeBackend) Reload() error {

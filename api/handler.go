@@ -52,6 +52,23 @@ type StatusResponse struct {
 	Message string `json:"message"`
 }
 
+// ConfigResponse is the body of a successful POST /api/v1/config: applied,
+// and whether it was also saved to the file the instance runs from.
+type ConfigResponse struct {
+	Status    string `json:"status"` // "ok"
+	Message   string `json:"message"`
+	Persisted bool   `json:"persisted"`        // false: runtime only, lost on restart or reload
+	File      string `json:"file,omitempty"`   // file written (or that could not be written)
+	Backup    string `json:"backup,omitempty"` // the previous file, kept
+}
+
+// DeleteResponse is the body of a successful DELETE.
+type DeleteResponse struct {
+	Status  string `json:"status"` // "ok"
+	Message string `json:"message"`
+	Deleted int    `json:"deleted"`
+}
+
 // MemberStateRequest is the body of PATCH/PUT /api/v1/pools/{name}/members/{addr}.
 type MemberStateRequest struct {
 	State string `json:"state"` // enabled | disabled | forced-offline (enable, disable, force-offline accepted)
@@ -112,9 +129,11 @@ func NewHandler(b Backend, m *Metrics, opt Options) http.Handler {
 		{"/api/v1/pools/{name}/members/{addr}", map[string]http.HandlerFunc{
 			"GET": h.member, "PATCH": h.setMemberState, "PUT": h.setMemberState}},
 		{"/api/v1/connections", map[string]http.HandlerFunc{"GET": h.connections}},
-		{"/api/v1/connections/{id}", map[string]http.HandlerFunc{"GET": h.connection}},
-		{"/api/v1/persistence", map[string]http.HandlerFunc{"GET": h.persistence}},
-		{"/api/v1/config", map[string]http.HandlerFunc{"POST": h.loadConfig}},
+		{"/api/v1/connections/{id}", map[string]http.HandlerFunc{"GET": h.connection, "DELETE": h.killConnection}},
+		{"/api/v1/persistence", map[string]http.HandlerFunc{"GET": h.persistence, "DELETE": h.deletePersistence}},
+		// {key...}: a key may hold "/" (a URI value); send it path-escaped.
+		{"/api/v1/persistence/{key...}", map[string]http.HandlerFunc{"DELETE": h.deletePersistence}},
+		{"/api/v1/config", map[string]http.HandlerFunc{"GET": h.runningConfig, "POST": h.loadConfig}},
 		{"/api/v1/reload", map[string]http.HandlerFunc{"POST": h.reload}},
 		{"/metrics", map[string]http.HandlerFunc{"GET": promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{
 			// One bad series (say two pools reported under one name) must
@@ -344,7 +363,7 @@ func (h *handler) connection(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) persistence(w http.ResponseWriter, r *http.Request) {
-	v, err := queryParams(r.URL.Query(), "virtual", "pool", "profile", "limit")
+	v, err := queryParams(r.URL.Query(), "virtual", "pool", "profile", "member", "limit")
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error(), nil)
 		return
@@ -354,7 +373,8 @@ func (h *handler) persistence(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error(), nil)
 		return
 	}
-	ps := h.b.Persistence(PersistQuery{Virtual: v["virtual"], Pool: v["pool"], Profile: v["profile"], Limit: limit})
+	ps := h.b.Persistence(PersistQuery{Virtual: v["virtual"], Pool: v["pool"], Profile: v["profile"],
+		Member: v["member"], Limit: limit})
 	if len(ps) > limit {
 		ps = ps[:limit]
 	}
@@ -449,13 +469,111 @@ func (h *handler) loadConfig(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "empty configuration: send the whole YAML file as the request body", nil)
 		return
 	}
-	if err := h.b.LoadConfig(body); err != nil {
+	res, err := h.b.LoadConfig(body)
+	if err != nil {
 		h.log.Warn("api: configuration rejected", "bytes", len(body), "remote", r.RemoteAddr, "error", err)
 		h.writeBackendError(w, err, "configuration rejected")
 		return
 	}
-	h.log.Info("api: configuration applied", "bytes", len(body), "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusOK, StatusResponse{Status: "ok", Message: "configuration applied"})
+	out := ConfigResponse{Status: "ok", Persisted: res.Persisted, File: res.File, Backup: res.Backup}
+	switch {
+	case res.Persisted && res.Backup != "":
+		out.Message = fmt.Sprintf("configuration applied and saved to %s (the previous file is kept as %s)", res.File, res.Backup)
+	case res.Persisted:
+		out.Message = "configuration applied and saved to " + res.File
+	default:
+		reason := res.Reason
+		if reason == "" {
+			reason = "this instance was not started from a configuration file"
+		}
+		out.Message = "configuration applied at runtime only, not saved: " + reason +
+			"; a restart (or a reload) goes back to the file"
+	}
+	h.log.Info("api: configuration applied", "bytes", len(body), "remote", r.RemoteAddr,
+		"persisted", res.Persisted, "file", res.File, "reason", res.Reason)
+	writeJSON(w, http.StatusOK, out)
+}
+
+// runningConfig serves the configuration in force as YAML, secrets
+// replaced by Redacted, so that it can be saved, diffed or edited and posted
+// back.
+func (h *handler) runningConfig(w http.ResponseWriter, r *http.Request) {
+	src, err := h.b.RunningConfig()
+	if errors.Is(err, ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no configuration has been applied yet", nil)
+		return
+	}
+	if err != nil {
+		h.writeBackendError(w, err, "")
+		return
+	}
+	body, err := RedactConfig(src.YAML)
+	if err != nil {
+		h.writeBackendError(w, err, "")
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", "application/yaml; charset=utf-8")
+	hd.Set("Cache-Control", "no-store")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	if src.File != "" {
+		hd.Set("X-Fulcrum-Config-File", src.File)
+	}
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
+}
+
+func (h *handler) killConnection(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("connection id %q is not a number", r.PathValue("id")), nil)
+		return
+	}
+	if err := h.b.KillConnection(id); err != nil {
+		h.writeBackendError(w, err, "")
+		return
+	}
+	h.log.Info("api: connection reset", "id", id, "remote", r.RemoteAddr)
+	writeJSON(w, http.StatusOK, DeleteResponse{Status: "ok", Message: fmt.Sprintf("connection %d reset", id), Deleted: 1})
+}
+
+// deletePersistence deletes one record (DELETE /api/v1/persistence/{key})
+// or the records matching the query (DELETE /api/v1/persistence?pool=web).
+func (h *handler) deletePersistence(w http.ResponseWriter, r *http.Request) {
+	v, err := queryParams(r.URL.Query(), "virtual", "pool", "profile", "member", "all")
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	d := PersistDelete{Key: r.PathValue("key"), Virtual: v["virtual"], Pool: v["pool"], Profile: v["profile"], Member: v["member"]}
+	if s, ok := v["all"]; ok {
+		if d.All, err = strconv.ParseBool(s); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("all=%q: want true or false", s), nil)
+			return
+		}
+	}
+	filtered := d.Virtual != "" || d.Pool != "" || d.Profile != "" || d.Member != ""
+	switch {
+	case d.Key != "" && (filtered || d.All):
+		writeError(w, http.StatusBadRequest, "give a record key or filters, not both", nil)
+		return
+	case d.Key == "" && !filtered && !d.All:
+		writeError(w, http.StatusBadRequest,
+			"say which records: a key (DELETE /api/v1/persistence/KEY), a filter (virtual, pool, profile, member) or all=true", nil)
+		return
+	}
+	n, err := h.b.DeletePersistence(d)
+	if err != nil {
+		h.writeBackendError(w, err, "")
+		return
+	}
+	h.log.Info("api: persistence records deleted", "count", n, "key", d.Key, "virtual", d.Virtual,
+		"pool", d.Pool, "profile", d.Profile, "member", d.Member, "all", d.All, "remote", r.RemoteAddr)
+	msg := fmt.Sprintf("%d persistence records deleted", n)
+	if n == 1 {
+		msg = "1 persistence record deleted"
+	}
+	writeJSON(w, http.StatusOK, DeleteResponse{Status: "ok", Message: msg, Deleted: n})
 }
 
 func (h *handler) reload(w http.ResponseWriter, r *http.Request) {

@@ -173,7 +173,8 @@ func TestMethodNotAllowed(t *testing.T) {
 		{"DELETE", "/api/v1/pools", "GET, HEAD"},
 		{"POST", "/api/v1/virtuals/web_vs", "GET, HEAD"},
 		{"DELETE", "/api/v1/pools/web/members/127.0.0.1:8081", "GET, HEAD, PATCH, PUT"},
-		{"GET", "/api/v1/config", "POST"},
+		{"PUT", "/api/v1/config", "GET, HEAD, POST"},
+		{"GET", "/api/v1/persistence/k", "DELETE"},
 		{"GET", "/api/v1/reload", "POST"},
 		{"POST", "/", "GET, HEAD"},
 		{"POST", "/metrics", "GET, HEAD"},
@@ -350,7 +351,7 @@ func TestConnectionsAndPersistenceQueries(t *testing.T) {
 		{"/api/v1/connections?limit=100001", `limit "100001"`},
 		{"/api/v1/connections?vritual=web_vs", `unknown query parameter "vritual"`},
 		{"/api/v1/connections?pool=a&pool=b", `"pool" given 2 times`},
-		{"/api/v1/persistence?member=x", `unknown query parameter "member"`},
+		{"/api/v1/persistence?memb=x", `unknown query parameter "memb"`},
 		{"/api/v1/persistence?limit=x", `limit "x"`},
 	} {
 		wantError(t, do(t, h, "GET", tc.target, ""), 400, tc.contains)
@@ -379,7 +380,7 @@ func TestLoadConfigAndReload(t *testing.T) {
 		fb := newFake()
 		rec := do(t, NewHandler(fb, nil, Options{}), "POST", "/api/v1/config", yaml, "Content-Type", "text/plain")
 		wantStatus(t, rec, 200)
-		if r := decode[StatusResponse](t, rec); r.Status != "ok" {
+		if r := decode[ConfigResponse](t, rec); r.Status != "ok" || r.Persisted {
 			t.Errorf("answer %+v", r)
 		}
 		if len(fb.loaded) != 1 || string(fb.loaded[0]) != yaml {

@@ -147,8 +147,46 @@ type PersistQuery struct {
 	Virtual string
 	Pool    string
 	Profile string
-	Limit   int // 0 = DefaultLimit
+	Member  string // member address the records point to
+	Limit   int    // 0 = DefaultLimit
 }
+
+// PersistDelete says which persistence records to delete (F5: delete ltm
+// persistence persist-records): one record by its table key, or every
+// record matching the filters. With neither a key nor a filter, All must be
+// set, so a forgotten filter cannot wipe the table.
+type PersistDelete struct {
+	Key     string // table key as listed ("src|vs_web|web|source_addr|192.0.2.7")
+	Virtual string
+	Pool    string
+	Profile string
+	Member  string
+	All     bool
+}
+
+// ConfigApplied is what a Backend reports after applying a configuration
+// posted to the API: whether it was also written to the file the instance
+// was started from (so a restart or reload keeps it).
+type ConfigApplied struct {
+	Persisted bool
+	File      string // the file written, or the file that could not be written
+	Backup    string // where the previous file was kept ("" if there was none)
+	// Reason says why the configuration was not persisted (no file, or
+	// the write failed); "" when Persisted.
+	Reason string
+}
+
+// ConfigSource is the configuration in force as it was applied: the YAML
+// source, not a re-rendering of the parsed model.
+type ConfigSource struct {
+	File string // file it was loaded from; "" when it came through the API or is built in
+	YAML []byte
+}
+
+// Redacted replaces secret values (management.token, persistence secret)
+// in GET /api/v1/config. It is refused if posted back, so a configuration
+// copied from GET cannot silently replace a secret with the placeholder.
+const Redacted = "(redacted)"
 
 const (
 	// DefaultLimit is how many connections or persistence records a query
@@ -186,12 +224,24 @@ type Backend interface {
 	// (F5 user-disabled: persistent and active connections still allowed)
 	// or forced-offline (only active connections continue).
 	SetMemberState(pool, member, state string) error
-	// LoadConfig validates and applies a whole new configuration. A
-	// validation failure wraps ErrBadRequest and its message has one
-	// problem per line.
-	LoadConfig(yaml []byte) error
+	// LoadConfig validates and applies a whole new configuration and, when
+	// the instance runs from a file, writes it there. A validation failure
+	// wraps ErrBadRequest and its message has one problem per line; a
+	// failed write is not an error (the configuration is applied) but is
+	// reported in ConfigApplied.
+	LoadConfig(yaml []byte) (ConfigApplied, error)
+	// RunningConfig returns the configuration in force as applied
+	// (ErrNotFound before the first one).
+	RunningConfig() (ConfigSource, error)
 	// Reload re-reads the configuration file from disk (same error rules).
 	Reload() error
+	// KillConnection resets one connection: both sides are aborted (F5:
+	// delete sys connection). ErrNotFound if it is not open.
+	KillConnection(id uint64) error
+	// DeletePersistence deletes persistence records and returns how many.
+	// A Key that is not in the table wraps ErrNotFound; a request with
+	// neither key, filter nor All wraps ErrBadRequest.
+	DeletePersistence(d PersistDelete) (int, error)
 }
 
 // NormalizeState maps the words an operator types to a member state the

@@ -384,6 +384,9 @@ func (v *validator) resolvePaths() {
 		*s = filepath.Join(base, *s)
 	}
 	res(&c.Management.TokenFile)
+	if c.Management.StateFile != ManagementOff {
+		res(&c.Management.StateFile)
+	}
 	switch strings.ToLower(c.Log.AccessLog) {
 	case "off", "stderr", "stdout", "syslog":
 	default:

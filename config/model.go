@@ -22,6 +22,9 @@ type Config struct {
 
 	// File is the path the configuration was read from ("" for built-in or API input).
 	File string `yaml:"-"`
+	// Source is the YAML this configuration was parsed from, as given
+	// (GET /api/v1/config shows it).
+	Source []byte `yaml:"-"`
 	// Notices are non-fatal findings from validation (printed by `check`, logged by `run`).
 	Notices []string `yaml:"-"`
 	// lines maps object paths ("pools.web.members[1].address") to source lines.
@@ -36,6 +39,7 @@ type Management struct {
 	// MaxConnections caps concurrent API connections; more wait in the
 	// kernel's accept queue (default 64).
 	MaxConnections int `yaml:"max_connections"`
+	StateFile string `yaml:"state_file"` // runtime member states; default <config file>.state; "off" disables
 }
 
 // Log controls the structured log and the HTTP access log.

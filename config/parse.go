@@ -46,6 +46,7 @@ func Parse(data []byte, file string) (*Config, error) {
 		return nil, p.result()
 	}
 	cfg.File = file
+	cfg.Source = append([]byte(nil), data...) // the caller may reuse data
 	cfg.lines = p.lines
 	v := &validator{cfg: cfg, p: p}
 	v.complete()

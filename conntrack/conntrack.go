@@ -367,6 +367,24 @@ func (t *Table) CloseAll() int {
 	return n
 }
 
+// Kill closes the connection with id through its closer, as the reaper
+// does for an idle one (F5: delete sys connection): the proxy aborts both
+// sides and then calls Remove. It reports whether a live entry was found and
+// its closer had not run yet; a second Kill of the same id, or a Kill racing
+// the reaper or CloseAll, closes nothing and returns false.
+func (t *Table) Kill(id uint64) bool {
+	e, ok := t.Get(id)
+	if !ok || e.state.Load() != stateLive || !e.reaped.CompareAndSwap(false, true) {
+		return false
+	}
+	if e.closer != nil {
+		e.closer()
+	} else {
+		t.Remove(e)
+	}
+	return true
+}
+
 // Run reaps idle entries every interval (DefaultReapInterval if every <= 0)
 // until ctx is done.
 func (t *Table) Run(ctx context.Context, every time.Duration) {

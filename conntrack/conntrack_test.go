@@ -247,6 +247,62 @@ func TestReapCallsCloserOnce(t *testing.T) {
 	}
 }
 
+// TestKill: the operator's reset (DELETE /api/v1/connections/{id}) runs the
+// entry's closer exactly once, even when the reaper or shutdown races it,
+// and says whether there was anything to close.
+func TestKill(t *testing.T) {
+	t.Parallel()
+	tb := NewTable()
+	var closed atomic.Int32
+	e := newEntry(10 * time.Second)
+	tb.Add(e, func() { closed.Add(1); tb.Remove(e) })
+	var otherClosed atomic.Int32
+	other := newEntry(0) // never reaped: only a wrong Kill could close it
+	tb.Add(other, func() { otherClosed.Add(1) })
+
+	if tb.Kill(e.ID + 1000) {
+		t.Fatal("Kill of an unknown id reported true")
+	}
+	if !tb.Kill(e.ID) {
+		t.Fatal("Kill of a live connection reported false")
+	}
+	if closed.Load() != 1 {
+		t.Fatalf("closer ran %d times, want 1", closed.Load())
+	}
+	if _, ok := tb.Get(e.ID); ok {
+		t.Fatal("killed entry still in the table")
+	}
+	if tb.Kill(e.ID) {
+		t.Fatal("second Kill reported true")
+	}
+
+	// A closer that has not removed its entry yet (the proxy removes it
+	// when its goroutine ends) is not run twice by Kill, Reap or CloseAll.
+	var slow atomic.Int32
+	s := newEntry(time.Second)
+	tb.Add(s, func() { slow.Add(1) })
+	if !tb.Kill(s.ID) || tb.Kill(s.ID) {
+		t.Fatal("Kill of a closing connection: want true then false")
+	}
+	tb.Reap(t0.Add(time.Hour))
+	if otherClosed.Load() != 0 {
+		t.Fatal("Kill closed the wrong connection")
+	}
+	tb.CloseAll()
+	if slow.Load() != 1 {
+		t.Fatalf("closer ran %d times, want 1", slow.Load())
+	}
+	// An entry added without a closer is removed directly.
+	n := newEntry(0)
+	tb.Add(n, nil)
+	if !tb.Kill(n.ID) {
+		t.Fatal("Kill of an entry without closer reported false")
+	}
+	if _, ok := tb.Get(n.ID); ok {
+		t.Fatal("entry without closer not removed by Kill")
+	}
+}
+
 func TestRangeAndGet(t *testing.T) {
 	t.Parallel()
 	tb := NewTable()

@@ -4,11 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/fulcrum-adc/fulcrum/api"
+	"github.com/fulcrum-adc/fulcrum/config"
 	"github.com/fulcrum-adc/fulcrum/conntrack"
 	"github.com/fulcrum-adc/fulcrum/persist"
 	"github.com/fulcrum-adc/fulcrum/pool"
@@ -165,8 +168,7 @@ func (e *Engine) Persistence(q api.PersistQuery) []api.PersistenceRecord {
 	now := time.Now()
 	out := []api.PersistenceRecord{}
 	e.persists.Range(func(r persist.Record) bool {
-		if r.Expires.Before(now) || q.Virtual != "" && r.Virtual != q.Virtual || q.Pool != "" && r.Pool != q.Pool ||
-			q.Profile != "" && r.Profile != q.Profile {
+		if r.Expires.Before(now) || !persistMatch(r, q.Virtual, q.Pool, q.Profile, q.Member) {
 			return true
 		}
 		out = append(out, api.PersistenceRecord{
@@ -179,27 +181,189 @@ func (e *Engine) Persistence(q api.PersistQuery) []api.PersistenceRecord {
 	return out
 }
 
+// persistMatch reports whether r matches every non-empty filter.
+func persistMatch(r persist.Record, virtual, pool, profile, member string) bool {
+	return (virtual == "" || r.Virtual == virtual) && (pool == "" || r.Pool == pool) &&
+		(profile == "" || r.Profile == profile) && (member == "" || r.Member.String() == member)
+}
+
 // SetMemberState changes a member's state at runtime (F5: session
-// user-enabled/user-disabled, state user-down).
+// user-enabled/user-disabled, state user-down) and saves it to the state
+// file so that it survives a restart.
 func (e *Engine) SetMemberState(poolName, member, state string) error {
 	st, err := pool.ParseState(state)
 	if err != nil {
 		return fmt.Errorf("%w: %v", api.ErrBadRequest, err)
 	}
-	e.mu.Lock()
-	p := e.pools[poolName]
-	e.mu.Unlock()
-	if p == nil {
-		return fmt.Errorf("%w: pool %q", api.ErrNotFound, poolName)
-	}
 	ap, err := netip.ParseAddrPort(member)
 	if err != nil {
 		return fmt.Errorf("%w: member %q is not IP:PORT", api.ErrBadRequest, member)
 	}
-	m := p.Member(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+	key := memberKey{poolName, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}
+	e.mu.Lock()
+	p, cfg := e.pools[poolName], e.cfg
+	e.mu.Unlock()
+	// The state lock is held across the change and the file write, so the
+	// file always ends with the last change made. It is taken after e.mu
+	// is released: Apply takes them in the other order.
+	e.states.mu.Lock()
+	defer e.states.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("%w: pool %q", api.ErrNotFound, poolName)
+	}
+	m := p.Member(key.member)
 	if m == nil {
 		return fmt.Errorf("%w: member %s in pool %q", api.ErrNotFound, member, poolName)
 	}
 	m.SetState(st, "set through the API")
+	if cfg != nil {
+		e.recordMemberState(key, st, configuredStates(cfg)[key])
+	}
 	return nil
+}
+
+// LoadConfig validates and applies a configuration given as YAML (API) and,
+// when the instance runs from a file, saves it there: the old file is kept
+// as FILE.bak and the new one replaces it atomically, so a restart or a
+// reload runs what the API applied. Failing to save does not undo the
+// apply; it is reported in the result and logged.
+func (e *Engine) LoadConfig(data []byte) (api.ConfigApplied, error) {
+	e.states.cfgMu.Lock()
+	defer e.states.cfgMu.Unlock()
+	// Parsed under a name beside the file it will be saved as, so its
+	// relative paths (token_file, certificates) mean what they will mean
+	// after a restart; problems are reported against "FILE (API)".
+	name := "api"
+	if e.path != "" {
+		name = e.path + apiSourceSuffix
+	}
+	cfg, err := config.Parse(data, name)
+	if err != nil {
+		return api.ConfigApplied{}, fmt.Errorf("%w: %w", api.ErrBadRequest, err)
+	}
+	if err := refuseRedacted(cfg); err != nil {
+		return api.ConfigApplied{}, err
+	}
+	if err := e.Apply(cfg); err != nil {
+		return api.ConfigApplied{}, err
+	}
+	if e.path == "" {
+		e.log.Info("configuration loaded through the API (runtime only: no configuration file)")
+		return api.ConfigApplied{Reason: "this instance was not started from a configuration file"}, nil
+	}
+	res := saveConfig(e.path, data)
+	if !res.Persisted {
+		e.log.Error("configuration loaded through the API but not saved: a restart or reload goes back to the file",
+			"file", res.File, "error", res.Reason)
+		return res, nil
+	}
+	e.log.Info("configuration loaded through the API and saved", "file", res.File, "backup", res.Backup)
+	return res, nil
+}
+
+// apiSourceSuffix marks a configuration that came through the API in
+// messages (filepath.Dir of "dir/f.yaml (API)" is still "dir").
+const apiSourceSuffix = " (API)"
+
+// refuseRedacted refuses a configuration holding the placeholder GET
+// /api/v1/config shows instead of a secret: posting it back unchanged would
+// replace the token or cookie secret with the placeholder.
+func refuseRedacted(cfg *config.Config) error {
+	var bad []string
+	if cfg.Management.Token == api.Redacted {
+		bad = append(bad, fmt.Sprintf("%s:%d: management.token", cfg.File, cfg.Line("management.token")))
+	}
+	names := make([]string, 0, len(cfg.Profiles.Persistence))
+	for n := range cfg.Profiles.Persistence {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if p := cfg.Profiles.Persistence[n]; p != nil && p.Secret == api.Redacted {
+			path := "profiles.persistence." + n + ".secret"
+			bad = append(bad, fmt.Sprintf("%s:%d: %s", cfg.File, cfg.Line(path), path))
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	for i := range bad {
+		bad[i] += ": is the placeholder " + api.Redacted + " from GET /api/v1/config: put the real value back"
+	}
+	return fmt.Errorf("%w: %s", api.ErrBadRequest, strings.Join(bad, "\n"))
+}
+
+// saveConfig writes data over the configuration file at path (through a
+// symbolic link to its target), keeping the previous content as PATH.bak
+// and the previous file's permissions.
+func saveConfig(path string, data []byte) api.ConfigApplied {
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
+	res := api.ConfigApplied{File: path}
+	perm := os.FileMode(0o600)
+	if fi, err := os.Stat(path); err == nil {
+		perm = fi.Mode().Perm()
+		old, err := readLimited(path, config.MaxFileSize)
+		if err == nil {
+			err = writeFileAtomic(path+".bak", old, perm)
+		}
+		if err != nil {
+			res.Reason = "keeping the previous file as " + path + ".bak: " + err.Error()
+			return res
+		}
+		res.Backup = path + ".bak"
+	}
+	if err := writeFileAtomic(path, data, perm); err != nil {
+		res.Backup = ""
+		res.Reason = "writing " + path + ": " + err.Error()
+		return res
+	}
+	res.Persisted = true
+	return res
+}
+
+// RunningConfig returns the YAML of the configuration in force.
+func (e *Engine) RunningConfig() (api.ConfigSource, error) {
+	cfg := e.Config()
+	if cfg == nil || cfg.Source == nil {
+		return api.ConfigSource{}, fmt.Errorf("%w: no configuration applied yet", api.ErrNotFound)
+	}
+	file := strings.TrimSuffix(cfg.File, apiSourceSuffix)
+	if file == "api" {
+		file = ""
+	}
+	return api.ConfigSource{File: file, YAML: cfg.Source}, nil
+}
+
+// KillConnection resets one connection through the connection table's
+// closer: both sides are aborted (F5: delete sys connection).
+func (e *Engine) KillConnection(id uint64) error {
+	if !e.conns.Kill(id) {
+		return fmt.Errorf("%w: connection %d", api.ErrNotFound, id)
+	}
+	e.log.Info("connection reset by the operator", "id", id)
+	return nil
+}
+
+// DeletePersistence deletes one persistence record by key or every record
+// matching the filters (F5: delete ltm persistence persist-records).
+func (e *Engine) DeletePersistence(d api.PersistDelete) (int, error) {
+	if d.Key != "" {
+		if !e.persists.Delete(d.Key) {
+			return 0, fmt.Errorf("%w: persistence record %q", api.ErrNotFound, d.Key)
+		}
+		return 1, nil
+	}
+	if !d.All && d.Virtual == "" && d.Pool == "" && d.Profile == "" && d.Member == "" {
+		return 0, fmt.Errorf("%w: give a key, a filter or all", api.ErrBadRequest)
+	}
+	n := 0
+	e.persists.Range(func(r persist.Record) bool {
+		if persistMatch(r, d.Virtual, d.Pool, d.Profile, d.Member) && e.persists.Delete(r.Key) {
+			n++
+		}
+		return true
+	})
+	return n, nil
 }

@@ -9,5 +9,10 @@
 // change. It implements api.Backend, so the REST API reads live state through
 // it and never reaches into the data plane.
 //
+// It also owns what an operator changes at run time and expects to find
+// after a restart: member states are kept in a state file beside the
+// configuration (state.go), and a configuration posted through the API is
+// saved over the configuration file (backend.go), both written atomically.
+//
 // F5 equivalent: TMM's configuration load (mcpd → tmm) plus `tmsh load sys config`.
 package engine

@@ -23,6 +23,9 @@ type Options struct {
 	Log        *slog.Logger // required
 	AccessLog  *slog.Logger // nil: no access log
 	ConfigPath string       // file Reload re-reads ("" : Reload is refused)
+	// StatePath is where runtime member states are kept across restarts
+	// ("" : management.state_file, else ConfigPath+".state"; "off": none).
+	StatePath string
 }
 
 // Engine is one running Fulcrum instance.
@@ -52,6 +55,8 @@ type Engine struct {
 	draining map[virtual.Server]struct{}
 	drains   sync.WaitGroup
 	closed   bool // Close has begun: Apply refuses
+
+	states stateStore // runtime member states and their file (state.go)
 }
 
 // ErrClosed is returned by Apply once the engine is shutting down.
@@ -96,6 +101,7 @@ func New(opt Options) *Engine {
 		vstats:    map[string]*virtual.Stats{},
 		secrets:   map[string][]byte{},
 	}
+	e.states.explicit = opt.StatePath
 	e.metrics = api.NewMetrics(e)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.bg.Add(2)
@@ -144,6 +150,7 @@ func (e *Engine) Apply(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	commitStates := e.applyMemberStates(cfg, c.pools) // saved member states (state.go)
 	// Open the listeners this configuration adds; keep the ones it shares.
 	next := make(map[string]virtual.Server, len(c.plans))
 	var opened []virtual.Server
@@ -181,6 +188,7 @@ func (e *Engine) Apply(cfg *config.Config) error {
 		}
 	}
 	e.forgetRemoved(c)
+	commitStates()
 	if old := e.cfg; old != nil && (old.Management != cfg.Management || old.Log != cfg.Log) {
 		e.log.Warn("management and log settings changed: they take effect at the next restart; the rest of the configuration is applied now")
 	}
@@ -213,19 +221,6 @@ func (e *Engine) Reload() error {
 		return err
 	}
 	e.log.Info("configuration reloaded", "file", e.path)
-	return nil
-}
-
-// LoadConfig validates and applies a configuration given as YAML (API).
-func (e *Engine) LoadConfig(data []byte) error {
-	cfg, err := config.Parse(data, "api")
-	if err != nil {
-		return fmt.Errorf("%w: %w", api.ErrBadRequest, err)
-	}
-	if err := e.Apply(cfg); err != nil {
-		return err
-	}
-	e.log.Info("configuration loaded through the API")
 	return nil
 }
 

@@ -42,7 +42,8 @@ func TestConfigErrorsStayTyped(t *testing.T) {
 	e := New(Options{Log: testLogger(t), ConfigPath: file})
 	defer e.Close(context.Background())
 
-	for name, err := range map[string]error{"LoadConfig": e.LoadConfig([]byte(bad)), "Reload": e.Reload()} {
+	_, loadErr := e.LoadConfig([]byte(bad))
+	for name, err := range map[string]error{"LoadConfig": loadErr, "Reload": e.Reload()} {
 		if !errors.Is(err, api.ErrBadRequest) {
 			t.Errorf("%s: %v does not wrap api.ErrBadRequest", name, err)
 		}

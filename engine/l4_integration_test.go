@@ -278,7 +278,7 @@ func TestReloadKeepsLongLivedConnections(t *testing.T) {
 	}
 
 	// A bad configuration is refused and the running one stays.
-	if err := e.LoadConfig([]byte("pools: {web: {members: [{address: nope}]}}")); err == nil || !errors.Is(err, api.ErrBadRequest) {
+	if _, err := e.LoadConfig([]byte("pools: {web: {members: [{address: nope}]}}")); err == nil || !errors.Is(err, api.ErrBadRequest) {
 		t.Fatalf("bad config: err = %v", err)
 	}
 	// A config whose listener cannot be opened is refused as a whole.
@@ -287,7 +287,7 @@ func TestReloadKeepsLongLivedConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer blocker.Close()
-	if err := e.LoadConfig([]byte(tcpVirtualYAML(blocker.Addr().(*net.TCPAddr).Port, "", m2))); err == nil {
+	if _, err := e.LoadConfig([]byte(tcpVirtualYAML(blocker.Addr().(*net.TCPAddr).Port, "", m2))); err == nil {
 		t.Fatal("config with a busy port was applied")
 	}
 	if got := roundTrip(t, c, br, "still"); got != "one:still" {

@@ -215,16 +215,20 @@ func (t *Table) upsert(r Record, now time.Time) {
 	}
 }
 
-// Delete removes key if present (Expired event).
-func (t *Table) Delete(key string) {
+// Delete removes key if present (Expired event) and reports whether it was
+// there (F5: delete ltm persistence persist-records).
+func (t *Table) Delete(key string) bool {
 	s := t.shard(key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.m[key]; ok {
-		delete(s.m, key)
-		t.n.Add(-1)
-		t.hub.Publish(events.Expired, e.rec)
+	e, ok := s.m[key]
+	if !ok {
+		return false
 	}
+	delete(s.m, key)
+	t.n.Add(-1)
+	t.hub.Publish(events.Expired, e.rec)
+	return true
 }
 
 // Range calls fn with a copy of every record until fn returns false. Each

@@ -84,8 +84,12 @@ func TestStoreLookupDelete(t *testing.T) {
 	if tb.Len() != 1 {
 		t.Fatalf("Len after replace = %d, want 1", tb.Len())
 	}
-	tb.Delete("a")
-	tb.Delete("a") // idempotent, no second event
+	if !tb.Delete("a") {
+		t.Fatal("Delete of a present key reported false")
+	}
+	if tb.Delete("a") { // idempotent, no second event
+		t.Fatal("second Delete reported true")
+	}
 	if tb.Len() != 0 {
 		t.Fatalf("Len after delete = %d", tb.Len())
 	}

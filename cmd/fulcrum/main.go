@@ -54,6 +54,7 @@ Usage:
   fulcrum show virtuals|pools|connections|persistence [-o json] [-api ADDR]
   fulcrum member POOL ADDR enable|disable|force-offline
   fulcrum reload               make the running instance re-read its configuration file
+  fulcrum delete connection ID | persistence KEY   reset a connection, forget a persistence record
   fulcrum version              print version, commit, Go version and build date
 
 "fulcrum help COMMAND" or "fulcrum COMMAND -h" describes a command.
@@ -127,6 +128,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runMember(args[1:], stdout, stderr)
 	case "reload":
 		return runReload(args[1:], stdout, stderr)
+	case "delete":
+		return runDelete(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		return cmdVersion(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":

@@ -14,15 +14,22 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/netip"
 	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
+	"unicode"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/fulcrum-adc/fulcrum/api"
+	"github.com/fulcrum-adc/fulcrum/config"
 )
 
 // runShow implements `fulcrum show virtuals|pools|connections|persistence`.
@@ -56,10 +63,13 @@ const showUsage = `usage: fulcrum show virtuals [NAME] [flags]
        fulcrum show pools [NAME] [flags]
        fulcrum show connections [-virtual V] [-pool P] [-member ADDR] [-client IP] [-limit N] [flags]
        fulcrum show connections ID [flags]     (one connection: TCP profile, socket options, TCP_INFO)
-       fulcrum show persistence [-virtual V] [-pool P] [-profile NAME] [-limit N] [flags]
+       fulcrum show persistence [-virtual V] [-pool P] [-profile NAME] [-member ADDR] [-limit N] [flags]
+       fulcrum show config [flags]             (the running configuration as applied, secrets redacted)
 
 Shows the state of a running Fulcrum (F5: tmsh show ltm virtual|pool,
-show sys connection, show ltm persistence persist-records).
+show sys connection, show ltm persistence persist-records). Flags may come
+before or after the arguments; -c FILE takes the API address and token from
+the configuration file.
 
 Flags:
 `
@@ -72,6 +82,9 @@ Changes a pool member's state on a running Fulcrum:
                  (F5 session user-disabled)
   force-offline  only active connections continue (F5 user-down)
 ADDR is the member's address as configured, e.g. 10.0.0.5:80 or [2001:db8::5]:80.
+The state survives a restart (kept in the state file beside the
+configuration). Flags may come before or after the arguments; -c FILE takes
+the API address and token from the configuration file.
 
 Flags:
 `
@@ -80,29 +93,107 @@ const reloadUsage = `usage: fulcrum reload [flags]
 
 Asks a running Fulcrum to re-read its configuration file (like SIGHUP). An
 invalid file is rejected with every problem listed and the running
-configuration stays in force.
+configuration stays in force. -c FILE takes the API address and token from
+the configuration file.
 
 Flags:
 `
 
 // apiFlags are the flags every API command has.
 type apiFlags struct {
-	api, token string
-	timeout    time.Duration
+	api, token, config string
+	timeout            time.Duration
 }
 
 func (c *apiCLI) commonFlags(fs *flag.FlagSet, timeout time.Duration) *apiFlags {
 	f := &apiFlags{}
-	apiDefault := c.getenv("FULCRUM_API")
-	if apiDefault == "" {
-		apiDefault = api.DefaultBase
-	}
-	fs.StringVar(&f.api, "api", apiDefault, "management API address, URL or host:port (env FULCRUM_API)")
-	// The token's environment default is applied in client(), not here, so
-	// that -h never prints a secret.
-	fs.StringVar(&f.token, "token", "", "API bearer token (default env FULCRUM_TOKEN)")
+	// The defaults (config file, environment) are applied in client(), not
+	// here: -c must beat FULCRUM_API, and -h must never print a secret.
+	fs.StringVar(&f.api, "api", "", "management API address, URL or host:port\n(default: from -c FILE, else env FULCRUM_API, else "+api.DefaultBase+")")
+	fs.StringVar(&f.token, "token", "", "API bearer token (default: from -c FILE, else env FULCRUM_TOKEN)")
+	fs.StringVar(&f.config, "c", "", "take the management address and token from this configuration file\n(management.address, management.token or token_file)")
 	fs.DurationVar(&f.timeout, "timeout", timeout, "give up after this long")
 	return f
+}
+
+// splitNoun finds the command's noun ("pools" in `show -o json pools web`)
+// so flags may come before it as well as after: it skips flags and, for a
+// flag written without "=", its value (every flag of these commands but -h
+// takes one).
+func splitNoun(args []string) (noun string, rest []string, ok bool) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			if i+1 < len(args) {
+				return args[i+1], append(slices.Clone(args[:i]), args[i+2:]...), true
+			}
+			return "", args, false
+		case a == "-h" || a == "-help" || a == "--help":
+		case strings.HasPrefix(a, "-") && len(a) > 1:
+			if !strings.Contains(a, "=") {
+				i++ // its value
+			}
+		default:
+			return a, append(slices.Clone(args[:i]), args[i+1:]...), true
+		}
+	}
+	return "", args, false
+}
+
+// managementFromFile reads the management section of a configuration file:
+// the API base URL and the token (management.token, or the file named by
+// management.token_file, relative to the configuration's directory). It
+// reads nothing else, so a file with problems elsewhere, or certificates
+// this user cannot read, still tells the CLI where the API is.
+func managementFromFile(path string) (base, token string, err error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", "", err
+	}
+	var doc struct {
+		Management struct {
+			Address   string `yaml:"address"`
+			Token     string `yaml:"token"`
+			TokenFile string `yaml:"token_file"`
+		} `yaml:"management"`
+	}
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return "", "", fmt.Errorf("%s: %v", path, err)
+	}
+	m := doc.Management
+	addr := m.Address
+	switch addr {
+	case "":
+		addr = config.DefaultManagementAddress
+	case config.ManagementOff:
+		return "", "", fmt.Errorf("%s: management.address is off: this configuration runs no management API", path)
+	}
+	ap, err := config.ParseManagementAddress(addr)
+	if err != nil {
+		return "", "", fmt.Errorf("%s: management.address: %v", path, err)
+	}
+	// A listener on every address is reached on loopback.
+	if ip := ap.Addr(); ip.IsUnspecified() {
+		if ip.Is6() && !strings.HasPrefix(addr, ":") {
+			ap = netip.AddrPortFrom(netip.IPv6Loopback(), ap.Port())
+		} else {
+			ap = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), ap.Port())
+		}
+	}
+	token = strings.TrimSpace(m.Token)
+	if m.TokenFile != "" {
+		tf := m.TokenFile
+		if !filepath.IsAbs(tf) {
+			tf = filepath.Join(filepath.Dir(path), tf)
+		}
+		b, err := os.ReadFile(tf)
+		if err != nil {
+			return "", "", fmt.Errorf("%s: management.token_file: %v", path, err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	return "http://" + ap.String(), token, nil
 }
 
 func (c *apiCLI) newFlagSet(name, usage string) *flag.FlagSet {
@@ -133,15 +224,32 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// client builds the API client from the common flags.
+// client builds the API client from the common flags. Each setting comes
+// from the first of: its flag, the -c configuration file, the environment,
+// the default.
 func (c *apiCLI) client(f *apiFlags) (*api.Client, string, error) {
-	base, err := api.NormalizeBase(f.api)
-	if err != nil {
-		return nil, f.api, err
+	addr, token := f.api, f.token
+	if f.config != "" {
+		fileBase, fileToken, err := managementFromFile(f.config)
+		if err != nil {
+			return nil, "", fmt.Errorf("-c: %w", err)
+		}
+		if addr == "" {
+			addr = fileBase
+		}
+		if token == "" {
+			token = fileToken
+		}
 	}
-	token := f.token
+	if addr == "" {
+		addr = c.getenv("FULCRUM_API")
+	}
 	if token == "" {
 		token = c.getenv("FULCRUM_TOKEN")
+	}
+	base, err := api.NormalizeBase(addr)
+	if err != nil {
+		return nil, addr, err
 	}
 	return &api.Client{Base: base, Token: token, HTTP: &http.Client{}}, base, nil
 }
@@ -152,7 +260,7 @@ func (c *apiCLI) fail(base string, err error) int {
 	var msg string
 	switch {
 	case errors.Is(err, syscall.ECONNREFUSED):
-		msg = fmt.Sprintf("cannot reach the Fulcrum API at %s: is `fulcrum run` running?", base)
+		msg = fmt.Sprintf("cannot reach the Fulcrum API at %s: is `fulcrum run` running? (-c FILE takes the address from its configuration)", base)
 	case errors.Is(err, context.DeadlineExceeded):
 		msg = fmt.Sprintf("the Fulcrum API at %s did not answer in time (raise -timeout?)", base)
 	case api.IsUnreachable(err):
@@ -179,12 +287,23 @@ func (c *apiCLI) show(args []string) int {
 		c.commonFlags(fs, 10*time.Second)
 		fs.String("o", "table", "output: table or json")
 		if len(args) == 0 {
-			return c.usageError(fs, "show what? virtuals, pools, connections or persistence")
+			return c.usageError(fs, "show what? virtuals, pools, connections, persistence or config")
 		}
 		fs.Usage()
 		return 0
 	}
-	what, args := args[0], args[1:]
+	what, args, ok := splitNoun(args)
+	if !ok {
+		fs := c.newFlagSet("show", showUsage)
+		c.commonFlags(fs, 10*time.Second)
+		fs.String("o", "table", "output: table or json")
+		if _, err := parseInterleaved(fs, args); errors.Is(err, flag.ErrHelp) {
+			return 0
+		} else if err != nil {
+			return 2
+		}
+		return c.usageError(fs, "show what? virtuals, pools, connections, persistence or config")
+	}
 	fs := c.newFlagSet("show "+what, showUsage)
 	f := c.commonFlags(fs, 10*time.Second)
 	out := fs.String("o", "table", "output: table or json")
@@ -207,9 +326,12 @@ func (c *apiCLI) show(args []string) int {
 		fs.StringVar(&pq.Virtual, "virtual", "", "only records of this virtual server")
 		fs.StringVar(&pq.Pool, "pool", "", "only records pointing into this pool")
 		fs.StringVar(&pq.Profile, "profile", "", "only records of this persistence profile")
+		fs.StringVar(&pq.Member, "member", "", "only records pointing to this member (IP:PORT)")
 		fs.IntVar(&pq.Limit, "limit", 0, fmt.Sprintf("at most this many (0 = %d)", api.DefaultLimit))
+	case "config", "configuration":
+		what = "config"
 	default:
-		return c.usageError(fs, "cannot show %q: want virtuals, pools, connections or persistence", what)
+		return c.usageError(fs, "cannot show %q: want virtuals, pools, connections, persistence or config", what)
 	}
 	pos, err := parseInterleaved(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -268,6 +390,13 @@ func (c *apiCLI) show(args []string) int {
 		}
 	case "persistence":
 		data, err = cl.Persistence(ctx, pq)
+	case "config":
+		// YAML as applied, secrets redacted: the same whatever -o says.
+		var y []byte
+		if y, err = cl.RunningConfig(ctx); err == nil {
+			c.stdout.Write(y)
+			return 0
+		}
 	}
 	if err != nil {
 		return c.fail(base, err)
@@ -393,7 +522,9 @@ func printPersistence(w io.Writer, rs []api.PersistenceRecord, limit int, now ti
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TYPE\tVALUE\tPROFILE\tVIRTUAL\tPOOL\tMEMBER\tAGE\tEXPIRES IN")
+	// KEY last: it can be long, and it is what `fulcrum delete persistence`
+	// takes, quoted for the shell so that it can be pasted.
+	fmt.Fprintln(tw, "TYPE\tVALUE\tPROFILE\tVIRTUAL\tPOOL\tMEMBER\tAGE\tEXPIRES IN\tKEY")
 	for _, r := range rs {
 		value := r.Value
 		if value == "" {
@@ -410,11 +541,29 @@ func printPersistence(w io.Writer, rs []api.PersistenceRecord, limit int, now ti
 				expires = "expired"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			orDash(r.Type), orDash(oneLine(value)), orDash(r.Profile), orDash(r.Virtual), orDash(r.Pool), orDash(r.Member), age, expires)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			orDash(r.Type), orDash(oneLine(value)), orDash(r.Profile), orDash(r.Virtual), orDash(r.Pool), orDash(r.Member), age, expires,
+			shellQuote(r.Key))
 	}
 	tw.Flush()
 	fmt.Fprintln(w, countLine(len(rs), limit, "record"))
+}
+
+// shellQuote renders a persistence key so that pasting it into a shell
+// passes it unchanged. Keys hold client-chosen text (a header or cookie
+// value), so double quotes, where the shell would still expand $(...) or
+// backquotes, are not safe; single quotes are, an embedded quote being
+// closed, escaped and reopened. A
+// key with unprintable characters cannot be pasted at all and is not shown:
+// delete such records by filter, or through the API with the key from
+// -o json.
+func shellQuote(s string) string {
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return "(unprintable: see -o json)"
+		}
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // countLine says how many rows were shown and warns when the limit may have

@@ -22,6 +22,8 @@ type showBackend struct {
 	lastPers  api.PersistQuery
 	reloadErr error
 	reloads   int
+	killed    []uint64
+	deleted   []api.PersistDelete
 }
 
 var tShow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -108,7 +110,34 @@ func (b *showBackend) SetMemberState(pool, member, state string) error {
 	return fmt.Errorf("%w: pool %q", api.ErrNotFound, pool)
 }
 
-func (b *showBackend) LoadConfig([]byte) error { return nil }
+func (b *showBackend) LoadConfig([]byte) (api.ConfigApplied, error) { return api.ConfigApplied{}, nil }
+
+func (b *showBackend) RunningConfig() (api.ConfigSource, error) {
+	return api.ConfigSource{File: "f.yaml", YAML: []byte("management:\n  token: abc\n")}, nil
+}
+
+func (b *showBackend) KillConnection(id uint64) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if id != 42 {
+		return fmt.Errorf("%w: connection %d", api.ErrNotFound, id)
+	}
+	b.killed = append(b.killed, id)
+	return nil
+}
+
+func (b *showBackend) DeletePersistence(d api.PersistDelete) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.deleted = append(b.deleted, d)
+	if d.Key != "" && d.Key != "k1" {
+		return 0, fmt.Errorf("%w: persistence record %q", api.ErrNotFound, d.Key)
+	}
+	if d.Key == "" {
+		return 2, nil
+	}
+	return 1, nil
+}
 
 func (b *showBackend) Reload() error {
 	b.mu.Lock()
@@ -319,6 +348,7 @@ func TestShowPersistence(t *testing.T) {
 	checkAligned(t, out[:3], "VALUE", "192.0.2.7", "cookie-abc") // no Value: the key
 	checkAligned(t, out[:3], "AGE", "1m30s", "1h00m")
 	checkAligned(t, out[:3], "EXPIRES IN", "1m30s", "expired")
+	checkAligned(t, out[:3], "KEY", `'k1'`, `'cookie-abc'`)
 	if out[3] != "2 records" {
 		t.Errorf("count line %q", out[3])
 	}
@@ -333,7 +363,7 @@ func TestShowUnreachable(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close() // connection refused from now on
 	r := runCLI(t, newShowBackend(), "", map[string]string{"FULCRUM_API": addr}, show, "pools")
-	want := fmt.Sprintf("fulcrum: cannot reach the Fulcrum API at http://%s: is `fulcrum run` running?\n", addr)
+	want := fmt.Sprintf("fulcrum: cannot reach the Fulcrum API at http://%s: is `fulcrum run` running? (-c FILE takes the address from its configuration)\n", addr)
 	if r.code != 1 || r.stderr != want {
 		t.Errorf("exit %d, stderr %q, want %q", r.code, r.stderr, want)
 	}
