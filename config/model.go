@@ -38,8 +38,8 @@ type Management struct {
 	TokenFile string `yaml:"token_file"` // file holding the token
 	// MaxConnections caps concurrent API connections; more wait in the
 	// kernel's accept queue (default 64).
-	MaxConnections int `yaml:"max_connections"`
-	StateFile string `yaml:"state_file"` // runtime member states; default <config file>.state; "off" disables
+	MaxConnections int    `yaml:"max_connections"`
+	StateFile      string `yaml:"state_file"` // runtime member states; default <config file>.state; "off" disables
 }
 
 // Log controls the structured log and the HTTP access log.

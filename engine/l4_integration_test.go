@@ -165,7 +165,7 @@ func TestTCPIdleTimeoutReaps(t *testing.T) {
 func TestTCPSNATPool(t *testing.T) {
 	m1, _ := echoServer(t, "one")
 	port := freePort(t)
-	e := startEngine(t, fmt.Sprintf(`
+	e := startEngine(t, (`
 snat_pools:
   sp:
     addresses: [127.0.0.77]
@@ -247,7 +247,7 @@ func TestReloadKeepsLongLivedConnections(t *testing.T) {
 
 	// A new configuration: pool now only m2, plus a second virtual.
 	port2 := freePort(t)
-	cfg2, err := config.Parse([]byte(tcpVirtualYAML(port, "", m2)+fmt.Sprintf(`
+	cfg2, err := config.Parse([]byte(tcpVirtualYAML(port, "", m2)+(`
   `)), "v2.yaml")
 	if err != nil {
 		t.Fatal(err)

@@ -38,7 +38,7 @@ func connDetail(t *testing.T, e *Engine) virtual.ConnDetail {
 func TestTCPProfilesAppliedOnBothSides(t *testing.T) {
 	m1, _ := echoServer(t, "one")
 	port := freePort(t)
-	e := startEngine(t, fmt.Sprintf(`
+	e := startEngine(t, (`
 profiles:
   tcp:
     front:
@@ -142,7 +142,7 @@ func TestTCPProfileCloseWaitTimer(t *testing.T) {
 		}
 	}()
 	port := freePort(t)
-	e := startEngine(t, fmt.Sprintf(`
+	e := startEngine(t, (`
 profiles:
   tcp:
     short_close:
@@ -201,7 +201,7 @@ profiles:
 // window shut; the zero-window timer ends the connection.
 func TestTCPProfileZeroWindowTimeout(t *testing.T) {
 	port := freePort(t)
-	e := startEngine(t, fmt.Sprintf(`
+	e := startEngine(t, (`
 profiles:
   tcp:
     zw:
@@ -221,7 +221,7 @@ profiles:
 func TestProxyBufferResumesAtLowMark(t *testing.T) {
 	const total = 8 << 20
 	port := freePort(t)
-	e := startEngine(t, fmt.Sprintf(`
+	e := startEngine(t, (`
 profiles:
   tcp:
     slowclient:

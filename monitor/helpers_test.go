@@ -3,11 +3,12 @@ package monitor
 import (
 	"bufio"
 	"errors"
-	"golang.org/x/sys/unix"
 	"net"
 	"net/netip"
 	"sync"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // tcpServer listens on 127.0.0.1 and runs handle for every connection

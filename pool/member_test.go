@@ -222,7 +222,8 @@ func TestAcquireReleaseCounters(t *testing.T) {
 	var logs logBuf
 	p := New(cfg, nil, logs.logger())
 	m := p.Members()[0]
-	if !m.Acquire() || !m.Acquire() || m.Acquire() {
+	first, second, third := m.Acquire(), m.Acquire(), m.Acquire()
+	if !first || !second || third {
 		t.Fatal("limit 2 not enforced")
 	}
 	m.Release()

@@ -82,7 +82,7 @@ func TestRelayMovesEveryByteAndHalfCloses(t *testing.T) {
 			if m := st.MaxHeld.Load(); m > 64<<10 {
 				t.Errorf("held %d bytes, above the high mark", m)
 			}
-			if r.buf.chunks != nil && len(r.buf.chunks) != 0 {
+			if len(r.buf.chunks) != 0 {
 				t.Errorf("%d chunks still held after the relay ended", len(r.buf.chunks))
 			}
 		})

@@ -81,11 +81,6 @@ func (p *Plan) memberFor(t persist.Target) *pool.Member {
 	return pl.Member(t.Member)
 }
 
-// errNoMember is what the client-facing side reports when nothing can serve.
-func isNoMember(err error) bool {
-	return errors.Is(err, pool.ErrNoMember) || errors.Is(err, pool.ErrAllBusy)
-}
-
 // dialer builds the server-side dialer for the plan's SNAT mode.
 // clientMSS is the clientside connection's MSS (0 when unknown or UDP),
 // for a serverside profile with proxy MSS.

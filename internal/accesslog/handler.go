@@ -25,9 +25,6 @@ const (
 	Text Format = "text"
 )
 
-// Formats lists the accepted formats (for the config validator).
-func Formats() []string { return []string{string(JSON), string(Text)} }
-
 // The attributes the data path puts on each request record. The text format
 // places these in fixed columns; any other attribute is appended as
 // key=value so nothing is lost.

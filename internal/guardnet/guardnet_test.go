@@ -26,14 +26,12 @@ func TestCapHoldsExtraConnectionsUntilOneCloses(t *testing.T) {
 			accepted <- c
 		}
 	}()
-	var clients []net.Conn
 	for i := 0; i < 3; i++ {
 		c, err := net.Dial("tcp", inner.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		clients = append(clients, c)
 	}
 	var got []net.Conn
 	for i := 0; i < 2; i++ {

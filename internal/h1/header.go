@@ -73,17 +73,6 @@ func (h *Header) Add(name, value string) {
 	*h = append(*h, Field{Name: name, Value: value})
 }
 
-// count returns how many fields are called name.
-func (h Header) count(name string) int {
-	n := 0
-	for i := range h {
-		if equalFold(h[i].Name, name) {
-			n++
-		}
-	}
-	return n
-}
-
 // equalFold is ASCII-only case-insensitive equality. Field names are tokens,
 // so Unicode folding (strings.EqualFold) would only be slower and could make
 // "K" (Kelvin sign) match "k".

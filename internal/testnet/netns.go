@@ -172,13 +172,6 @@ func (n *NS) worker(ready chan<- error) {
 // Name returns the namespace name (the argument to `ip netns exec`).
 func (n *NS) Name() string { return n.name }
 
-// String returns the namespace name.
-func (n *NS) String() string { return n.name }
-
-// Netlink returns a netlink handle bound to the namespace, for operations the
-// helpers below do not cover. It is closed by Close.
-func (n *NS) Netlink() *netlink.Handle { return n.nl }
-
 // Do runs fn on a thread inside the namespace and returns its error. Sockets
 // fn creates belong to the namespace for their whole life. fn must not call
 // Do on the same NS (it would deadlock) and should not block for long: calls

@@ -84,25 +84,25 @@ type WANConfig struct {
 func (c WANConfig) validate() error {
 	var errs []error
 	if c.Delay < 0 || c.Delay > 10*time.Second {
-		errs = append(errs, fmt.Errorf("Delay %v outside 0–10s", c.Delay))
+		errs = append(errs, fmt.Errorf("wan: Delay %v outside 0–10s", c.Delay))
 	}
 	if c.Jitter < 0 || c.Jitter > 10*time.Second {
-		errs = append(errs, fmt.Errorf("Jitter %v outside 0–10s", c.Jitter))
+		errs = append(errs, fmt.Errorf("wan: Jitter %v outside 0–10s", c.Jitter))
 	}
 	if c.JitterDist != Uniform && c.JitterDist != Normal {
 		errs = append(errs, fmt.Errorf("unknown JitterDist %v", c.JitterDist))
 	}
 	if math.IsNaN(c.Loss) || c.Loss < 0 || c.Loss > 1 {
-		errs = append(errs, fmt.Errorf("Loss %v outside 0–1", c.Loss))
+		errs = append(errs, fmt.Errorf("wan: Loss %v outside 0–1", c.Loss))
 	}
 	if c.RateBits < 0 {
-		errs = append(errs, fmt.Errorf("RateBits %d is negative", c.RateBits))
+		errs = append(errs, fmt.Errorf("wan: RateBits %d is negative", c.RateBits))
 	}
 	if c.RateBits > 0 && c.RateBits < 8*1514*10 {
-		errs = append(errs, fmt.Errorf("RateBits %d too low (min %d: ten full frames per second)", c.RateBits, 8*1514*10))
+		errs = append(errs, fmt.Errorf("wan: RateBits %d too low (min %d: ten full frames per second)", c.RateBits, 8*1514*10))
 	}
 	if c.Burst < 0 || c.QueueBytes < 0 {
-		errs = append(errs, errors.New("Burst and QueueBytes must not be negative"))
+		errs = append(errs, errors.New("wan: Burst and QueueBytes must not be negative"))
 	}
 	if c.MTU != 0 && (c.MTU < 1280 || c.MTU > 9000) {
 		errs = append(errs, fmt.Errorf("MTU %d outside 1280–9000", c.MTU))

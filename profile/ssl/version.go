@@ -23,8 +23,9 @@ func versions() [4]version {
 
 // Versions lists the min_version keywords, oldest first.
 func Versions() []string {
-	out := make([]string, len(versions()))
-	for i, v := range versions() {
+	vs := versions()
+	out := make([]string, len(vs))
+	for i, v := range vs {
 		out[i] = v.name
 	}
 	return out

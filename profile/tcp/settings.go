@@ -102,19 +102,6 @@ type Settings struct {
 	LinkQoS         *int  `yaml:"link_qos"`         // SO_PRIORITY; -1 = leave
 }
 
-// Keys lists every YAML key of Settings, in schema order.
-func Keys() []string {
-	return []string{"parent",
-		"idle_timeout", "keepalive_interval", "fin_wait_timeout", "fin_wait_2_timeout", "close_wait_timeout",
-		"time_wait_timeout", "time_wait_recycle", "reset_on_timeout", "zero_window_timeout", "syn_max_retrans",
-		"min_rto", "user_timeout",
-		"send_buffer", "receive_window", "proxy_buffer_high", "proxy_buffer_low", "auto_buffer_ceiling",
-		"nagle", "delayed_ack", "ack_on_push", "deferred_accept", "congestion_control", "init_cwnd", "init_rwnd",
-		"mss", "proxy_mss", "slow_start_after_idle", "notsent_lowat", "pacing_rate",
-		"selective_acks", "dsack", "timestamps", "window_scaling", "ecn", "limited_transmit",
-		"ip_tos", "ipv6_tclass", "link_qos"}
-}
-
 // Duration is units.Duration, for callers that build Settings in Go.
 type Duration = units.Duration
 

@@ -114,18 +114,6 @@ func CheckCongestionControl(name string, available []string) error {
 		name, strings.Join(available, ", "), name)
 }
 
-// Notices lists the load-time notices for a virtual server's pair of
-// profiles: RuleNotices for the pair, then SystemNotices for each distinct
-// profile.
-func Notices(client, server *Profile, sys System) []string {
-	out := RuleNotices(client, server)
-	out = append(out, SystemNotices(client, sys)...)
-	if server != client && server.Name != client.Name {
-		out = append(out, SystemNotices(server, sys)...)
-	}
-	return out
-}
-
 // RuleNotices checks the reference's three proxy-buffer rules for a pair of
 // profiles (skipped for a side whose proxy buffers are auto: AutoProxyBuffer
 // keeps them):

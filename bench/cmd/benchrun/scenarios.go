@@ -69,7 +69,7 @@ func scenarios(o options) []scenario {
 			Metrics: []bench.Metric{mRPS, mP50, mP99, mCPU}},
 			targets: httpTargets, measure: wrkMeasure("https", "/", false, c)},
 		{Scenario: bench.Scenario{ID: "tls-handshake", Title: "5b. TLS handshakes per second (Connection: close)",
-			How:     fmt.Sprintf("As 5 with -H 'Connection: close': one full TLS handshake per request (wrk does not resume sessions)."),
+			How:     ("As 5 with -H 'Connection: close': one full TLS handshake per request (wrk does not resume sessions)."),
 			Metrics: []bench.Metric{{Key: "rps", Label: "Handshakes/s", Unit: "conn/s"}, mP50, mP99, mCPU}},
 			targets: httpTargets, measure: wrkMeasure("https", "/", true, c)},
 	}
