@@ -57,6 +57,7 @@ func (e *Engine) Virtuals() []api.VirtualStatus {
 			vs.BytesOut = st.BytesOut.Load()
 			vs.Errors = st.Errors.Load()
 			vs.Rejected = st.Rejected.Load()
+			vs.ClientErrors = st.ClientErrors.Load()
 		}
 		out = append(out, vs)
 	}

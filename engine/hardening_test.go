@@ -319,6 +319,9 @@ func TestClientFaultsAreNotChargedToMembers(t *testing.T) {
 	if n := st.ClientErrors.Load(); n < 7 {
 		t.Fatalf("client errors counted %d, want >= 7", n)
 	}
+	if vs := e.Virtuals(); len(vs) != 1 || vs[0].ClientErrors != st.ClientErrors.Load() {
+		t.Fatalf("the API does not show the client errors: %+v", vs)
+	}
 	if n := st.Errors.Load(); n != 0 {
 		t.Fatalf("virtual errors %d, want 0 (all faults were the clients')", n)
 	}

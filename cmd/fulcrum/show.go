@@ -442,7 +442,7 @@ func printVirtuals(w io.Writer, vs []api.VirtualStatus) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tDESTINATION\tTYPE\tPOOL\tPERSISTENCE\tAVAILABILITY\tSTATE\tACTIVE\tTOTAL\tREQUESTS\tBYTES IN\tBYTES OUT\tERRORS\tREJECTED")
+	fmt.Fprintln(tw, "NAME\tDESTINATION\tTYPE\tPOOL\tPERSISTENCE\tAVAILABILITY\tSTATE\tACTIVE\tTOTAL\tREQUESTS\tBYTES IN\tBYTES OUT\tERRORS\tCLIENT ERRORS\tREJECTED")
 	for _, v := range vs {
 		typ := v.Type
 		if v.TLS {
@@ -452,9 +452,9 @@ func printVirtuals(w io.Writer, vs []api.VirtualStatus) {
 		if !v.Enabled {
 			state = "disabled"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%d\t%d\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%d\n",
 			v.Name, v.Destination, orDash(typ), orDash(v.Pool), orDash(v.Persistence), orDash(v.Availability), state,
-			v.Active, v.Total, v.Requests, humanBytes(v.BytesIn), humanBytes(v.BytesOut), v.Errors, v.Rejected)
+			v.Active, v.Total, v.Requests, humanBytes(v.BytesIn), humanBytes(v.BytesOut), v.Errors, v.ClientErrors, v.Rejected)
 	}
 	tw.Flush()
 }
