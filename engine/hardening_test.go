@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fulcrum-adc/fulcrum/api"
+	"github.com/fulcrum-adc/fulcrum/config"
 )
 
 // These are regression tests for issue 7: each one reproduces an attack or a
@@ -607,5 +609,52 @@ func TestHTTPProtocolPoints(t *testing.T) {
 	_, body := rawExchange(t, addr, "GET / HTTP/1.1\r\n\r\n")
 	if strings.Contains(body, "h1") || !strings.Contains(body, "Host") {
 		t.Fatalf("error body names internals or says nothing: %q", body)
+	}
+}
+
+// Item 2: idle server connections are keyed on everything that makes them
+// interchangeable: after a reload that changes the server-ssl profile, a
+// request never rides a connection made under the old one.
+func TestReloadChangingServerSSLDoesNotReuseOldConnections(t *testing.T) {
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.TLS.ServerName)
+	}))
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	port := freePort(t)
+	yaml := func(sni string) string {
+		return fmtYAML(`
+profiles:
+  server_ssl:
+    back:
+      server_name: %s
+pools:
+  web:
+    members:
+      - address: %s
+virtuals:
+  vs:
+    destination: 127.0.0.1:%d
+    type: http
+    pool: web
+    server_ssl: back
+management:
+  address: "off"
+`, sni, strings.TrimPrefix(ts.URL, "https://"), port)
+	}
+	e := startEngine(t, yaml("a.test"))
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if _, body := rawExchange(t, addr, "GET / HTTP/1.1\r\nHost: v\r\n\r\n"); body != "a.test" {
+		t.Fatalf("before the reload the member saw SNI %q", body)
+	}
+	cfg, err := config.Parse([]byte(yaml("b.test")), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, body := rawExchange(t, addr, "GET / HTTP/1.1\r\nHost: v\r\n\r\n"); body != "b.test" {
+		t.Fatalf("after a reload to SNI b.test the request went out with SNI %q (an old connection reused)", body)
 	}
 }
