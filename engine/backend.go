@@ -246,7 +246,7 @@ func (e *Engine) LoadConfig(data []byte) (api.ConfigApplied, error) {
 		return api.ConfigApplied{}, err
 	}
 	if err := e.Apply(cfg); err != nil {
-		return api.ConfigApplied{}, err
+		return api.ConfigApplied{}, applyError(err)
 	}
 	if e.path == "" {
 		e.log.Info("configuration loaded through the API (runtime only: no configuration file)")

@@ -207,6 +207,10 @@ func (e *Engine) Reload() error {
 	if e.path == "" {
 		return fmt.Errorf("%w: this instance was not started from a configuration file", api.ErrBadRequest)
 	}
+	// Not between an API load's apply and its save to the file: the file
+	// read here is then the one that load wrote.
+	e.states.cfgMu.Lock()
+	defer e.states.cfgMu.Unlock()
 	cfg, err := config.Load(e.path)
 	if err != nil {
 		var ce config.Errors
@@ -218,10 +222,22 @@ func (e *Engine) Reload() error {
 		return err
 	}
 	if err := e.Apply(cfg); err != nil {
-		return err
+		return applyError(err)
 	}
 	e.log.Info("configuration reloaded", "file", e.path)
 	return nil
+}
+
+// applyError marks an Apply failure the configuration caused (a listener
+// that cannot be opened: the address is taken or not local) as a bad
+// request for the API, which answers 400 with the message, not 500; the
+// ListenError stays reachable through errors.As.
+func applyError(err error) error {
+	var le *ListenError
+	if errors.As(err, &le) {
+		return fmt.Errorf("%w: %w", api.ErrBadRequest, err)
+	}
+	return err
 }
 
 // drain releases l, which a reload removed and closed, once its last
