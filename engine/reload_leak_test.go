@@ -1,10 +1,13 @@
 package engine
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"runtime"
 	"strings"
@@ -307,4 +310,55 @@ func TestCloseWhileDraining(t *testing.T) {
 	if err := e.Apply(cfg); !errors.Is(err, ErrClosed) {
 		t.Errorf("Apply after Close: %v, want ErrClosed", err)
 	}
+}
+
+// A reload that removes an http virtual ends its idle keep-alive clients at
+// once (parked or about to be), instead of keeping them, and the listener,
+// for the whole keep-alive timeout.
+func TestRemovedVirtualEndsIdleKeepAliveClients(t *testing.T) {
+	b := startBackend(t, "a")
+	port := freePort(t)
+	conf := func(withVirtual bool) string {
+		v := ""
+		if withVirtual {
+			v = fmtYAML("  vs:\n    destination: 127.0.0.1:%d\n    type: http\n    pool: web\n", port)
+		}
+		return fmtYAML("pools:\n  web:\n    members:\n      - address: %s\nvirtuals:\n%s  other:\n    destination: 127.0.0.1:%d\n    type: tcp\n    pool: web\nmanagement:\n  address: \"off\"\n",
+			b.addr, v, freePort(t))
+	}
+	e := startEngine(t, conf(true))
+	var clients []net.Conn
+	for i := range 2 {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: v\r\n\r\n")
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		clients = append(clients, c)
+		if i == 0 {
+			time.Sleep(1500 * time.Millisecond) // the first one is parked by now
+		}
+	}
+	if err := e.Apply(mustParse(t, conf(false))); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range clients {
+		c.SetReadDeadline(time.Now().Add(3 * time.Second)) // keep-alive timeout is 60s
+		if n, err := c.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("idle client %d of the removed virtual: read %d, %v; want the connection closed", i, n, err)
+		}
+	}
+	waitFor(t, "the removed listener drained", 3*time.Second, func() bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return len(e.draining) == 0
+	})
 }

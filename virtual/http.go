@@ -207,8 +207,11 @@ func (h *httpConn) serve(first bool) (parked bool) {
 						return false
 					}
 					if left := time.Until(h.waitUntil); left > 0 && h.l.parker != nil {
-						if h.l.parker.park(h, left, first) == nil {
+						switch err := h.l.parker.park(h, left, first); err {
+						case nil:
 							return true
+						case errDraining:
+							return false // the listener is closing: idle connections end
 						}
 					}
 					if first {

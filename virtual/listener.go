@@ -231,6 +231,9 @@ func (l *Listener) Close() error {
 			l.udp.closeAll()
 		}
 		l.loop.Wait()
+		if l.parker != nil {
+			l.parker.drain()
+		}
 		l.idle.closeAll()
 	})
 	return l.closeErr

@@ -27,6 +27,7 @@ type parker struct {
 	mu        sync.Mutex
 	parked    map[int32]*parkedConn
 	closed    bool
+	draining  bool // drain was called: park refuses
 	done      chan struct{} // closed when both goroutines have ended
 	stop      chan struct{}
 	closeOnce sync.Once
@@ -77,9 +78,9 @@ func (pk *parker) park(h *httpConn, timeout time.Duration, first bool) error {
 	}
 	pc := &parkedConn{h: h, fd: fd, first: first, deadline: time.Now().Add(timeout)}
 	pk.mu.Lock()
-	if pk.closed {
+	if pk.closed || pk.draining {
 		pk.mu.Unlock()
-		return errors.New("parker closed")
+		return errDraining
 	}
 	pk.parked[fd] = pc
 	h.parked.Store(pc)
@@ -164,6 +165,29 @@ func (pk *parker) sweep(now time.Time) {
 	for _, pc := range due {
 		if pk.take(pc) {
 			pc.h.idleExpired(pc.first)
+		}
+	}
+}
+
+// errDraining: the listener is closing; an idle connection is ended rather
+// than parked.
+var errDraining = errors.New("listener closing: idle connections are not kept")
+
+// drain ends every parked (idle) connection and parks no more: a removed
+// or stopping virtual does not keep idle keep-alive clients for their
+// whole keep-alive timeout (HAProxy closes idle connections on soft stop
+// too). Busy connections finish their exchange and then end.
+func (pk *parker) drain() {
+	pk.mu.Lock()
+	pk.draining = true
+	idle := make([]*parkedConn, 0, len(pk.parked))
+	for _, pc := range pk.parked {
+		idle = append(idle, pc)
+	}
+	pk.mu.Unlock()
+	for _, pc := range idle {
+		if pk.take(pc) {
+			pc.h.end()
 		}
 	}
 }
