@@ -378,8 +378,12 @@ func main() {
 	label := flag.String("label", "", "what the table calls the Fulcrum build (default: the binary's path)")
 	haproxyBin := flag.String("haproxy", "haproxy", "haproxy binary (2.6 for the published table)")
 	raw := flag.Bool("raw", false, "after the table, print the exact bytes each backend received")
+	aborts := flag.Int("aborts", 10, "uploads to abort after the table, to show where Fulcrum charges them (0-1000)")
 	quiet := flag.Duration("quiet", 600*time.Millisecond, "a response is complete once the proxy has been quiet this long")
 	flag.Parse()
+	if *aborts < 0 || *aborts > 1000 {
+		fatal(fmt.Errorf("-aborts %d: want 0 to 1000", *aborts))
+	}
 
 	dir, err := os.MkdirTemp("", "parsercompare")
 	if err != nil {
@@ -493,6 +497,22 @@ func main() {
 		fmt.Println("| " + strings.Join(row, " | ") + " |")
 		raws = append(raws, rr)
 	}
+	// Client faults after the head was accepted: uploads announced with
+	// Content-Length 100000 whose client hangs up after 5 bytes (issue 7,
+	// item 3: five of them used to take a healthy member out).
+	for i := 0; i < *aborts; i++ {
+		mustLoopback(fp.addr)
+		c, err := net.DialTimeout("tcp", fp.addr, time.Second)
+		if err != nil {
+			fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\nhello")
+		time.Sleep(100 * time.Millisecond) // the head reaches the member first
+		c.Close()
+	}
+	time.Sleep(300 * time.Millisecond)
+
 	// Where Fulcrum charged what it refused: the virtual's rejected
 	// reasons, never the member (its error and passive-failure counters).
 	mgmt := fmt.Sprintf("127.0.0.1:%d", fMgmt)
@@ -501,7 +521,7 @@ func main() {
 	if resp, err := hc.Get("http://" + mgmt + "/metrics"); err == nil {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 		resp.Body.Close()
-		fmt.Println("\nFulcrum's counters after the run (`/metrics`):\n\n```")
+		fmt.Printf("\nFulcrum's counters after the run and %d aborted uploads (`Content-Length: 100000`, 5 bytes sent, then close) (`/metrics`):\n\n```\n", *aborts)
 		for _, l := range strings.Split(string(b), "\n") {
 			for _, m := range []string{"fulcrum_virtual_rejected_total{", "fulcrum_virtual_errors_total{", "fulcrum_virtual_requests_total{",
 				"fulcrum_member_errors_total{", "fulcrum_member_passive_failures_total{", "fulcrum_member_up{"} {
