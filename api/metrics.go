@@ -42,7 +42,7 @@ func NewMetrics(b Backend) *Metrics {
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "fulcrum",
 			Name:      "virtual_rejected_total",
-			Help:      "Client inputs a virtual server rejected, by reason (bad_request, header_too_large, timeout, no_member, ...).",
+			Help:      "Client inputs a virtual server rejected, by reason (bad_request, header_too_large, header_timeout, bad_request_body, client_aborted, client_timeout, client_gone, no_member, connection_limit, local_resources, ...).",
 		}, []string{"virtual", "reason"}),
 	}
 	m.reg.MustRegister(m.latency, m.rejected,

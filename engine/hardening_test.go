@@ -658,3 +658,31 @@ management:
 		t.Fatalf("after a reload to SNI b.test the request went out with SNI %q (an old connection reused)", body)
 	}
 }
+
+// A request refused while the client is still sending (an oversized head
+// here) is answered, then the connection is half-closed and drained: the
+// client reads the whole answer and a clean end, not a reset that can
+// destroy the answer before it is read.
+func TestRefusedRequestIsClosedWithoutReset(t *testing.T) {
+	srv := startEchoPathServer(t, nil)
+	port := freePort(t)
+	startEngine(t, oneMemberYAML(port, srv.addr, ""))
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	head := "GET / HTTP/1.1\r\nHost: v\r\nX-Big: " + strings.Repeat("a", 100<<10) + "\r\n\r\n"
+	if _, err := io.WriteString(c, head); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the answer and the close happen while the rest is unread
+	reply, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("after %q: %v (want a clean end of stream)", reply, err)
+	}
+	if !strings.HasPrefix(string(reply), "HTTP/1.1 431") {
+		t.Fatalf("reply %q, want 431", reply)
+	}
+}

@@ -75,6 +75,7 @@ type exchange struct {
 
 	hasBody   bool
 	bodySent  bool // request body bytes left the client's buffers: no retry
+	bodyDone  bool // the whole request body was read from the client
 	continued bool // we told the client "100 Continue"
 	early     bool // the member answered before the whole body was sent
 
@@ -391,6 +392,7 @@ func (x *exchange) send() (fault, error) {
 	}
 	bodyDone.Store(true)
 	x.bodyIn = n
+	x.bodyDone = err == nil
 	h.idleArmed.Store(false)
 	if err == nil {
 		// The whole body is out: the response timeout runs from here.
@@ -497,6 +499,7 @@ func (x *exchange) forwardResponse() bool {
 	// After an early answer the rest of the client's body is unread: the
 	// connection cannot carry another request.
 	keepClient := !req.Close && !resp.Body.UntilClose && !x.early
+	h.linger = x.early
 	stripHopByHop(&resp.Header, false)
 	if !keepClient {
 		resp.Header.Set("Connection", "close")
@@ -631,6 +634,9 @@ func (x *exchange) writeErrorOnce(status int, msg string) {
 		return
 	}
 	x.status = status
+	// A body not read to its end is still on its way: drain it before the
+	// close, or the reset may destroy this answer.
+	x.h.linger = x.hasBody && !x.bodyDone
 	x.h.writeError(status, msg)
 }
 

@@ -38,6 +38,7 @@ type httpConn struct {
 	cur *serverConn // server connection in use, closed by the reaper too
 
 	idleArmed atomic.Bool // the client's read deadline is an idle one (renewed by progress)
+	linger    bool        // answered while the client may still be sending: drain before closing
 
 	waitUntil time.Time                  // deadline of the current wait for a request
 	parked    atomic.Pointer[parkedConn] // set while the parker holds the connection
@@ -158,8 +159,38 @@ func (h *httpConn) run(first bool) {
 		}
 	}()
 	if !h.serve(first) {
+		if h.linger {
+			h.lingerClose()
+		}
 		h.end()
 	}
+}
+
+// lingerTime and lingerBytes bound how long and how much a connection that
+// was answered with an error (or an early response) while its client was
+// still sending is drained before it is closed.
+const (
+	lingerTime  = time.Second
+	lingerBytes = 1 << 20
+)
+
+// lingerClose half-closes the client connection and reads what the client
+// is still sending for a moment before the close: closing a socket with
+// unread data sends a reset, which can destroy the error response before
+// the client has read it (Apache's and nginx's lingering close).
+func (h *httpConn) lingerClose() {
+	tc, ok := h.raw.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	if h.bw != nil {
+		h.bw.Flush()
+	}
+	if tc.CloseWrite() != nil {
+		return
+	}
+	tc.SetReadDeadline(time.Now().Add(lingerTime))
+	io.CopyN(io.Discard, tc, lingerBytes)
 }
 
 // serve runs the HTTP/1.1 full proxy loop: keep-alive on both sides, a
@@ -401,6 +432,7 @@ func (h *httpConn) badRequest(err error, first bool) {
 	}
 	h.p.reject(reason)
 	h.p.Log.Debug("bad request", "virtual", h.p.Name, "client", h.client, "status", status, "err", err)
+	h.linger = true // the rest of what it sent is unread
 	h.writeError(status, reasonOf(err))
 }
 

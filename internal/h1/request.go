@@ -64,6 +64,9 @@ func ReadRequest(br *bufio.Reader, lim Limits) (*Request, error) {
 // single spaces only (RFC 9112 §3): lenient whitespace splitting is how a
 // front end and a back end come to see different targets.
 func (r *Request) parseRequestLine(line string) *Error {
+	if strings.IndexByte(line, '\r') >= 0 {
+		return malformed("bare CR in request line")
+	}
 	sp1 := strings.IndexByte(line, ' ')
 	if sp1 < 0 {
 		return malformed("request line has no spaces: " + quoteCap(line))
