@@ -29,8 +29,8 @@ type VirtualStatus struct {
 	Requests uint64 `json:"requests"`
 	BytesIn  uint64 `json:"bytes_in"`  // from clients
 	BytesOut uint64 `json:"bytes_out"` // to clients
-	Errors   uint64 `json:"errors"`   // failures charged to members or to Fulcrum itself
-	Rejected uint64 `json:"rejected"` // malformed or refused client input
+	Errors   uint64 `json:"errors"`    // failures charged to members or to Fulcrum itself
+	Rejected uint64 `json:"rejected"`  // malformed or refused client input
 	// ClientErrors are exchanges the client broke (truncated, malformed or
 	// stalled request body, gone mid-response): never charged to a member.
 	ClientErrors uint64 `json:"client_errors"`

@@ -27,7 +27,7 @@ type parker struct {
 	mu        sync.Mutex
 	parked    map[int32]*parkedConn
 	closed    bool
-	draining  bool // drain was called: park refuses
+	draining  bool          // drain was called: park refuses
 	done      chan struct{} // closed when both goroutines have ended
 	stop      chan struct{}
 	closeOnce sync.Once
