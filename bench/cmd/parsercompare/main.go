@@ -523,7 +523,7 @@ func main() {
 		resp.Body.Close()
 		fmt.Printf("\nFulcrum's counters after the run and %d aborted uploads (`Content-Length: 100000`, 5 bytes sent, then close) (`/metrics`):\n\n```\n", *aborts)
 		for _, l := range strings.Split(string(b), "\n") {
-			for _, m := range []string{"fulcrum_virtual_rejected_total{", "fulcrum_virtual_errors_total{", "fulcrum_virtual_requests_total{",
+			for _, m := range []string{"fulcrum_virtual_rejected_total{", "fulcrum_virtual_errors_total{", "fulcrum_virtual_client_errors_total{", "fulcrum_virtual_requests_total{",
 				"fulcrum_member_errors_total{", "fulcrum_member_passive_failures_total{", "fulcrum_member_up{"} {
 				if strings.HasPrefix(l, m) {
 					fmt.Println(l)
