@@ -558,10 +558,8 @@ management:
 	}
 }
 
-// closedPort is a loopback address nothing listens on.
-func closedPort(t *testing.T) string {
-	return fmt.Sprintf("127.0.0.1:%d", freePort(t))
-}
+// closedPort is a loopback address that refuses connections.
+func closedPort(t *testing.T) string { return refusingAddr(t) }
 
 // Item 10: absolute-form targets set Host; no 1xx to HTTP/1.0 clients; an
 // unrequested 101 is a 502; error bodies name no internal package.

@@ -229,8 +229,8 @@ func TestHTTPAllMembersDownGives503(t *testing.T) {
 }
 
 func TestHTTPDeadBackendPassiveDetection(t *testing.T) {
-	a, b := startBackend(t, "a"), startBackend(t, "b")
-	b.stop() // never answers: connection refused
+	a := startBackend(t, "a")
+	b := &backend{name: "b", addr: refusingAddr(t)} // connection refused
 	port := freePort(t)
 	e := startEngine(t, httpPoolYAML(port, "round-robin", "", a, b))
 	c := httpClient(false)
@@ -252,9 +252,8 @@ func TestHTTPDeadBackendPassiveDetection(t *testing.T) {
 		t.Errorf("dead member after passive detection: %+v", bm)
 	}
 	// Only dead members: 502.
-	a.stop()
 	e2port := freePort(t)
-	startEngine(t, httpPoolYAML(e2port, "round-robin", "", a))
+	startEngine(t, httpPoolYAML(e2port, "round-robin", "", &backend{name: "dead", addr: refusingAddr(t)}))
 	_, resp := get(t, c, fmt.Sprintf("http://127.0.0.1:%d/", e2port))
 	if resp.StatusCode != 502 && resp.StatusCode != 503 {
 		t.Errorf("dead pool: status %d, want 502/503", resp.StatusCode)

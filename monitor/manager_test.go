@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -290,8 +291,12 @@ func TestManagerFirstDecision(t *testing.T) {
 	t.Parallel()
 	live := tcpServer2(t, nil)
 	closed := closedTCPPort(t)
-	// Monitor "slow" gets its first result only after ~10 minutes.
-	slow := Spec{Name: "slow", Type: "tcp", Interval: 10 * time.Minute}
+	// Monitor "slow" gets no result during the test: its first probe (within
+	// a second: spread-checks) waits for an answer a silent server never
+	// sends, for ten minutes.
+	silent := tcpServer2(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
+	slow := Spec{Name: "slow", Type: "tcp", Interval: 10 * time.Minute, Timeout: 10 * time.Minute,
+		Receive: regexp.MustCompile(`x`), Destination: silent.String()}
 	quickUp := Spec{Name: "quick", Type: "tcp", Interval: 50 * time.Millisecond}
 	quickDown := Spec{Name: "quick", Type: "tcp", Interval: 50 * time.Millisecond, Destination: closed.String()}
 
