@@ -23,6 +23,27 @@
 //     Go's poller, and starts a goroutine when data arrives. That is what
 //     brings an idle connection to about 1.8 KiB.
 //
+// An http request is an exchange (exchange.go) in named steps: rewrite,
+// connect (persistence and balancing with reselect: members that refused
+// are skipped for the request, so a dead priority group spills over into
+// the next and a persisted client is re-persisted), send (a body goes out
+// while the response is already watched for, so an early answer such as
+// 413 is forwarded), forward, finish. The member's slot is a lease released
+// exactly once. Every failure is charged to whoever caused it (fault.go,
+// exchange.go): the client (client errors, never the member's health), the
+// member (errors and passive health), or Fulcrum's own resources (a
+// "local_resources" rejection, never the member). Idle deadlines are
+// renewed while an exchange moves bytes (countConn), so idle means idle,
+// not a total time. OneConnect reuses an idle server connection only when
+// it is clean (the member sent nothing while it idled) and only under the
+// same key (member, server-ssl configuration, serverside profile, source).
+//
+// Listen opens the socket for a plan and Serve (ServeUDP) serves one handed
+// in, as net/http's Server.Serve; Plan.DialContext replaces the dialer (as
+// net/http's Transport.DialContext). UDP flows hold no goroutine and no
+// buffer of their own: one epoll set per listener and a shared buffer
+// (udp.go), and the table is bounded by the virtual's connection limit.
+//
 // It must not own configuration parsing (package config), member state and
 // balancing (package pool), health (package monitor) or the tables' internals
 // (packages conntrack and persist): it calls their APIs.
