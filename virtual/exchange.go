@@ -399,8 +399,12 @@ func (x *exchange) send() (fault, error) {
 		sc.idleArmed.Store(false)
 		sc.conn.SetReadDeadline(time.Now().Add(p.HTTP.ResponseTimeout))
 		r := <-results
-		if interrupted.Load() && sc.raw != nil {
-			sc.raw.SetWriteDeadline(time.Time{}) // raced the end of the body: undo
+		if interrupted.Load() {
+			// The answer raced the end of the body: undo the interruption.
+			h.raw.SetReadDeadline(time.Time{})
+			if sc.raw != nil {
+				sc.raw.SetWriteDeadline(time.Time{})
+			}
 		}
 		if r.err != nil {
 			return faultMember, r.err
