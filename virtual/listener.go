@@ -65,9 +65,14 @@ type Listener struct {
 	chunks           sync.Pool // tcp: proxy-buffer chunks
 	readahead        sync.Pool // http: buffers for requests read while waiting
 	udp              *udpFlows // udp: flow table
-	// parker holds idle http client connections without goroutines (nil
-	// when it could not be created: connections then wait on goroutines).
-	parker *parker
+	// parker holds idle http client connections without goroutines. The
+	// accept loop creates it with the first http connection (a tcp virtual
+	// never needs one) and only it writes the field; connections, Close and
+	// Wait read it after the loop started them or ended. Nil until then, or
+	// when it could not be created (noParker: connections then wait on
+	// goroutines).
+	noParker bool
+	parker   *parker
 }
 
 // Listen opens the socket for p.Destination and starts serving p.
@@ -154,11 +159,6 @@ func Serve(p *Plan, ln net.Listener) (*Listener, error) {
 func serve(p *Plan, ln net.Listener) *Listener {
 	l := newListener(p)
 	l.ln = ln
-	if pk, err := newParker(); err == nil {
-		l.parker = pk
-	} else {
-		p.Log.Warn("idle connections will each hold a goroutine: epoll unavailable", "err", err)
-	}
 	l.loop.Add(1)
 	go l.acceptLoop()
 	return l
@@ -313,6 +313,8 @@ func (l *Listener) acceptLoop() {
 		p.Stats.Total.Add(1)
 		l.conns.Add(1)
 		if p.Type == "http" {
+			l.ensureParker(p)
+			l.ensureParker(p)
 			l.startHTTP(p, c) // its lifetime may outlast any one goroutine
 			continue
 		}
@@ -352,4 +354,19 @@ func (p *Plan) clientMSS(c net.Conn) int {
 		}
 	}
 	return 0
+}
+
+// ensureParker creates the parker for the first http connection. Called
+// only from the accept loop.
+func (l *Listener) ensureParker(p *Plan) {
+	if l.parker != nil || l.noParker {
+		return
+	}
+	pk, err := newParker()
+	if err != nil {
+		l.noParker = true
+		p.Log.Warn("idle connections will each hold a goroutine: epoll unavailable", "err", err)
+		return
+	}
+	l.parker = pk
 }

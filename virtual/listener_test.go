@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fulcrum-adc/fulcrum/conntrack"
+	"github.com/fulcrum-adc/fulcrum/pool"
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 )
@@ -215,4 +217,41 @@ func TestListenUDPWaitReleases(t *testing.T) {
 	}
 	closeAndWait(l)
 	<-l.Done()
+}
+
+// A tcp virtual never creates the parker (an epoll set and its goroutines):
+// it is made with the first http connection.
+func TestParkerOnlyForHTTP(t *testing.T) {
+	backend, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := testPlan("tcp", ln.Addr().String())
+	p.Pool = pool.New(pool.Config{Name: "web", Members: []pool.MemberConfig{{Addr: netip.MustParseAddrPort(backend.Addr().String())}}}, nil, nil)
+	p.Conns = conntrack.NewTable()
+	p.ConnectTimeout = time.Second
+	l, err := Serve(p, ln)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAndWait(l)
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if s, err := backend.Accept(); err == nil { // the connection went through
+		s.Close()
+	} else {
+		t.Fatal(err)
+	}
+	l.Close() // the accept loop has ended: its writes are visible
+	if l.parker != nil {
+		t.Fatal("a tcp virtual created the http parker")
+	}
 }
