@@ -22,13 +22,13 @@ import (
 // TestEveryCommandHasHelp: `fulcrum CMD --help` (and -h, and `fulcrum help
 // CMD`) describes the command and exits 0.
 func TestEveryCommandHasHelp(t *testing.T) {
-	for _, cmd := range []string{"run", "check", "demo", "version", "show", "member", "reload"} {
+	for _, cmd := range []string{"run", "check", "demo", "version", "show", "member", "reload", "delete"} {
 		for _, args := range [][]string{{cmd, "--help"}, {cmd, "-h"}, {"help", cmd}} {
 			var out, errb bytes.Buffer
 			code := run(args, &out, &errb)
-			text := out.String() + errb.String()
-			if code != 0 {
-				t.Errorf("%v: exit %d, want 0:\n%s", args, code, text)
+			text := out.String()
+			if code != 0 || errb.Len() != 0 {
+				t.Errorf("%v: exit %d, stderr %q; want 0 and the help on stdout:\n%s", args, code, errb.String(), text)
 			}
 			if !strings.Contains(text, "usage: fulcrum "+cmd) {
 				t.Errorf("%v: no usage line:\n%s", args, text)

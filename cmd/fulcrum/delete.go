@@ -50,7 +50,7 @@ func (c *apiCLI) delete(args []string) int {
 	fs.StringVar(&d.Profile, "profile", "", "persistence: only records of this persistence profile")
 	fs.StringVar(&d.Member, "member", "", "persistence: only records pointing to this member (IP:PORT)")
 	fs.BoolVar(&d.All, "all", false, "persistence: every record")
-	pos, err := parseInterleaved(fs, args)
+	pos, err := c.parse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}

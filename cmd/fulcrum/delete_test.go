@@ -59,8 +59,8 @@ func TestDeleteCommand(t *testing.T) {
 	}
 	// Through main's switch, with help.
 	var out, errb bytes.Buffer
-	if code := run([]string{"delete", "-h"}, &out, &errb); code != 0 || !strings.Contains(errb.String(), "usage: fulcrum delete") {
-		t.Errorf("delete -h: exit %d, %q", code, errb.String())
+	if code := run([]string{"delete", "-h"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "usage: fulcrum delete") || errb.Len() != 0 {
+		t.Errorf("delete -h: exit %d, stdout %q, stderr %q (help asked for goes to stdout)", code, out.String(), errb.String())
 	}
 }
 

@@ -200,10 +200,21 @@ func (c *apiCLI) newFlagSet(name, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
 	fs.Usage = func() {
-		fmt.Fprint(c.stderr, usage)
+		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// parse parses args with parseInterleaved; help that was asked for (-h)
+// goes to stdout like every other command's, a usage error to stderr.
+func (c *apiCLI) parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" {
+			fs.SetOutput(c.stdout)
+		}
+	}
+	return parseInterleaved(fs, args)
 }
 
 // parseInterleaved parses flags that may come before, between or after the
@@ -289,6 +300,7 @@ func (c *apiCLI) show(args []string) int {
 		if len(args) == 0 {
 			return c.usageError(fs, "show what? virtuals, pools, connections, persistence or config")
 		}
+		fs.SetOutput(c.stdout)
 		fs.Usage()
 		return 0
 	}
@@ -297,7 +309,7 @@ func (c *apiCLI) show(args []string) int {
 		fs := c.newFlagSet("show", showUsage)
 		c.commonFlags(fs, 10*time.Second)
 		fs.String("o", "table", "output: table or json")
-		if _, err := parseInterleaved(fs, args); errors.Is(err, flag.ErrHelp) {
+		if _, err := c.parse(fs, args); errors.Is(err, flag.ErrHelp) {
 			return 0
 		} else if err != nil {
 			return 2
@@ -333,7 +345,7 @@ func (c *apiCLI) show(args []string) int {
 	default:
 		return c.usageError(fs, "cannot show %q: want virtuals, pools, connections, persistence or config", what)
 	}
-	pos, err := parseInterleaved(fs, args)
+	pos, err := c.parse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -582,7 +594,7 @@ func countLine(n, limit int, noun string) string {
 func (c *apiCLI) member(args []string) int {
 	fs := c.newFlagSet("member", memberUsage)
 	f := c.commonFlags(fs, 10*time.Second)
-	pos, err := parseInterleaved(fs, args)
+	pos, err := c.parse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -620,7 +632,7 @@ func (c *apiCLI) member(args []string) int {
 func (c *apiCLI) reload(args []string) int {
 	fs := c.newFlagSet("reload", reloadUsage)
 	f := c.commonFlags(fs, 60*time.Second)
-	pos, err := parseInterleaved(fs, args)
+	pos, err := c.parse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
