@@ -178,6 +178,9 @@ func TestConnectionTokensNeverRemoveFraming(t *testing.T) {
 			if srv.saw("/smuggled") {
 				t.Fatal("the member saw the smuggled request")
 			}
+			if n := srv.conns.Load(); n != 1 {
+				t.Fatalf("the member saw %d connections: the second client did not reuse the server connection, so the cross-client case was not tested", n)
+			}
 		})
 	}
 }
