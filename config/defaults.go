@@ -75,7 +75,10 @@ const (
 // Names of the built-in objects. An object of the same name in the file
 // replaces the built-in one.
 const (
-	BuiltinTCPProfile   = "tcp"
+	// DefaultTCPProfile is the profile of a tcp or http virtual that names
+	// none: buffers sized from the path (tcp-progressive), not the
+	// reference's fixed 64 KB, which caps a single stream on a fast LAN.
+	DefaultTCPProfile   = tcp.BuiltinProgressive
 	BuiltinHTTPProfile  = "http"
 	BuiltinSourceAddr   = "source_addr"
 	BuiltinCookieInsert = "cookie_insert"
@@ -332,7 +335,7 @@ func (v *validator) complete() {
 			vs.SNAT = DefaultSNAT
 		}
 		if vs.ClientsideTCP == "" {
-			vs.ClientsideTCP = BuiltinTCPProfile
+			vs.ClientsideTCP = DefaultTCPProfile
 		}
 		if vs.ServersideTCP == "" {
 			vs.ServersideTCP = vs.ClientsideTCP

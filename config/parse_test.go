@@ -329,7 +329,7 @@ virtuals:
 	check("http virtual http_profile", vh.HTTP, "http")
 	check("tcp virtual http_profile", vt.HTTP, "")
 	check("snat", vh.SNAT, "automap")
-	check("clientside_tcp", vh.ClientsideTCP, "tcp")
+	check("clientside_tcp", vh.ClientsideTCP, "tcp-progressive")
 	check("serverside_tcp follows clientside", vt.ServersideTCP, "tcp")
 	check("http idle_timeout", vh.IdleTimeout, Duration(300*time.Second))
 	check("tcp idle_timeout", vt.IdleTimeout, Duration(300*time.Second))

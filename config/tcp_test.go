@@ -56,7 +56,7 @@ profiles:
 	if l.IdleTimeout != 0 || l.KeepAliveInterval != 30*time.Second || l.ReceiveWindow != 256<<10 || l.SACK || !l.Explicit["selective_acks"] {
 		t.Fatalf("long-lived = %+v", l)
 	}
-	for _, b := range []string{"tcp", "tcp-lan-optimized", "tcp-wan-optimized", "tcp-mobile-optimized"} {
+	for _, b := range []string{"tcp", "tcp-lan-optimized", "tcp-wan-optimized", "tcp-mobile-optimized", "tcp-progressive"} {
 		if c.TCP[b] == nil {
 			t.Errorf("built-in %s missing from Config.TCP", b)
 		}

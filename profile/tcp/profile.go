@@ -16,6 +16,11 @@ const (
 	BuiltinLAN    = "tcp-lan-optimized"
 	BuiltinWAN    = "tcp-wan-optimized"
 	BuiltinMobile = "tcp-mobile-optimized"
+	// BuiltinProgressive is what a virtual that names no profile gets (F5's
+	// later default, f5-tcp-progressive, plays the same part): the reference
+	// timers of tcp with every buffer sized from the measured path, so a
+	// user who writes no profile is not capped at 64 KB in flight.
+	BuiltinProgressive = "tcp-progressive"
 )
 
 // Limits enforced by Resolve. docs/tcp-profiles.md explains each.
@@ -123,7 +128,8 @@ func base() *Profile {
 }
 
 // Builtins returns fresh copies of the built-in profiles: tcp,
-// tcp-lan-optimized, tcp-wan-optimized and tcp-mobile-optimized.
+// tcp-lan-optimized, tcp-wan-optimized, tcp-mobile-optimized and
+// tcp-progressive.
 // docs/tcp-profiles.md gives and justifies every value.
 func Builtins() map[string]*Profile {
 	tcp := base()
@@ -147,13 +153,19 @@ func Builtins() map[string]*Profile {
 	mob.AckOnPush = true
 	mob.NotSentLowat = 128 << 10
 
-	return map[string]*Profile{tcp.Name: tcp, lan.Name: lan, wan.Name: wan, mob.Name: mob}
+	prog := base()
+	prog.Name = BuiltinProgressive
+	prog.SendBuffer, prog.AutoSendBuffer = 0, true
+	prog.ReceiveWindow, prog.AutoReceiveWindow = 0, true
+	prog.ProxyBufferHigh, prog.ProxyBufferLow, prog.AutoProxyBuffer = 0, 0, true
+
+	return map[string]*Profile{tcp.Name: tcp, lan.Name: lan, wan.Name: wan, mob.Name: mob, prog.Name: prog}
 }
 
 // IsBuiltin reports whether name is a built-in profile.
 func IsBuiltin(name string) bool {
 	switch name {
-	case BuiltinTCP, BuiltinLAN, BuiltinWAN, BuiltinMobile:
+	case BuiltinTCP, BuiltinLAN, BuiltinWAN, BuiltinMobile, BuiltinProgressive:
 		return true
 	}
 	return false

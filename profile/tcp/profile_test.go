@@ -2,6 +2,7 @@ package tcp
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -289,4 +290,25 @@ func FuzzParseBufferSize(f *testing.F) {
 			t.Fatalf("ParseBufferSize(%q) = %d", s, v)
 		}
 	})
+}
+
+// The default of a virtual that names no profile sizes every buffer from
+// the path: a fixed SO_SNDBUF/SO_RCVBUF turns Linux's autotuning off and
+// caps one stream at 64 KB in flight. Everything else is the reference's.
+func TestProgressiveIsTCPWithAutoBuffers(t *testing.T) {
+	b := Builtins()
+	p, ref := b[BuiltinProgressive], b[BuiltinTCP]
+	if p == nil || !IsBuiltin(BuiltinProgressive) {
+		t.Fatal("tcp-progressive is not a built-in")
+	}
+	if !p.AutoSendBuffer || !p.AutoReceiveWindow || !p.AutoProxyBuffer || p.SendBuffer != 0 || p.ReceiveWindow != 0 {
+		t.Fatalf("buffers not auto: %+v", p)
+	}
+	q := *p
+	q.Name = ref.Name
+	q.SendBuffer, q.ReceiveWindow, q.ProxyBufferHigh, q.ProxyBufferLow = ref.SendBuffer, ref.ReceiveWindow, ref.ProxyBufferHigh, ref.ProxyBufferLow
+	q.AutoSendBuffer, q.AutoReceiveWindow, q.AutoProxyBuffer = false, false, false
+	if !reflect.DeepEqual(&q, ref) {
+		t.Fatalf("tcp-progressive differs from tcp beyond its buffers:\n%+v\n%+v", &q, ref)
+	}
 }
