@@ -182,7 +182,7 @@ type Virtual struct {
 	HTTP                string   `yaml:"http_profile"`         // default built-in "http" for type http
 	ClientSSL           string   `yaml:"client_ssl"`           // client-ssl profile: terminate TLS
 	ServerSSL           string   `yaml:"server_ssl"`           // server-ssl profile: re-encrypt to members
-	ClientsideTCP       string   `yaml:"clientside_tcp"`       // TCP profile for the client side (default tcp)
+	ClientsideTCP       string   `yaml:"clientside_tcp"`       // TCP profile for the client side (default tcp-progressive)
 	ServersideTCP       string   `yaml:"serverside_tcp"`       // TCP profile for the server side (default: clientside's)
 	IdleTimeout         Duration `yaml:"idle_timeout"`         // default 300s (tcp/http), 60s (udp)
 	ConnectTimeout      Duration `yaml:"connect_timeout"`      // default 5s
