@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 }
 
 // freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -165,7 +165,7 @@ func (b *backend) restart(t *testing.T) *backend {
 
 // startEngine applies yamlText (after fmt-style substitution by the caller) and
 // returns the engine; it is closed at test end.
-func startEngine(t *testing.T, yamlText string) *Engine {
+func startEngine(t testing.TB, yamlText string) *Engine {
 	t.Helper()
 	cfg, err := config.Parse([]byte(yamlText), "test.yaml")
 	if err != nil {
