@@ -20,6 +20,9 @@ const (
 	DefaultAccessLogFormat   = "json"
 	DefaultSyslogSocket      = "/dev/log"
 	DefaultMgmtMaxConns      = 64
+	// DefaultPersistenceRecords bounds the persistence table: about 200
+	// bytes a record, so some 200 MB when full.
+	DefaultPersistenceRecords = 1_000_000
 
 	DefaultMonitorInterval    = Duration(5 * time.Second)
 	DefaultMonitorTimeout     = Duration(16 * time.Second) // 3 × interval + 1s (F5 rule) for the default interval
@@ -203,6 +206,9 @@ func (v *validator) complete() {
 	}
 	if c.Management.MaxConnections == 0 {
 		c.Management.MaxConnections = DefaultMgmtMaxConns
+	}
+	if !p.has("limits.persistence_records") {
+		c.Limits.PersistenceRecords = DefaultPersistenceRecords
 	}
 
 	for name, m := range c.Monitors {

@@ -14,6 +14,7 @@ type Config struct {
 	Profiles   Profiles             `yaml:"profiles"`
 	SNATPools  map[string]*SNATPool `yaml:"snat_pools"`
 	Virtuals   map[string]*Virtual  `yaml:"virtuals"`
+	Limits     Limits               `yaml:"limits"`
 
 	// TCP is every TCP profile, resolved (inheritance applied, built-ins
 	// included): what the engine reads. Virtuals name these in
@@ -40,6 +41,14 @@ type Management struct {
 	// kernel's accept queue (default 64).
 	MaxConnections int    `yaml:"max_connections"`
 	StateFile      string `yaml:"state_file"` // runtime member states; default <config file>.state; "off" disables
+}
+
+// Limits bound the tables that clients can grow and that no other setting
+// bounds (HAProxy: a stick-table's size).
+type Limits struct {
+	// PersistenceRecords caps the persistence table (every profile's
+	// records together); default 1,000,000.
+	PersistenceRecords int `yaml:"persistence_records"`
 }
 
 // Log controls the structured log and the HTTP access log.

@@ -66,6 +66,7 @@ func (v *validator) notice(path, format string, args ...any) {
 func (v *validator) validate() {
 	v.names()
 	v.management()
+	v.limits()
 	v.logging()
 	v.monitors()
 	v.pools()
@@ -205,6 +206,15 @@ func ParseManagementAddress(s string) (netip.AddrPort, error) {
 // maxMgmtConns bounds management.max_connections: the API is for
 // operators and scrapers, not a data path.
 const maxMgmtConns = 4096
+
+// maxPersistenceRecords bounds limits.persistence_records (some 20 GB).
+const maxPersistenceRecords = 100_000_000
+
+func (v *validator) limits() {
+	if n := v.cfg.Limits.PersistenceRecords; n < 1 || n > maxPersistenceRecords {
+		v.errorf("limits.persistence_records", "%d must be from 1 to %d: clients create records (one per address, cookie or header value), so the table needs a bound", n, maxPersistenceRecords)
+	}
+}
 
 func (v *validator) management() {
 	m := &v.cfg.Management

@@ -16,6 +16,7 @@ import (
 	"github.com/fulcrum-adc/fulcrum/persist"
 	"github.com/fulcrum-adc/fulcrum/pool"
 	"github.com/fulcrum-adc/fulcrum/virtual"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Options configure an Engine.
@@ -103,6 +104,13 @@ func New(opt Options) *Engine {
 	}
 	e.states.explicit = opt.StatePath
 	e.metrics = api.NewMetrics(e)
+	e.metrics.Registry().MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fulcrum_persistence_records",
+			Help: "Records in the persistence table."}, func() float64 { return float64(e.persists.Len()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "fulcrum_persistence_refused_total",
+			Help: "New persistence records not stored because the table was full (limits.persistence_records); those clients were balanced without persistence."},
+			func() float64 { return float64(e.persists.Refused()) }),
+	)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.bg.Add(2)
 	go func() { defer e.bg.Done(); e.conns.Run(e.ctx, time.Second) }()
@@ -196,6 +204,11 @@ func (e *Engine) Apply(cfg *config.Config) error {
 	e.pools = c.pools
 	e.cfg = cfg
 	e.monitors.Set(c.jobs)
+	if n := cfg.Limits.PersistenceRecords; n > 0 {
+		e.persists.SetMaxEntries(n)
+	} else { // a Config not made by config.Parse
+		e.persists.SetMaxEntries(config.DefaultPersistenceRecords)
+	}
 	for _, n := range cfg.Notices {
 		e.log.Warn("configuration notice", "notice", n)
 	}

@@ -687,3 +687,66 @@ func TestRefusedRequestIsClosedWithoutReset(t *testing.T) {
 		t.Fatalf("reply %q, want 431", reply)
 	}
 }
+
+// Clients grow the persistence table (one source_addr record per address):
+// it stops at limits.persistence_records, the clients beyond are still
+// served (balanced without a record), and the refusals are counted.
+func TestPersistenceTableIsBounded(t *testing.T) {
+	srv := startEchoPathServer(t, nil)
+	port := freePort(t)
+	e := startEngine(t, fmtYAML(`
+limits:
+  persistence_records: 3
+pools:
+  web:
+    members:
+      - address: %s
+virtuals:
+  vs:
+    destination: 127.0.0.1:%d
+    type: http
+    pool: web
+    persistence: source_addr
+management:
+  address: "off"
+`, srv.addr, port))
+	for i := 1; i <= 6; i++ {
+		// Each client from its own loopback address (127.0.0.0/8 is all local).
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(i))}}
+		c, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET /p HTTP/1.1\r\nHost: v\r\nConnection: close\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		c.Close()
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("client %d: %v %v", i, resp, err)
+		}
+	}
+	if n := e.PersistTable().Len(); n != 3 {
+		t.Fatalf("persistence table holds %d records, want the limit 3", n)
+	}
+	if n := e.PersistTable().Refused(); n != 3 {
+		t.Fatalf("refused %d new records, want 3", n)
+	}
+	mfs, err := e.Metrics().Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if m.GetGauge() != nil {
+				got[mf.GetName()] = m.GetGauge().GetValue()
+			}
+			if m.GetCounter() != nil {
+				got[mf.GetName()] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if got["fulcrum_persistence_records"] != 3 || got["fulcrum_persistence_refused_total"] != 3 {
+		t.Fatalf("metrics: records %v, refused %v; want 3 and 3", got["fulcrum_persistence_records"], got["fulcrum_persistence_refused_total"])
+	}
+}
