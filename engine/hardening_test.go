@@ -114,21 +114,36 @@ func (s *echoPathServer) saw(path string) bool {
 	return false
 }
 
-func oneMemberYAML(port int, member, extra string) string {
-	return fmtYAML(`
-pools:
-  web:
-    members:
-      - address: %s
-%s
-virtuals:
-  vs:
-    destination: 127.0.0.1:%d
-    type: http
-    pool: web
-management:
-  address: "off"
-`, member, extra, port)
+// vsConf is the configuration most of these tests need: pool "web" and
+// virtual "vs" on 127.0.0.1:port, the management API off.
+type vsConf struct {
+	typ     string   // virtual type (default http)
+	members []string // member addresses
+	top     string   // top-level sections before the pool (profiles, limits)
+	pool    string   // lines under the pool, indented four spaces
+	vs      string   // lines under the virtual, indented four spaces
+}
+
+func (c vsConf) yaml(port int) string {
+	var b strings.Builder
+	b.WriteString(c.top)
+	b.WriteString("pools:\n  web:\n")
+	b.WriteString(c.pool)
+	b.WriteString("    members:\n")
+	for _, m := range c.members {
+		fmt.Fprintf(&b, "      - address: %s\n", m)
+	}
+	typ := c.typ
+	if typ == "" {
+		typ = "http"
+	}
+	fmt.Fprintf(&b, "virtuals:\n  vs:\n    destination: 127.0.0.1:%d\n    type: %s\n    pool: web\n%s", port, typ, c.vs)
+	b.WriteString("management:\n  address: \"off\"\n")
+	return b.String()
+}
+
+func oneMemberYAML(port int, member string) string {
+	return vsConf{members: []string{member}}.yaml(port)
 }
 
 // rawExchange writes raw on a new connection and returns the first response
@@ -161,7 +176,7 @@ func TestConnectionTokensNeverRemoveFraming(t *testing.T) {
 		t.Run(tok, func(t *testing.T) {
 			srv := startEchoPathServer(t, nil)
 			port := freePort(t)
-			startEngine(t, oneMemberYAML(port, srv.addr, ""))
+			startEngine(t, oneMemberYAML(port, srv.addr))
 			addr := fmt.Sprintf("127.0.0.1:%d", port)
 			smuggled := "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
 			raw := fmt.Sprintf("POST /upload HTTP/1.1\r\nHost: v\r\nConnection: %s\r\nContent-Length: %d\r\n\r\n%s", tok, len(smuggled), smuggled)
@@ -203,7 +218,7 @@ func TestIdleServerConnectionWithUnreadDataIsNotReused(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			srv := startEchoPathServer(t, after)
 			port := freePort(t)
-			startEngine(t, oneMemberYAML(port, srv.addr, ""))
+			startEngine(t, oneMemberYAML(port, srv.addr))
 			addr := fmt.Sprintf("127.0.0.1:%d", port)
 			for i := range 3 {
 				path := fmt.Sprintf("/c%d", i)
@@ -238,7 +253,7 @@ func TestHeadResponseWithStrayBody(t *testing.T) {
 		}
 	})
 	port := freePort(t)
-	startEngine(t, oneMemberYAML(port, srv.addr, ""))
+	startEngine(t, oneMemberYAML(port, srv.addr))
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -259,14 +274,10 @@ func TestHeadResponseWithStrayBody(t *testing.T) {
 	}
 }
 
-func passiveYAML(port int, members []string, extra string) string {
-	var b strings.Builder
-	b.WriteString("pools:\n  web:\n    passive:\n      enabled: true\n      failures: 2\n      retry_time: 30s\n    members:\n")
-	for _, m := range members {
-		fmt.Fprintf(&b, "      - address: %s\n", m)
-	}
-	fmt.Fprintf(&b, "virtuals:\n  vs:\n    destination: 127.0.0.1:%d\n    type: http\n    pool: web\n%smanagement:\n  address: \"off\"\n", port, extra)
-	return b.String()
+// passiveYAML is vsConf with passive detection (2 failures, 30 s).
+func passiveYAML(port int, members []string, vs string) string {
+	return vsConf{members: members, vs: vs,
+		pool: "    passive:\n      enabled: true\n      failures: 2\n      retry_time: 30s\n"}.yaml(port)
 }
 
 func memberStatus(t *testing.T, e *Engine, pool string) (available bool, errors uint64, active int64) {
@@ -527,21 +538,7 @@ func TestPersistedMemberRefusingIsRedispatched(t *testing.T) {
 			a := startEchoPathServer(t, nil)
 			b := startEchoPathServer(t, nil)
 			port := freePort(t)
-			e := startEngine(t, fmtYAML(`
-pools:
-  web:
-    members:
-      - address: %s
-      - address: %s
-virtuals:
-  vs:
-    destination: 127.0.0.1:%d
-    type: %s
-    pool: web
-    persistence: source_addr
-management:
-  address: "off"
-`, a.addr, b.addr, port, typ))
+			e := startEngine(t, vsConf{typ: typ, members: []string{a.addr, b.addr}, vs: "    persistence: source_addr\n"}.yaml(port))
 			addr := fmt.Sprintf("127.0.0.1:%d", port)
 			rawExchange(t, addr, "GET /first HTTP/1.1\r\nHost: v\r\n\r\n")
 			first, other := a, b
@@ -588,7 +585,7 @@ func TestHTTPProtocolPoints(t *testing.T) {
 		}
 	})
 	port := freePort(t)
-	startEngine(t, oneMemberYAML(port, srv.addr, ""))
+	startEngine(t, oneMemberYAML(port, srv.addr))
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 
 	resp, _ := rawExchange(t, addr, "GET http://real.example/x HTTP/1.1\r\nHost: other.example\r\n\r\n")
@@ -624,24 +621,8 @@ func TestReloadChangingServerSSLDoesNotReuseOldConnections(t *testing.T) {
 	t.Cleanup(ts.Close)
 	port := freePort(t)
 	yaml := func(sni string) string {
-		return fmtYAML(`
-profiles:
-  server_ssl:
-    back:
-      server_name: %s
-pools:
-  web:
-    members:
-      - address: %s
-virtuals:
-  vs:
-    destination: 127.0.0.1:%d
-    type: http
-    pool: web
-    server_ssl: back
-management:
-  address: "off"
-`, sni, strings.TrimPrefix(ts.URL, "https://"), port)
+		return vsConf{members: []string{strings.TrimPrefix(ts.URL, "https://")}, vs: "    server_ssl: back\n",
+			top: "profiles:\n  server_ssl:\n    back:\n      server_name: " + sni + "\n"}.yaml(port)
 	}
 	e := startEngine(t, yaml("a.test"))
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
@@ -667,7 +648,7 @@ management:
 func TestRefusedRequestIsClosedWithoutReset(t *testing.T) {
 	srv := startEchoPathServer(t, nil)
 	port := freePort(t)
-	startEngine(t, oneMemberYAML(port, srv.addr, ""))
+	startEngine(t, oneMemberYAML(port, srv.addr))
 	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		t.Fatal(err)
@@ -694,22 +675,8 @@ func TestRefusedRequestIsClosedWithoutReset(t *testing.T) {
 func TestPersistenceTableIsBounded(t *testing.T) {
 	srv := startEchoPathServer(t, nil)
 	port := freePort(t)
-	e := startEngine(t, fmtYAML(`
-limits:
-  persistence_records: 3
-pools:
-  web:
-    members:
-      - address: %s
-virtuals:
-  vs:
-    destination: 127.0.0.1:%d
-    type: http
-    pool: web
-    persistence: source_addr
-management:
-  address: "off"
-`, srv.addr, port))
+	e := startEngine(t, vsConf{members: []string{srv.addr}, vs: "    persistence: source_addr\n",
+		top: "limits:\n  persistence_records: 3\n"}.yaml(port))
 	for i := 1; i <= 6; i++ {
 		// Each client from its own loopback address (127.0.0.0/8 is all local).
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(i))}}

@@ -40,7 +40,7 @@ func BenchmarkHTTPRequestCycle(b *testing.B) {
 		}
 	})
 	port := freePort(b)
-	startEngine(b, oneMemberYAML(port, srv, ""))
+	startEngine(b, oneMemberYAML(port, srv))
 	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		b.Fatal(err)
@@ -68,19 +68,7 @@ func BenchmarkHTTPRequestCycle(b *testing.B) {
 func BenchmarkTCPRelay(b *testing.B) {
 	srv := benchBackend(b, func(c net.Conn) { io.Copy(io.Discard, c) })
 	port := freePort(b)
-	startEngine(b, fmtYAML(`
-pools:
-  sink:
-    members:
-      - address: %s
-virtuals:
-  vs:
-    destination: 127.0.0.1:%d
-    type: tcp
-    pool: sink
-management:
-  address: "off"
-`, srv, port))
+	startEngine(b, vsConf{typ: "tcp", members: []string{srv}}.yaml(port))
 	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
 		b.Fatal(err)
