@@ -242,12 +242,15 @@ func TestDrainingListenerReleasedWhenLastConnectionEnds(t *testing.T) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	// One request on a keep-alive connection, which then stays open.
+	// One request on a keep-alive connection, then the start of another:
+	// the connection is busy (an idle one would be ended by the drain).
 	fmt.Fprint(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	buf := make([]byte, 4096)
 	if n, err := c.Read(buf); err != nil || !strings.Contains(string(buf[:n]), "200 OK") {
 		t.Fatalf("response %q %v", buf[:n], err)
 	}
+	fmt.Fprint(c, "GET / HTTP/1.1\r\n")
+	time.Sleep(50 * time.Millisecond)
 	other := freePort(t)
 	if err := e.Apply(mustParse(t, strings.Replace(httpPoolYAML(other, "round-robin", "", b), "vs_web", "vs_other", 1))); err != nil {
 		t.Fatal(err)

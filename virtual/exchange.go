@@ -239,8 +239,9 @@ func protectedField(name string) bool {
 func (x *exchange) connect() bool {
 	h, p := x.h, x.p
 	for {
+		t0 := time.Now()
 		if x.ch.member == nil {
-			ch, err := p.choose(h.client.Addr(), reqView{x.req}, x.key, time.Now(), x.tried)
+			ch, err := p.choose(h.client.Addr(), reqView{x.req}, x.key, t0, x.tried)
 			if err != nil {
 				if len(x.tried) > 0 {
 					x.fail(502, "no pool member could be reached", termConnect)
@@ -255,8 +256,7 @@ func (x *exchange) connect() bool {
 		}
 		m := x.ch.member
 		x.member = m.String()
-		t0 := time.Now()
-		sc, dialed, err := h.serverConn(m)
+		sc, dialed, err := h.serverConn(m, t0)
 		if err == nil {
 			if dialed {
 				x.tConnect = time.Since(t0)
@@ -284,7 +284,7 @@ func (x *exchange) connect() bool {
 
 // serverConn returns a clean idle connection to m (OneConnect) or dials a
 // new one; dialed says which.
-func (h *httpConn) serverConn(m *pool.Member) (sc *serverConn, dialed bool, err error) {
+func (h *httpConn) serverConn(m *pool.Member, now time.Time) (sc *serverConn, dialed bool, err error) {
 	p := h.p
 	k := idleKey{addr: m.Addr(), tls: p.ServerTLS, profile: p.Serverside}
 	if p.SNAT.Mode == SNATPool {
@@ -293,14 +293,14 @@ func (h *httpConn) serverConn(m *pool.Member) (sc *serverConn, dialed bool, err 
 		k.source = h.client.Addr()
 	}
 	if p.HTTP.OneConnect {
-		if sc := h.l.idle.get(k, p.HTTP.ServerIdleTimeout, time.Now()); sc != nil {
+		if sc := h.l.idle.get(k, p.HTTP.ServerIdleTimeout, now); sc != nil {
 			return sc, false, nil
 		}
 	}
 	sc = &serverConn{member: m, key: k}
 	c, err := p.dialMember(h.l.ctx, h.client.Addr(), h.mss, m, h.l.seed, func(c net.Conn) net.Conn {
 		sc.raw, _ = c.(*net.TCPConn)
-		return &countConn{Conn: c, c: sc}
+		return newCountConn(c, sc)
 	})
 	if err != nil {
 		return nil, false, err
@@ -341,6 +341,15 @@ func (x *exchange) send() (fault, error) {
 		}
 	}
 	x.sent = time.Now()
+	var seq0 uint64
+	if !x.hasBody && h.l.parker != nil {
+		// The response is awaited through the parker, so that its read does
+		// not fail first (one system call fewer per request).
+		h.l.parker.watchServer(sc)
+		if sc.w != nil {
+			seq0 = sc.w.seq.Load()
+		}
+	}
 	err := req.WriteHead(sc.bw)
 	if err == nil && !x.hasBody {
 		err = sc.bw.Flush()
@@ -349,7 +358,11 @@ func (x *exchange) send() (fault, error) {
 		return stale(err), err
 	}
 	if !x.hasBody {
-		sc.conn.SetReadDeadline(time.Now().Add(p.HTTP.ResponseTimeout))
+		deadline := x.sent.Add(p.HTTP.ResponseTimeout)
+		sc.conn.SetReadDeadline(deadline)
+		if sc.w != nil && sc.br.Buffered() == 0 {
+			sc.w.await(seq0, deadline)
+		}
 		resp, err := h.readResponse(sc, req)
 		if err != nil {
 			return stale(err), err

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -60,10 +61,6 @@ func (h *httpConn) closeAll() {
 	h.mu.Unlock()
 }
 
-// parkAfter is how long a goroutine waits for the next request on an idle
-// keep-alive connection before handing the connection to the parker.
-const parkAfter = time.Second
-
 // startHTTP takes over an accepted client connection on an http virtual:
 // it enters the connection table, and either starts a goroutine for it
 // (TLS, or data already waiting) or parks it until its first request
@@ -80,11 +77,15 @@ func (l *Listener) startHTTP(p *Plan, raw net.Conn) {
 	}
 	h := &httpConn{l: l, p: p, e: e, raw: raw, client: clientAP, mss: p.clientMSS(raw)}
 	var under net.Conn = raw
-	if tc, ok := raw.(*net.TCPConn); ok && p.ClientTLS == nil {
-		h.pre = &prefetchConn{TCPConn: tc, pool: &l.readahead}
-		under = h.pre
+	var wio *rawIO
+	if tc, ok := raw.(*net.TCPConn); ok {
+		wio = newRawIO(tc)
+		if p.ClientTLS == nil {
+			h.pre = &prefetchConn{TCPConn: tc, pool: &l.readahead, io: wio}
+			under = h.pre
+		}
 	}
-	h.c = &countConn{Conn: under, c: h}
+	h.c = &countConn{Conn: under, c: h, wio: wio}
 	p.Conns.Add(e, h.kill)
 	e.SetDetail(h.detail)
 	if h.pre != nil && l.parker != nil {
@@ -120,6 +121,7 @@ func (h *httpConn) detail() any {
 func (h *httpConn) end() {
 	h.endOnce.Do(func() {
 		h.p.Conns.Remove(h.e)
+		h.forget()
 		h.closeAll()
 		h.releaseBuffers()
 		h.p.Stats.Active.Add(-1)
@@ -131,12 +133,20 @@ func (h *httpConn) end() {
 // connection has no goroutine to notice its sockets closing, so kill ends
 // it; a busy one ends through its goroutine.
 func (h *httpConn) kill() {
+	h.forget()
 	abortOrClose(h.raw, h.p.Clientside)
 	if pc := h.parked.Load(); pc != nil && h.l.parker.take(pc) {
 		h.end()
 		return
 	}
 	h.closeAll()
+}
+
+// forget takes the client socket out of the parker's set before it closes.
+func (h *httpConn) forget() {
+	if h.pre != nil && h.pre.w != nil {
+		h.pre.w.pk.forget(h.pre.w)
+	}
 }
 
 // idleExpired is a parked connection's timer: no request in time.
@@ -225,27 +235,18 @@ func (h *httpConn) serve(first bool) (parked bool) {
 					h.waitUntil = time.Now().Add(p.HTTP.KeepAliveTimeout)
 				}
 			}
-			if h.pre != nil && h.pre.hasData() {
-				h.takeBuffers() // read ahead at accept or by the parker's wake-up
+			if h.pre != nil && h.l.parker != nil {
+				// An idle connection holds no buffers and, parked, no
+				// goroutine: the parker resumes it when data arrives.
+				if parked, ok := h.awaitRequest(first); parked || !ok {
+					return parked
+				}
+				h.takeBuffers()
 			} else if h.pre != nil {
-				// An idle connection holds no buffers; after a short wait it
-				// holds no goroutine either (the parker has it).
 				h.releaseBuffers()
-				raw.SetReadDeadline(minTime(h.waitUntil, time.Now().Add(parkAfter)))
+				raw.SetReadDeadline(h.waitUntil)
 				if _, err := h.pre.readAhead(true); err != nil {
-					var ne net.Error
-					if !errors.As(err, &ne) || !ne.Timeout() {
-						return false
-					}
-					if left := time.Until(h.waitUntil); left > 0 && h.l.parker != nil {
-						switch err := h.l.parker.park(h, left, first); err {
-						case nil:
-							return true
-						case errDraining:
-							return false // the listener is closing: idle connections end
-						}
-					}
-					if first {
+					if first && isTimeout(err) {
 						p.reject("header_timeout") // connected, never sent a byte
 					}
 					return false
@@ -283,11 +284,52 @@ func (h *httpConn) serve(first bool) (parked bool) {
 	}
 }
 
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
+// awaitRequest waits for the next request on a plain connection with a
+// parker: it parks the connection (parked: this goroutine must end) unless
+// data may already be waiting, in which case it reads it. ok is false when
+// the connection is over (timeout, listener closing, error).
+func (h *httpConn) awaitRequest(first bool) (parked, ok bool) {
+	for tries := 0; !h.pre.hasData(); tries++ {
+		h.releaseBuffers()
+		left := time.Until(h.waitUntil)
+		if left <= 0 {
+			if first {
+				h.p.reject("header_timeout") // connected, never sent a byte
+			}
+			return false, false
+		}
+		err := errMaybeData
+		if tries < 4 { // a socket that keeps signalling without data is read blocking
+			err = h.l.parker.park(h, left, first)
+		}
+		switch err {
+		case nil:
+			return true, true
+		case errDraining:
+			return false, false // the listener is closing: idle connections end
+		case errMaybeData:
+			blocking := tries >= 4
+			if blocking {
+				h.raw.SetReadDeadline(h.waitUntil)
+			}
+			if _, err := h.pre.readAhead(blocking); err != nil {
+				if first && isTimeout(err) {
+					h.p.reject("header_timeout")
+				}
+				return false, false
+			}
+		default:
+			// Not parkable (the set refused it): wait here.
+			h.raw.SetReadDeadline(h.waitUntil)
+			if _, err := h.pre.readAhead(true); err != nil {
+				if first && isTimeout(err) {
+					h.p.reject("header_timeout")
+				}
+				return false, false
+			}
+		}
 	}
-	return b
+	return false, true
 }
 
 // takeBuffers gives the connection its reader and writer (from the pools).
@@ -332,6 +374,23 @@ type prefetchConn struct {
 	buf     *[]byte
 	pending []byte
 	eof     bool
+	w       *watch // the parker's registration (nil until first parked)
+	io      *rawIO // reads of the socket (nil: through TCPConn)
+}
+
+// beforeRead records the parker's event count before a read of the
+// socket, and afterRead notes a read that filled its buffer: the socket
+// may hold more, which an edge-triggered set will not report again.
+func (p *prefetchConn) beforeRead() {
+	if p.w != nil {
+		p.w.readSeq.Store(p.w.seq.Load())
+	}
+}
+
+func (p *prefetchConn) afterRead(n, size int) {
+	if p.w != nil && n == size {
+		p.w.readSeq.Store(^uint64(0))
+	}
 }
 
 const readAheadSize = 16 << 10
@@ -351,7 +410,16 @@ func (p *prefetchConn) Read(b []byte) (int, error) {
 	if p.eof {
 		return 0, io.EOF
 	}
-	return p.TCPConn.Read(b)
+	p.beforeRead()
+	var n int
+	var err error
+	if p.io != nil {
+		n, err = p.io.read(b)
+	} else {
+		n, err = p.TCPConn.Read(b)
+	}
+	p.afterRead(n, len(b))
+	return n, err
 }
 
 // readAhead reads what the client has sent. Blocking, it waits for data
@@ -361,8 +429,10 @@ func (p *prefetchConn) readAhead(blocking bool) (ok bool, err error) {
 	if p.hasData() {
 		return true, nil
 	}
-	rc, err := p.TCPConn.SyscallConn()
-	if err != nil {
+	var rc syscall.RawConn
+	if p.io != nil {
+		rc = p.io.rc
+	} else if rc, err = p.TCPConn.SyscallConn(); err != nil {
 		return false, err
 	}
 	var rerr error
@@ -373,12 +443,19 @@ func (p *prefetchConn) readAhead(blocking bool) (ok bool, err error) {
 			bp = &b
 		}
 		var n int
+		p.beforeRead()
 		for {
-			n, rerr = unix.Read(int(fd), *bp)
-			if rerr != unix.EINTR {
+			var errno syscall.Errno
+			n, errno = sysRead(int(fd), *bp)
+			rerr = nil
+			if errno != 0 {
+				rerr = errno
+			}
+			if errno != unix.EINTR {
 				break
 			}
 		}
+		p.afterRead(n, len(*bp))
 		switch {
 		case rerr == unix.EAGAIN:
 			p.pool.Put(bp)

@@ -28,6 +28,7 @@ type serverConn struct {
 	key       idleKey
 	idleSince time.Time
 	requests  int // requests carried so far (>0 means reused)
+	w         *watch // the parker's registration (nil: not watched)
 	// owner is the client connection using it (nil while idle): its
 	// activity keeps the server side's idle deadline alive.
 	owner atomic.Pointer[httpConn]
@@ -53,7 +54,12 @@ func (s *serverConn) observer(p *Plan) prometheus.Observer {
 	return s.obs
 }
 
-func (s *serverConn) close() { s.conn.Close() }
+func (s *serverConn) close() {
+	if s.w != nil {
+		s.w.pk.forget(s.w)
+	}
+	s.conn.Close()
+}
 
 // countIn and countOut make serverConn the counter of its own countConn:
 // bytes go to the member.
@@ -80,6 +86,9 @@ func (s *serverConn) clean() bool {
 	}
 	if s.raw == nil {
 		return false
+	}
+	if s.w != nil && s.w.quiet() {
+		return true // the parker saw nothing arrive: no system call needed
 	}
 	rc, err := s.raw.SyscallConn()
 	if err != nil {
@@ -163,6 +172,9 @@ func (ip *idlePool) put(sc *serverConn, max int, maxIdle time.Duration, now time
 		list = list[:len(list)-1]
 	}
 	sc.idleSince = now
+	if sc.w != nil {
+		sc.w.parkedIdle()
+	}
 	ip.conns[sc.key] = append(list, sc)
 }
 
@@ -218,11 +230,29 @@ type idleExtender interface {
 type countConn struct {
 	net.Conn
 	c counter
+	// Plain TCP: reads and writes without the runtime's system call
+	// bookkeeping (rawio.go); nil: through Conn.
+	rio, wio *rawIO
+}
+
+func newCountConn(c net.Conn, cnt counter) *countConn {
+	cc := &countConn{Conn: c, c: cnt}
+	if tc, ok := c.(*net.TCPConn); ok {
+		cc.rio = newRawIO(tc)
+		cc.wio = cc.rio
+	}
+	return cc
 }
 
 func (c *countConn) Read(b []byte) (int, error) {
 	for {
-		n, err := c.Conn.Read(b)
+		var n int
+		var err error
+		if c.rio != nil {
+			n, err = c.rio.read(b)
+		} else {
+			n, err = c.Conn.Read(b)
+		}
 		if n > 0 {
 			c.c.countIn(int64(n))
 		}
@@ -236,7 +266,13 @@ func (c *countConn) Read(b []byte) (int, error) {
 }
 
 func (c *countConn) Write(b []byte) (int, error) {
-	n, err := c.Conn.Write(b)
+	var n int
+	var err error
+	if c.wio != nil {
+		n, err = c.wio.write(b)
+	} else {
+		n, err = c.Conn.Write(b)
+	}
 	if n > 0 {
 		c.c.countOut(int64(n))
 	}
