@@ -27,7 +27,7 @@ type serverConn struct {
 	member    *pool.Member
 	key       idleKey
 	idleSince time.Time
-	requests  int // requests carried so far (>0 means reused)
+	requests  int    // requests carried so far (>0 means reused)
 	w         *watch // the parker's registration (nil: not watched)
 	// owner is the client connection using it (nil while idle): its
 	// activity keeps the server side's idle deadline alive.
