@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -43,6 +42,7 @@ type httpConn struct {
 
 	waitUntil time.Time                  // deadline of the current wait for a request
 	parked    atomic.Pointer[parkedConn] // set while the parker holds the connection
+	pc        parkedConn                 // the parking record (see parker.park)
 	endOnce   sync.Once
 }
 
@@ -429,52 +429,52 @@ func (p *prefetchConn) readAhead(blocking bool) (ok bool, err error) {
 	if p.hasData() {
 		return true, nil
 	}
-	var rc syscall.RawConn
-	if p.io != nil {
-		rc = p.io.rc
-	} else if rc, err = p.TCPConn.SyscallConn(); err != nil {
-		return false, err
+	if p.io == nil {
+		return false, errors.New("no socket to read ahead")
 	}
-	var rerr error
-	err = rc.Read(func(fd uintptr) bool {
-		bp, _ := p.pool.Get().(*[]byte)
-		if bp == nil {
-			b := make([]byte, readAheadSize)
-			bp = &b
-		}
-		var n int
-		p.beforeRead()
-		for {
-			var errno syscall.Errno
-			n, errno = sysRead(int(fd), *bp)
-			rerr = nil
-			if errno != 0 {
-				rerr = errno
-			}
-			if errno != unix.EINTR {
-				break
+	for {
+		// A buffer only once the socket is readable: a connection waiting
+		// here holds none.
+		if blocking {
+			if err := p.io.waitReadable(); err != nil {
+				return false, err
 			}
 		}
-		p.afterRead(n, len(*bp))
-		switch {
-		case rerr == unix.EAGAIN:
-			p.pool.Put(bp)
-			rerr = nil
-			return !blocking // wait for readability holding no buffer
-		case n > 0:
-			p.buf, p.pending, ok = bp, (*bp)[:n], true
-		default:
-			p.pool.Put(bp)
-			if rerr == nil {
-				p.eof, ok = true, true
-			}
+		ok, again, err := p.readNow()
+		if !again || !blocking {
+			return ok, err
 		}
-		return true
-	})
-	if err == nil {
-		err = rerr
 	}
-	return ok, err
+}
+
+// readNow reads what the socket holds without waiting; again: nothing was
+// there (EAGAIN).
+func (p *prefetchConn) readNow() (ok, again bool, err error) {
+	bp, _ := p.pool.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, readAheadSize)
+		bp = &b
+	}
+	p.beforeRead()
+	n, errno, err := p.io.readOnce(*bp, false)
+	p.afterRead(n, len(*bp))
+	switch {
+	case err != nil:
+		p.pool.Put(bp)
+		return false, false, err
+	case errno == unix.EAGAIN:
+		p.pool.Put(bp)
+		return false, true, nil
+	case errno != 0:
+		p.pool.Put(bp)
+		return false, false, errno
+	case n > 0:
+		p.buf, p.pending = bp, (*bp)[:n]
+		return true, false, nil
+	}
+	p.pool.Put(bp)
+	p.eof = true
+	return true, false, nil
 }
 
 // badRequest answers a request that could not be read, counts it and logs it.

@@ -172,7 +172,10 @@ func (pk *parker) park(h *httpConn, timeout time.Duration, first bool) error {
 		pk.mu.Unlock()
 		return errMaybeData
 	}
-	pc := &parkedConn{h: h, first: first, deadline: time.Now().Add(timeout)}
+	// The parking record is the connection's own, reused (one allocation
+	// fewer per request); sweep re-checks its deadline under the lock.
+	pc := &h.pc
+	pc.h, pc.first, pc.deadline = h, first, time.Now().Add(timeout)
 	if w == nil {
 		fd, err := fdOf(h.raw)
 		if err != nil {
@@ -397,8 +400,13 @@ func (pk *parker) sweep(now time.Time) {
 	}
 	pk.mu.Unlock()
 	for _, pc := range due {
-		if pk.take(pc) {
-			pc.h.idleExpired(pc.first)
+		pk.mu.Lock()
+		// Still parked and still due: it may have resumed and parked again.
+		ok := !now.Before(pc.deadline) && pk.takeLocked(pc)
+		first := pc.first
+		pk.mu.Unlock()
+		if ok {
+			pc.h.idleExpired(first)
 		}
 	}
 }
