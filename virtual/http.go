@@ -97,6 +97,10 @@ func (l *Listener) startHTTP(p *Plan, raw net.Conn) {
 			}
 		}
 	}
+	if l.parker != nil {
+		l.parker.dispatch(h, true)
+		return
+	}
 	go h.run(true)
 }
 

@@ -48,7 +48,7 @@ type parker struct {
 	draining  bool          // drain was called: park refuses
 	done      chan struct{} // closed when both goroutines have ended
 	stop      chan struct{}
-	work      chan *parkedConn // to a waiting worker (unbuffered)
+	work      chan job // to a waiting worker (unbuffered)
 	closeOnce sync.Once
 
 	// rounds counts epoll_wait calls begun; finished is the last round whose
@@ -105,7 +105,7 @@ func newParker() (*parker, error) {
 	}
 	pk := &parker{epfd: epfd, epf: os.NewFile(uintptr(epfd), "fulcrum-parker"),
 		watched: make(map[int32]*watch), parked: make(map[int32]*parkedConn),
-		done: make(chan struct{}), stop: make(chan struct{}), work: make(chan *parkedConn)}
+		done: make(chan struct{}), stop: make(chan struct{}), work: make(chan job)}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); pk.loop() }()
@@ -339,7 +339,7 @@ func (pk *parker) handleLocked(fd int32) {
 		return
 	}
 	if pc := pk.parked[fd]; pc != nil && pk.takeLocked(pc) {
-		pk.dispatch(pc)
+		pk.dispatch(pc.h, pc.first)
 	}
 }
 
@@ -347,27 +347,33 @@ func (pk *parker) handleLocked(fd int32) {
 // to resume before it ends.
 const workerIdle = time.Second
 
-// dispatch resumes a connection on a waiting worker goroutine, or on a new
-// one. Workers keep their grown stacks between requests: a new goroutine
-// per request spent 5-6 % of the CPU growing its stack (runtime.morestack)
-// to the depth of an exchange. Workers exist only while there is work:
-// idle connections still hold none.
-func (pk *parker) dispatch(pc *parkedConn) {
+// dispatch runs h (resumed, or a new connection's first request) on a
+// waiting worker goroutine, or on a new one. Workers keep their grown
+// stacks between requests: a new goroutine per request spent 5-6 % of the
+// CPU growing its stack (runtime.morestack) to the depth of an exchange.
+// Workers exist only while there is work: idle connections still hold none.
+func (pk *parker) dispatch(h *httpConn, first bool) {
 	select {
-	case pk.work <- pc:
+	case pk.work <- job{h, first}:
 	default:
-		go pk.worker(pc)
+		go pk.worker(job{h, first})
 	}
 }
 
-func (pk *parker) worker(pc *parkedConn) {
+// job is a connection for a worker: resume h (first: its first request).
+type job struct {
+	h     *httpConn
+	first bool
+}
+
+func (pk *parker) worker(j job) {
 	t := time.NewTimer(workerIdle)
 	defer t.Stop()
 	for {
-		pc.h.resume(pc.first)
+		j.h.resume(j.first)
 		t.Reset(workerIdle)
 		select {
-		case pc = <-pk.work:
+		case j = <-pk.work:
 		case <-t.C:
 			return
 		case <-pk.stop:
