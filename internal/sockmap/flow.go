@@ -33,13 +33,17 @@ type direction struct {
 	// hand-off (nothing reads src from then on except through the program).
 	consumed0 uint64
 	// dstBase is how many bytes had been written into dst at the hand-off.
-	dstBase  uint64
+	dstBase uint64
 	// finBefore: src had received its FIN before the hand-off (the FIN
 	// counts one in tcpi_bytes_received).
 	finBefore bool
-	consumed atomic.Uint64 // bytes user space read from src and wrote to dst
-	final    atomic.Uint64 // redirected, read when the flow left the map
-	done     atomic.Bool   // dst got its FIN
+	consumed  atomic.Uint64 // bytes user space read from src and wrote to dst
+	// outside: src could not join the map (it received its FIN between
+	// the check and the insertion): this direction is copied by user
+	// space from src's plain receive queue.
+	outside bool
+	final   atomic.Uint64 // redirected, read when the flow left the map
+	done    atomic.Bool   // dst got its FIN
 }
 
 type atomicOnce struct{ done atomic.Bool }
@@ -49,6 +53,10 @@ func (o *atomicOnce) do(f func()) {
 		f()
 	}
 }
+
+// ErrClosing is returned by Splice when a socket has already received its
+// peer's FIN: Linux refuses such a socket in a sockmap.
+var ErrClosing = errors.New("sockmap: a socket has received its FIN already")
 
 // Splice hands the connected pair a, b to the kernel: from now on what a
 // receives is sent on b and the reverse, without crossing into user space,
@@ -95,14 +103,27 @@ func (r *Relay) Splice(a, b *net.TCPConn) (*Flow, error) {
 			f.forget()
 			return nil, err
 		}
+		// Linux lets only ESTABLISHED (and listening) TCP sockets join a
+		// sockmap: one that has its peer's FIN already is refused.
+		if d.finBefore {
+			f.forget()
+			return nil, ErrClosing
+		}
 	}
-	for _, d := range f.dirs {
+	for i, d := range f.dirs {
 		var serr error
 		if err := d.srcRC.Control(func(fd uintptr) {
 			serr = r.socks.Put(d.cookie, uint32(fd))
 		}); err != nil || serr != nil {
-			f.forget()
-			return nil, fmt.Errorf("sockmap: adding a socket: %w", errors.Join(err, serr))
+			if i == 0 {
+				f.forget()
+				return nil, fmt.Errorf("sockmap: adding a socket: %w", errors.Join(err, serr))
+			}
+			// The first socket is in the map and may have bytes queued
+			// for user space already (its redirects fail while its peer
+			// is outside): taking it out would lose them. Keep it; the
+			// other direction is copied in user space.
+			d.outside = true
 		}
 	}
 	return f, nil
@@ -313,6 +334,17 @@ func (d *direction) read(buf []byte) (int, error) {
 // forward writes bytes read from src to dst after every redirected byte
 // has reached dst, then opens the credit again.
 func (d *direction) forward(ctx context.Context, b []byte) error {
+	if d.outside {
+		for len(b) > 0 {
+			n, err := d.dst.Write(b)
+			d.consumed.Add(uint64(n))
+			b = b[n:]
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	red, err := d.drained(ctx)
 	if err != nil {
 		return err
@@ -342,7 +374,7 @@ func (d *direction) forward(ctx context.Context, b []byte) error {
 // its send queue, and returns that count. The program is not redirecting
 // meanwhile (bytes wait in user space, so passed != consumed).
 func (d *direction) drained(ctx context.Context) (uint64, error) {
-	wait := 20 * time.Microsecond
+	wait := 5 * time.Microsecond
 	for {
 		red, _, err := d.counters()
 		if err != nil {
@@ -355,12 +387,10 @@ func (d *direction) drained(ctx context.Context) (uint64, error) {
 		if w-d.dstBase-d.consumed.Load() >= red {
 			return red, nil
 		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(wait):
+		if err := pause(ctx, wait); err != nil {
+			return 0, err
 		}
-		wait = min(2*wait, 5*time.Millisecond)
+		wait = min(2*wait, 500*time.Microsecond)
 	}
 }
 
@@ -368,6 +398,14 @@ func (d *direction) drained(ctx context.Context) (uint64, error) {
 // been through the program (redirected or read here) and reached dst
 // before dst gets the FIN.
 func (d *direction) finish(ctx context.Context, buf []byte) error {
+	if d.outside {
+		// Every byte went through this goroutine, already written.
+		if err := d.dst.CloseWrite(); err != nil {
+			return err
+		}
+		d.done.Store(true)
+		return nil
+	}
 	wait := 20 * time.Microsecond
 	for {
 		got, err := received(d.srcRC)
@@ -401,13 +439,20 @@ func (d *direction) finish(ctx context.Context, buf []byte) error {
 			d.done.Store(true)
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
+		if err := pause(ctx, wait); err != nil {
+			return err
 		}
 		wait = min(2*wait, 5*time.Millisecond)
 	}
+}
+
+// pause sleeps for d unless ctx ends first.
+func pause(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	time.Sleep(d)
+	return ctx.Err()
 }
 
 // finSeq is what src's FIN added to tcpi_bytes_received since the hand-off.
