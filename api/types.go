@@ -34,6 +34,19 @@ type VirtualStatus struct {
 	// ClientErrors are exchanges the client broke (truncated, malformed or
 	// stalled request body, gone mid-response): never charged to a member.
 	ClientErrors uint64 `json:"client_errors"`
+	// FastL4 says how a fastl4 virtual relays (nil for other types).
+	FastL4 *FastL4Status `json:"fastl4,omitempty"`
+}
+
+// FastL4Status is how a fastl4 virtual's flows are relayed.
+type FastL4Status struct {
+	// Relay is what new flows get: "kernel" (eBPF sockmap) or
+	// "user: REASON" (kernel_relay off, or the kernel relay unavailable).
+	Relay       string `json:"relay"`
+	KernelFlows uint64 `json:"kernel_flows"`
+	UserFlows   uint64 `json:"user_flows"` // includes map_full
+	MapFull     uint64 `json:"map_full"`   // relayed in user space because the socket map was full
+	Resets      uint64 `json:"resets"`     // flows ended by a reset (propagated to the other side)
 }
 
 // MonitorStatus is the last result of one health monitor on one member.

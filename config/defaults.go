@@ -53,6 +53,10 @@ const (
 	DefaultPrefixV6           = 128
 	DefaultCookiePath         = "/"
 
+	DefaultFastL4IdleTimeout = Duration(300 * time.Second) // F5 fastl4 idle-timeout
+	DefaultFastL4Mode        = "preserve"                  // tcp_timestamp_mode, tcp_wscale_mode
+	DefaultKernelRelay       = "on"
+
 	DefaultSNAT           = SNATAutomap
 	DefaultIdleTimeoutTCP = Duration(300 * time.Second) // tcp and http virtuals
 	DefaultIdleTimeoutUDP = Duration(60 * time.Second)
@@ -83,6 +87,7 @@ const (
 	// reference's fixed 64 KB, which caps a single stream on a fast LAN.
 	DefaultTCPProfile   = tcp.BuiltinProgressive
 	BuiltinHTTPProfile  = "http"
+	BuiltinFastL4       = "fastl4"
 	BuiltinSourceAddr   = "source_addr"
 	BuiltinCookieInsert = "cookie_insert"
 	BuiltinCookie       = "cookie" // F5's name for the cookie-insert profile
@@ -128,6 +133,10 @@ func (v *validator) builtins() {
 		pr.HTTP = map[string]*HTTPProfile{}
 	}
 	addIfMissing(pr.HTTP, BuiltinHTTPProfile, &HTTPProfile{})
+	if pr.FastL4 == nil {
+		pr.FastL4 = map[string]*FastL4Profile{}
+	}
+	addIfMissing(pr.FastL4, BuiltinFastL4, &FastL4Profile{IdleTimeout: DefaultFastL4IdleTimeout})
 	if pr.TCP == nil {
 		pr.TCP = map[string]*TCPProfile{}
 	}
@@ -182,6 +191,7 @@ func (v *validator) complete() {
 	fillNil(c.Profiles.ServerSSL)
 	fillNil(c.Profiles.Persistence)
 	fillNil(c.Profiles.TCP)
+	fillNil(c.Profiles.FastL4)
 	v.userTCP = sortedKeys(c.Profiles.TCP)
 	v.resolveTCP()
 	v.builtins()
@@ -301,6 +311,24 @@ func (v *validator) complete() {
 		}
 	}
 
+	for name, f := range c.Profiles.FastL4 {
+		if !p.has("profiles.fastl4." + name + ".idle_timeout") {
+			f.IdleTimeout = DefaultFastL4IdleTimeout
+		}
+		if f.ResetOnTimeout == nil {
+			f.ResetOnTimeout = ptr(true)
+		}
+		if f.TCPTimestampMode == "" {
+			f.TCPTimestampMode = DefaultFastL4Mode
+		}
+		if f.TCPWScaleMode == "" {
+			f.TCPWScaleMode = DefaultFastL4Mode
+		}
+		if f.KernelRelay == "" {
+			f.KernelRelay = DefaultKernelRelay
+		}
+	}
+
 	for _, s := range c.Profiles.ClientSSL {
 		if s.MinVersion == "" {
 			s.MinVersion = DefaultTLSMinVersion
@@ -337,6 +365,9 @@ func (v *validator) complete() {
 		if vs.Type == "http" && vs.HTTP == "" {
 			vs.HTTP = BuiltinHTTPProfile
 		}
+		if vs.Type == "fastl4" && vs.FastL4 == "" {
+			vs.FastL4 = BuiltinFastL4
+		}
 		if vs.SNAT == "" {
 			vs.SNAT = DefaultSNAT
 		}
@@ -358,6 +389,13 @@ func (v *validator) complete() {
 			}
 			if vs.Type == "udp" {
 				vs.IdleTimeout = DefaultIdleTimeoutUDP
+			}
+			// A fastl4 virtual's idle timeout is its fastl4 profile's (F5).
+			if f, ok := c.Profiles.FastL4[vs.FastL4]; ok && vs.Type == "fastl4" {
+				vs.IdleTimeout = f.IdleTimeout
+				if f.IdleTimeout == 0 {
+					vs.IdleTimeout = Indefinite
+				}
 			}
 		}
 		if !p.has(path + ".connect_timeout") {

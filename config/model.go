@@ -112,6 +112,20 @@ type Profiles struct {
 	ServerSSL   map[string]*ServerSSLProfile   `yaml:"server_ssl"`
 	Persistence map[string]*PersistenceProfile `yaml:"persistence"`
 	TCP         map[string]*TCPProfile         `yaml:"tcp"`
+	FastL4      map[string]*FastL4Profile      `yaml:"fastl4"`
+}
+
+// FastL4Profile controls a fastl4 virtual (F5: ltm profile fastl4). The
+// built-in profile "fastl4" holds the defaults; docs/fastl4.md maps each
+// key onto F5's.
+type FastL4Profile struct {
+	IdleTimeout      Duration `yaml:"idle_timeout"`       // default 300s; indefinite: never
+	ResetOnTimeout   *bool    `yaml:"reset_on_timeout"`   // default true: RST both sides when idle
+	LooseClose       bool     `yaml:"loose_close"`        // default false: end the flow on the first FIN
+	LooseInitiation  bool     `yaml:"loose_initiation"`   // default false; true is refused (needs packet forwarding)
+	TCPTimestampMode string   `yaml:"tcp_timestamp_mode"` // preserve (default; strip and rewrite are refused)
+	TCPWScaleMode    string   `yaml:"tcp_wscale_mode"`    // preserve (default; strip and rewrite are refused)
+	KernelRelay      string   `yaml:"kernel_relay"`       // on (default) | off: relay in user space
 }
 
 // HTTPProfile controls the HTTP/1.1 full proxy (F5: http profile + oneconnect).
@@ -183,17 +197,18 @@ type SNATPool struct {
 // Virtual is a virtual server (F5: ltm virtual, "Standard" type).
 type Virtual struct {
 	Destination         string   `yaml:"destination"`          // IP:PORT to listen on
-	Type                string   `yaml:"type"`                 // tcp | udp | http
+	Type                string   `yaml:"type"`                 // tcp | udp | http | fastl4
 	Pool                string   `yaml:"pool"`                 // default pool
 	Persistence         string   `yaml:"persistence"`          // persistence profile name
 	FallbackPersistence string   `yaml:"fallback_persistence"` // used when the primary finds nothing to go on
 	SNAT                string   `yaml:"snat"`                 // automap (default) | none | SNAT pool name
 	HTTP                string   `yaml:"http_profile"`         // default built-in "http" for type http
+	FastL4              string   `yaml:"fastl4_profile"`       // default built-in "fastl4" for type fastl4
 	ClientSSL           string   `yaml:"client_ssl"`           // client-ssl profile: terminate TLS
 	ServerSSL           string   `yaml:"server_ssl"`           // server-ssl profile: re-encrypt to members
 	ClientsideTCP       string   `yaml:"clientside_tcp"`       // TCP profile for the client side (default tcp-progressive)
 	ServersideTCP       string   `yaml:"serverside_tcp"`       // TCP profile for the server side (default: clientside's)
-	IdleTimeout         Duration `yaml:"idle_timeout"`         // default 300s (tcp/http), 60s (udp)
+	IdleTimeout         Duration `yaml:"idle_timeout"`         // default 300s (tcp/http), 60s (udp), the fastl4 profile's (fastl4)
 	ConnectTimeout      Duration `yaml:"connect_timeout"`      // default 5s
 	ConnectionLimit     int      `yaml:"connection_limit"`     // 0 = unlimited (tcp/http); udp: flows, default 10000, ≥ 1
 	Enabled             *bool    `yaml:"enabled"`              // default true

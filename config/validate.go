@@ -75,6 +75,7 @@ func (v *validator) validate() {
 	v.serverSSL()
 	v.persistence()
 	v.tcpProfiles()
+	v.fastL4Profiles()
 	v.snatPools()
 	v.virtuals()
 	v.listeners()
@@ -173,6 +174,7 @@ func (v *validator) names() {
 	check("profiles.server_ssl", sortedKeys(c.Profiles.ServerSSL))
 	check("profiles.persistence", sortedKeys(c.Profiles.Persistence))
 	check("profiles.tcp", sortedKeys(c.Profiles.TCP))
+	check("profiles.fastl4", sortedKeys(c.Profiles.FastL4))
 }
 
 // ---- management and log ----
@@ -757,7 +759,7 @@ func (v *validator) virtuals() {
 	for _, name := range sortedKeys(c.Virtuals) {
 		vs := c.Virtuals[name]
 		path := "virtuals." + name
-		typeOK := v.oneOf(path+".type", "type", vs.Type, "tcp", "udp", "http")
+		typeOK := v.oneOf(path+".type", "type", vs.Type, VirtualTypes()...)
 		if vs.Destination == "" {
 			v.errorf(path+".destination", "destination is required: IP:PORT to listen on")
 		} else if _, err := ParseDestination(vs.Destination); err != nil {
@@ -785,7 +787,23 @@ func (v *validator) virtuals() {
 				refCheck(v, path+".http_profile", "http profile", vs.HTTP, c.Profiles.HTTP)
 			}
 		}
-		if vs.ClientSSL != "" {
+		if vs.FastL4 != "" {
+			if typeOK && vs.Type != "fastl4" {
+				v.errorf(path+".fastl4_profile", "fastl4_profile applies only to virtuals of type fastl4 (this one is %s)", vs.Type)
+			} else {
+				refCheck(v, path+".fastl4_profile", "fastl4 profile", vs.FastL4, c.Profiles.FastL4)
+			}
+		}
+		if vs.Type == "fastl4" {
+			// The kernel moves a fastl4 flow's bytes socket to socket:
+			// nothing in user space sees them to decrypt or encrypt.
+			for _, k := range []struct{ key, val string }{{"client_ssl", vs.ClientSSL}, {"server_ssl", vs.ServerSSL}} {
+				if k.val != "" {
+					v.errorf(path+"."+k.key, "a fastl4 virtual cannot use TLS: its bytes are relayed by the kernel and never reach Fulcrum to be decrypted or encrypted; remove %s or use type tcp", k.key)
+				}
+			}
+		}
+		if vs.ClientSSL != "" && vs.Type != "fastl4" {
 			if vs.Type == "udp" {
 				v.errorf(path+".client_ssl", "a udp virtual cannot terminate TLS (DTLS is not supported): remove client_ssl")
 			} else if refCheck(v, path+".client_ssl", "client_ssl profile", vs.ClientSSL, c.Profiles.ClientSSL) && vs.Type == "http" {
@@ -798,7 +816,7 @@ func (v *validator) virtuals() {
 				}
 			}
 		}
-		if vs.ServerSSL != "" {
+		if vs.ServerSSL != "" && vs.Type != "fastl4" {
 			if vs.Type == "udp" {
 				v.errorf(path+".server_ssl", "a udp virtual cannot use TLS to its members (DTLS is not supported): remove server_ssl")
 			} else {
@@ -845,6 +863,29 @@ func (v *validator) virtuals() {
 				v.errorf(path+".pool", "pool %q hashes on %s, which needs a virtual of type http (this one is %s); use hash_key: source_addr or another pool", vs.Pool, pool.HashKey, vs.Type)
 			}
 		}
+	}
+}
+
+// VirtualTypes lists the virtual-server types, in documentation order.
+func VirtualTypes() []string { return []string{"tcp", "udp", "http", "fastl4"} }
+
+// fastL4Profiles checks the fastl4 profiles. What a socket proxy cannot do
+// honestly is refused with the reason, not silently ignored.
+func (v *validator) fastL4Profiles() {
+	for _, name := range sortedKeys(v.cfg.Profiles.FastL4) {
+		f := v.cfg.Profiles.FastL4[name]
+		path := "profiles.fastl4." + name
+		v.positive(path+".idle_timeout", "idle_timeout", f.IdleTimeout, true)
+		if f.LooseInitiation {
+			v.errorf(path+".loose_initiation", "loose_initiation cannot work here: Fulcrum's fastl4 terminates TCP on both sides (a socket pair), so a flow starts only with a handshake the kernel accepts; set it to false (F5's default)")
+		}
+		for _, m := range []struct{ key, val string }{{"tcp_timestamp_mode", f.TCPTimestampMode}, {"tcp_wscale_mode", f.TCPWScaleMode}} {
+			if !v.oneOf(path+"."+m.key, m.key, m.val, "preserve", "strip", "rewrite") || m.val == "preserve" {
+				continue
+			}
+			v.errorf(path+"."+m.key, "%s %s cannot be honoured: Linux negotiates TCP options separately on the client and the server connection (each keeps what its peer offered), so only preserve describes what happens; use preserve", m.key, m.val)
+		}
+		v.oneOf(path+".kernel_relay", "kernel_relay", f.KernelRelay, "on", "off")
 	}
 }
 
@@ -925,7 +966,7 @@ func (v *validator) listeners() {
 			continue
 		}
 		ap, err := ParseDestination(vs.Destination)
-		if err != nil || (vs.Type != "tcp" && vs.Type != "udp" && vs.Type != "http") {
+		if err != nil || !slices.Contains(VirtualTypes(), vs.Type) {
 			continue
 		}
 		path := "virtuals." + name

@@ -32,6 +32,79 @@ snat_pools:
     addresses: [192.0.2.1]
 `, "snat_pools.automap", "cannot be called \"automap\""},
 
+		// fastl4
+		{"fastl4 with client_ssl", poolWeb + `
+virtuals:
+  vs:
+    type: fastl4
+    destination: 127.0.0.1:80
+    pool: web
+    client_ssl: cert1   #<-
+`, "virtuals.vs.client_ssl", "a fastl4 virtual cannot use TLS"},
+		{"fastl4 with server_ssl", poolWeb + `
+profiles:
+  server_ssl:
+    up: {}
+virtuals:
+  vs:
+    type: fastl4
+    destination: 127.0.0.1:80
+    pool: web
+    server_ssl: up   #<-
+`, "virtuals.vs.server_ssl", "a fastl4 virtual cannot use TLS"},
+		{"fastl4_profile on tcp", poolWeb + `
+virtuals:
+  vs:
+    type: tcp
+    destination: 127.0.0.1:80
+    pool: web
+    fastl4_profile: fastl4   #<-
+`, "virtuals.vs.fastl4_profile", "applies only to virtuals of type fastl4"},
+		{"missing fastl4 profile", poolWeb + `
+virtuals:
+  vs:
+    type: fastl4
+    destination: 127.0.0.1:80
+    pool: web
+    fastl4_profile: nope   #<-
+`, "virtuals.vs.fastl4_profile", `fastl4 profile "nope" does not exist`},
+		{"fastl4 loose_initiation", `
+profiles:
+  fastl4:
+    f:
+      loose_initiation: true   #<-
+`, "profiles.fastl4.f.loose_initiation", "loose_initiation cannot work here"},
+		{"fastl4 timestamp strip", `
+profiles:
+  fastl4:
+    f:
+      tcp_timestamp_mode: strip   #<-
+`, "profiles.fastl4.f.tcp_timestamp_mode", "only preserve describes what happens"},
+		{"fastl4 wscale rewrite", `
+profiles:
+  fastl4:
+    f:
+      tcp_wscale_mode: rewrite   #<-
+`, "profiles.fastl4.f.tcp_wscale_mode", "only preserve describes what happens"},
+		{"fastl4 wscale unknown", `
+profiles:
+  fastl4:
+    f:
+      tcp_wscale_mode: keep   #<-
+`, "profiles.fastl4.f.tcp_wscale_mode", `tcp_wscale_mode "keep" is not valid`},
+		{"fastl4 kernel_relay", `
+profiles:
+  fastl4:
+    f:
+      kernel_relay: maybe   #<-
+`, "profiles.fastl4.f.kernel_relay", `kernel_relay "maybe" is not valid`},
+		{"fastl4 idle_timeout 0", `
+profiles:
+  fastl4:
+    f:
+      idle_timeout: 0s   #<-
+`, "profiles.fastl4.f.idle_timeout", "must be longer than 0"},
+
 		// addresses
 		{"destination without port", poolWeb + `
 virtuals:

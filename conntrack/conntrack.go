@@ -17,7 +17,7 @@ import (
 type Entry struct {
 	ID          uint64
 	Virtual     string
-	Proto       string         // "tcp" | "udp" | "http" | "https"
+	Proto       string         // "tcp" | "udp" | "http" | "https" | "fastl4"
 	Client      netip.AddrPort // client address
 	VirtualAddr netip.AddrPort // the listener address the client reached (clientside local)
 	ServerLocal netip.AddrPort // serverside local (SNAT or kernel-chosen); zero until connected

@@ -149,8 +149,22 @@ func (e *Engine) compile(cfg *config.Config) (*compiled, error) {
 			plan.ToServer = virtual.BufferLimits{High: int64(plan.Serverside.ProxyBufferHigh), Low: int64(plan.Serverside.ProxyBufferLow)}
 			// The idle timeout is the clientside profile's (F5), unless the
 			// virtual sets its own.
-			if cfg.Line("virtuals."+name+".idle_timeout") == 0 {
+			if cfg.Line("virtuals."+name+".idle_timeout") == 0 && v.Type != "fastl4" {
 				plan.IdleTimeout = plan.Clientside.IdleTimeout
+			}
+		}
+		if v.Type == "fastl4" {
+			// The idle timeout is the fastl4 profile's (config filled it
+			// in), unless the virtual sets its own.
+			fp := cfg.Profiles.FastL4[v.FastL4]
+			if fp == nil {
+				return nil, fmt.Errorf("virtuals.%s.fastl4_profile: profile %q does not exist", name, v.FastL4)
+			}
+			plan.FastL4 = virtual.FastL4Settings{
+				Profile:        v.FastL4,
+				ResetOnTimeout: fp.ResetOnTimeout == nil || *fp.ResetOnTimeout,
+				LooseClose:     fp.LooseClose,
+				KernelRelay:    fp.KernelRelay != "off",
 			}
 		}
 		if plan.Persist, err = persistProfile(v.Persistence); err != nil {

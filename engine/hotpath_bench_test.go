@@ -86,6 +86,36 @@ func BenchmarkTCPRelay(b *testing.B) {
 	}
 }
 
+// BenchmarkFastL4Relay is BenchmarkTCPRelay through a fastl4 virtual: the
+// bytes move socket to socket in the kernel (eBPF sockmap) when this
+// process may load BPF programs, else through the user-space relay (the
+// fallback; the benchmark logs which).
+func BenchmarkFastL4Relay(b *testing.B) {
+	srv := benchBackend(b, func(c net.Conn) { io.Copy(io.Discard, c) })
+	port := freePort(b)
+	e := startEngine(b, vsConf{typ: "fastl4", members: []string{srv}}.yaml(port))
+	for _, v := range e.Virtuals() {
+		if v.FastL4 != nil {
+			b.Logf("relay: %s", v.FastL4.Relay)
+		}
+	}
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	chunk := make([]byte, 64<<10)
+	b.SetBytes(int64(len(chunk)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write(chunk); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // benchBackend serves each connection with serve on a loopback listener
 // closed (with its connections) at the end.
 func benchBackend(b *testing.B, serve func(net.Conn)) string {

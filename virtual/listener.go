@@ -73,6 +73,10 @@ type Listener struct {
 	// goroutines).
 	noParker bool
 	parker   *parker
+	// kernel is a fastl4 listener's kernel relay (sockmap), created with
+	// the first plan of type fastl4 and closed by Wait once every
+	// connection has ended.
+	kernel kernelRelay
 }
 
 // Listen opens the socket for p.Destination and starts serving p.
@@ -159,6 +163,7 @@ func Serve(p *Plan, ln net.Listener) (*Listener, error) {
 func serve(p *Plan, ln net.Listener) *Listener {
 	l := newListener(p)
 	l.ln = ln
+	l.kernel.ensure(p)
 	l.loop.Add(1)
 	go l.acceptLoop()
 	return l
@@ -210,6 +215,7 @@ func (l *Listener) Plan() *Plan { return l.plan.Load() }
 // (what accepted connections inherit from it).
 func (l *Listener) Swap(p *Plan) {
 	old := l.plan.Swap(p)
+	l.kernel.ensure(p)
 	if tl, ok := l.ln.(*net.TCPListener); ok && p.Clientside != nil && (old == nil || old.Clientside != p.Clientside) {
 		if err := p.Clientside.ApplyListener(tl); err != nil {
 			p.Log.Warn("clientside TCP profile not fully applied to the listener", "profile", p.Clientside.Name, "err", err)
@@ -265,6 +271,7 @@ func (l *Listener) Wait(ctx context.Context) {
 		// Connections that ended after Close may have left server
 		// connections for reuse.
 		l.idle.closeAll()
+		l.kernel.close()
 		close(l.done)
 	})
 	<-l.done
@@ -326,7 +333,7 @@ func (l *Listener) acceptLoop() {
 					recoverConn(p, c, r)
 				}
 			}()
-			l.serveTCP(p, c)
+			l.serveTCP(p, c) // tcp and fastl4
 		}()
 	}
 }

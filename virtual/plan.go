@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fulcrum-adc/fulcrum/conntrack"
+	"github.com/fulcrum-adc/fulcrum/internal/sockmap"
 	"github.com/fulcrum-adc/fulcrum/persist"
 	"github.com/fulcrum-adc/fulcrum/pool"
 	"github.com/fulcrum-adc/fulcrum/profile/tcp"
@@ -21,7 +22,7 @@ import (
 // configuration. It is read-only once published: a reload builds a new Plan.
 type Plan struct {
 	Name        string
-	Type        string // tcp | udp | http
+	Type        string // tcp | udp | http | fastl4
 	Destination netip.AddrPort
 
 	Pool  *pool.Pool
@@ -41,6 +42,7 @@ type Plan struct {
 	ClientTLS *tls.Config // nil: plain
 	ServerTLS *tls.Config // nil: plain to members
 	HTTP      HTTPSettings
+	FastL4    FastL4Settings // type fastl4
 
 	// Proxy buffers (F5 proxy-buffer-high/low): ToClient holds data from the
 	// server waiting for the client (clientside profile), ToServer the reverse.
@@ -63,6 +65,19 @@ type Plan struct {
 	// d.DialContext (d carries the SNAT source, timeout and socket options).
 	// Tests inject failures through it, as with net/http's Transport.
 	DialContext func(ctx context.Context, d *net.Dialer, network, address string) (net.Conn, error)
+
+	// NewKernelRelay, when set, creates a fastl4 listener's kernel relay
+	// instead of sockmap.New. Tests make it fail to force the user-space
+	// fallback.
+	NewKernelRelay func(sockmap.Options) (*sockmap.Relay, error)
+}
+
+// FastL4Settings is the compiled fastl4 profile (F5: ltm profile fastl4).
+type FastL4Settings struct {
+	Profile        string
+	ResetOnTimeout bool // idle flows end with RST on both sides
+	LooseClose     bool // the first FIN ends the flow (after LooseCloseLinger)
+	KernelRelay    bool // false: relay in user space
 }
 
 // HTTPSettings is the compiled HTTP profile.
@@ -132,6 +147,26 @@ type Stats struct {
 	// request body, an upload that stalled, a client that left mid-response.
 	// They are charged here, never to the member.
 	ClientErrors atomic.Uint64
+
+	FastL4 FastL4Stats // fastl4 virtuals only
+}
+
+// FastL4Stats counts how a fastl4 virtual's flows were relayed.
+type FastL4Stats struct {
+	KernelFlows atomic.Uint64 // handed to the kernel relay
+	UserFlows   atomic.Uint64 // relayed in user space (kernel relay off, unavailable or full)
+	MapFull     atomic.Uint64 // of those, because the socket map was full
+	Resets      atomic.Uint64 // flows ended by a reset one side sent (the other side reset too)
+	// Mode is the relay new flows get: "kernel", or "user: REASON".
+	Mode atomic.Pointer[string]
+}
+
+// RelayMode is the relay new flows of a fastl4 virtual get ("" for other types).
+func (s *FastL4Stats) RelayMode() string {
+	if m := s.Mode.Load(); m != nil {
+		return *m
+	}
+	return ""
 }
 
 func (p *Plan) reject(reason string) {

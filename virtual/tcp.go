@@ -16,13 +16,22 @@ import (
 const maxConnectAttempts = 3
 
 // serveTCP is the L4 full proxy: terminate the client connection, pick a
-// member, connect, and pump bytes both ways until both sides are done.
+// member, connect, and pump bytes both ways until both sides are done. A
+// fastl4 virtual's flow is set up the same way and its bytes then move in
+// the kernel (relayFastL4).
 func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 	now := time.Now()
 	clientAP := addrPortOf(c.RemoteAddr())
+	endClient := func(c net.Conn) { abortOrClose(c, p.Clientside) }
+	endServer := func(s net.Conn) { abortOrClose(s, p.Serverside) }
+	if p.Type == "fastl4" {
+		// Idle flows end as the fastl4 profile says (F5 reset-on-timeout).
+		endClient = func(c net.Conn) { closeOrReset(c, p.FastL4.ResetOnTimeout) }
+		endServer = endClient
+	}
 	e := &conntrack.Entry{
 		Virtual:     p.Name,
-		Proto:       "tcp",
+		Proto:       p.Type,
 		Client:      clientAP,
 		VirtualAddr: addrPortOf(c.LocalAddr()),
 		Created:     now,
@@ -44,9 +53,9 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 		mu.Lock()
 		s := server
 		mu.Unlock()
-		abortOrClose(raw, p.Clientside)
+		endClient(raw)
 		if s != nil {
-			abortOrClose(s, p.Serverside)
+			endServer(s)
 		}
 	}
 	p.Conns.Add(e, reap)
@@ -108,7 +117,12 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 		server = s
 		mu.Unlock()
 		e.SetServer(m.PoolName(), addrPortOf(s.LocalAddr()), m.Addr())
-		l.proxyStreams(p, e, c, s, func(in, out int64) { m.AddBytes(in, out) })
+		member := func(in, out int64) { m.AddBytes(in, out) }
+		if p.Type == "fastl4" {
+			l.relayFastL4(p, e, c, s, member)
+		} else {
+			l.proxyStreams(p, e, c, s, member)
+		}
 		ls.release()
 		return
 	}
