@@ -43,6 +43,9 @@ type httpConn struct {
 	waitUntil time.Time                  // deadline of the current wait for a request
 	parked    atomic.Pointer[parkedConn] // set while the parker holds the connection
 	pc        parkedConn                 // the parking record (see parker.park)
+	cw        watch                      // the parker's registration (see parker.park)
+	preVal    prefetchConn               // h.pre's storage
+	cntVal    countConn                  // h.c's storage (plain TCP)
 	endOnce   sync.Once
 }
 
@@ -81,11 +84,13 @@ func (l *Listener) startHTTP(p *Plan, raw net.Conn) {
 	if tc, ok := raw.(*net.TCPConn); ok {
 		wio = newRawIO(tc)
 		if p.ClientTLS == nil {
-			h.pre = &prefetchConn{TCPConn: tc, pool: &l.readahead, io: wio}
+			h.preVal = prefetchConn{TCPConn: tc, pool: &l.readahead, io: wio}
+			h.pre = &h.preVal
 			under = h.pre
 		}
 	}
-	h.c = &countConn{Conn: under, c: h, wio: wio}
+	h.cntVal = countConn{Conn: under, c: h, wio: wio}
+	h.c = &h.cntVal
 	p.Conns.Add(e, h.kill)
 	e.SetDetail(h.detail)
 	if h.pre != nil && l.parker != nil {

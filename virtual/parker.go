@@ -63,19 +63,24 @@ type parkedConn struct {
 	deadline time.Time // header or keep-alive timeout
 }
 
-// watch is one registered socket: a client connection (h) or a server
-// connection (sc). seq counts the loop's events for it.
+// watch is one registered socket: a client connection (h, the watch is
+// part of its httpConn) or a server connection (sw). seq counts the loop's
+// events for it.
 type watch struct {
 	pk  *parker
 	fd  int32
 	h   *httpConn
-	sc  *serverConn
+	sw  *serverWatch
 	seq atomic.Uint64
 	// readSeq is seq as it was before the owner's last read of the socket
 	// (^0 when that read filled its buffer: more may be waiting).
 	readSeq atomic.Uint64
+}
 
-	// Server connections: a goroutine waiting in await, and the parking.
+// serverWatch is a server connection's watch: a goroutine awaiting its
+// response, and its parking in the idle pool.
+type serverWatch struct {
+	watch
 	waiting  bool        // under pk.mu
 	gone     atomic.Bool // forgotten: the socket is closing
 	ready    chan struct{}
@@ -140,12 +145,14 @@ func (pk *parker) forget(w *watch) {
 	if pk.watched[w.fd] == w {
 		delete(pk.watched, w.fd)
 	}
-	w.gone.Store(true)
-	w.wakeLocked()
+	if w.sw != nil {
+		w.sw.gone.Store(true)
+		w.sw.wakeLocked()
+	}
 }
 
 // wakeLocked wakes the goroutine awaiting w, if any (pk.mu held).
-func (w *watch) wakeLocked() {
+func (w *serverWatch) wakeLocked() {
 	if w.waiting {
 		w.waiting = false
 		select {
@@ -182,7 +189,8 @@ func (pk *parker) park(h *httpConn, timeout time.Duration, first bool) error {
 			pk.mu.Unlock()
 			return err
 		}
-		w = &watch{pk: pk, fd: fd, h: h}
+		w = &h.cw
+		w.pk, w.fd, w.h = pk, fd, h
 		// Parked before it is added: data already waiting is reported at
 		// once and must find it parked.
 		pc.fd = fd
@@ -231,10 +239,11 @@ func (pk *parker) watchServer(sc *serverConn) {
 	if err != nil {
 		return
 	}
-	w := &watch{pk: pk, fd: fd, sc: sc, ready: make(chan struct{}, 1)}
+	w := &serverWatch{ready: make(chan struct{}, 1)}
+	w.pk, w.fd, w.sw = pk, fd, w
 	pk.mu.Lock()
 	defer pk.mu.Unlock()
-	if pk.addWatchLocked(w) == nil {
+	if pk.addWatchLocked(&w.watch) == nil {
 		sc.w = w
 	}
 }
@@ -243,7 +252,7 @@ func (pk *parker) watchServer(sc *serverConn) {
 // its event count was seq0, or at deadline, or when w is forgotten. It is
 // only a hint that saves the read that would fail: the read after it keeps
 // its own deadline.
-func (w *watch) await(seq0 uint64, deadline time.Time) {
+func (w *serverWatch) await(seq0 uint64, deadline time.Time) {
 	pk := w.pk
 	pk.mu.Lock()
 	if w.seq.Load() != seq0 || w.gone.Load() || pk.closed {
@@ -275,14 +284,14 @@ func (w *watch) await(seq0 uint64, deadline time.Time) {
 }
 
 // expire is an await's timer.
-func (w *watch) expire() {
+func (w *serverWatch) expire() {
 	w.pk.mu.Lock()
 	w.wakeLocked()
 	w.pk.mu.Unlock()
 }
 
 // parkedIdle records a server connection's entry into the idle pool.
-func (w *watch) parkedIdle() {
+func (w *serverWatch) parkedIdle() {
 	w.putSeq = w.seq.Load()
 	w.putRound = w.pk.rounds.Load()
 }
@@ -290,7 +299,7 @@ func (w *watch) parkedIdle() {
 // quiet reports whether the loop has handled a whole round of events that
 // began after the connection was parked idle and saw nothing on it since:
 // the member sent nothing (no byte, no FIN, no reset) before that round.
-func (w *watch) quiet() bool {
+func (w *serverWatch) quiet() bool {
 	return !w.gone.Load() && w.pk.finished.Load() > w.putRound && w.seq.Load() == w.putSeq
 }
 
@@ -334,8 +343,8 @@ func (pk *parker) handleLocked(fd int32) {
 		return
 	}
 	w.seq.Add(1)
-	if w.sc != nil {
-		w.wakeLocked()
+	if w.sw != nil {
+		w.sw.wakeLocked()
 		return
 	}
 	if pc := pk.parked[fd]; pc != nil && pk.takeLocked(pc) {
@@ -447,7 +456,9 @@ func (pk *parker) close() {
 		pk.mu.Lock()
 		pk.closed = true // no new watches; awaits return at once
 		for _, w := range pk.watched {
-			w.wakeLocked() // the loop stops: nobody else would
+			if w.sw != nil {
+				w.sw.wakeLocked() // the loop stops: nobody else would
+			}
 		}
 		pk.mu.Unlock()
 		close(pk.stop)

@@ -27,8 +27,8 @@ type serverConn struct {
 	member    *pool.Member
 	key       idleKey
 	idleSince time.Time
-	requests  int    // requests carried so far (>0 means reused)
-	w         *watch // the parker's registration (nil: not watched)
+	requests  int          // requests carried so far (>0 means reused)
+	w         *serverWatch // the parker's registration (nil: not watched)
 	// owner is the client connection using it (nil while idle): its
 	// activity keeps the server side's idle deadline alive.
 	owner atomic.Pointer[httpConn]
@@ -56,7 +56,7 @@ func (s *serverConn) observer(p *Plan) prometheus.Observer {
 
 func (s *serverConn) close() {
 	if s.w != nil {
-		s.w.pk.forget(s.w)
+		s.w.pk.forget(&s.w.watch)
 	}
 	s.conn.Close()
 }
