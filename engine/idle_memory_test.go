@@ -3,8 +3,10 @@ package engine
 import (
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"testing"
 	"time"
 )
@@ -22,6 +24,14 @@ func goHeap() (heap, stacks uint64, goroutines int) {
 // goroutine and a bounded amount of Go memory. The figure includes the
 // test's own client side of each connection (about 300 B of net.Conn).
 func TestIdleHTTPConnectionMemory(t *testing.T) {
+	if os.Getenv("HEAPPROF") != "" {
+		runtime.MemProfileRate = 1
+		defer func() {
+			f, _ := os.Create(os.Getenv("HEAPPROF"))
+			pprof.Lookup("heap").WriteTo(f, 0)
+			f.Close()
+		}()
+	}
 	b := startBackend(t, "a")
 	port := freePort(t)
 	startEngine(t, httpPoolYAML(port, "round-robin", "", b))
@@ -46,7 +56,7 @@ func TestIdleHTTPConnectionMemory(t *testing.T) {
 	})
 	time.Sleep(200 * time.Millisecond)
 	h1, s1, g1 := goHeap()
-	heap, stacks, gs := float64(h1-h0)/n, float64(s1-s0)/n, float64(g1-g0)/n
+	heap, stacks, gs := (float64(h1)-float64(h0))/n, (float64(s1)-float64(s0))/n, float64(g1-g0)/n
 	t.Logf("per idle connection (proxy and test client): heap %.0f B, stacks %.0f B, goroutines %.3f", heap, stacks, gs)
 	if gs > 0.01 {
 		t.Errorf("%.3f goroutines per idle connection, want none", gs)
