@@ -19,9 +19,15 @@
 //     data waits, which also gives F5's proxy-buffer high/low marks exact
 //     meaning (relay.go).
 //   - Idle HTTP client connections hold no goroutine: the parker (parker.go)
-//     keeps them in an epoll set of the listener's own, waited on through
-//     Go's poller, and starts a goroutine when data arrives. That is what
-//     brings an idle connection to about 1.8 KiB.
+//     keeps them in an epoll set of the listener's own, edge-triggered and
+//     registered once per connection, waited on through Go's poller, and
+//     hands a connection to a worker goroutine (kept with its grown stack
+//     while there is work) when data arrives. The same set is the readiness
+//     oracle of the request path: a request waits for its member's response
+//     there instead of failing a read first, and an idle server connection
+//     the loop saw nothing on over a whole round is reused without a peek.
+//     Socket reads and writes of the HTTP path are raw non-blocking system
+//     calls through syscall.RawConn (rawio.go).
 //
 // An http request is an exchange (exchange.go) in named steps: rewrite,
 // connect (persistence and balancing with reselect: members that refused

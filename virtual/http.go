@@ -90,6 +90,9 @@ func (l *Listener) startHTTP(p *Plan, raw net.Conn) {
 		}
 	}
 	h.cntVal = countConn{Conn: under, c: h, wio: wio}
+	if h.pre == nil {
+		h.cntVal.rio = wio // TLS reads the socket through countConn
+	}
 	h.c = &h.cntVal
 	p.Conns.Add(e, h.kill)
 	e.SetDetail(h.detail)
