@@ -260,3 +260,18 @@ func TestMarkdownCPUAndScaling(t *testing.T) {
 		t.Errorf("colorOf(fulcrum-2cpu) = %v, %v", c, ok)
 	}
 }
+
+func TestParseGoBench(t *testing.T) {
+	t.Parallel()
+	out := "goos: linux\nBenchmarkTCPProfilesOverWAN-2   \t       1\t156552069449 ns/op\t         2.492 auto-s\t         2.473 direct-s\t        13.02 tcp-s\nPASS\n"
+	m, err := ParseGoBench(out, "BenchmarkTCPProfilesOverWAN")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m["auto-s"] != 2.492 || m["direct-s"] != 2.473 || m["tcp-s"] != 13.02 || m["ns/op"] != 156552069449 {
+		t.Errorf("got %v", m)
+	}
+	if _, err := ParseGoBench("FAIL\n", "BenchmarkTCPProfilesOverWAN"); err == nil {
+		t.Error("no result line parsed")
+	}
+}

@@ -88,7 +88,8 @@ type env struct {
 	unavailable map[string]string    // target → why
 	bins        map[string]string    // program → path
 	notes       []string
-	fastL4      bool // the fulcrum binary accepted the fastl4 virtual
+	fastL4      bool    // the fulcrum binary accepted the fastl4 virtual
+	wan         *wanRun // the wan scenario's latest benchmark run
 }
 
 // kind is the proxyKind named name, or nil.

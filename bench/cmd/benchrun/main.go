@@ -44,6 +44,7 @@ type options struct {
 	scenarios   map[string]bool // empty = all
 	targets     map[string]bool // empty = all
 	cores       []int           // proxy core counts of the scaling scenario
+	wanTest     string          // engine test binary for the wan scenario
 }
 
 // wants reports whether target was selected with -targets. A scaling row
@@ -74,6 +75,7 @@ func main() {
 	flag.StringVar(&scen, "scenarios", "", "comma-separated scenario IDs to run (default all): "+strings.Join(scenarioIDs(), ","))
 	flag.StringVar(&targ, "targets", "", "comma-separated targets to run (default all): direct,fulcrum,fulcrum-fastl4,haproxy,haproxy-splice,nginx,caddy; "+
 		"the scaling scenario's rows (fulcrum-2cpu, …) are selected by their proxy's name too")
+	flag.StringVar(&o.wanTest, "wan-test", "", "engine test binary (go test -c ./engine) for the wan scenario; bench/run builds it")
 	flag.StringVar(&cores, "cores", "1,2", "proxy core counts for the http-scaling scenario (GOMAXPROCS / HAProxy nbthread), comma-separated, ascending")
 	flag.Parse()
 	if o.fulcrum == "" {
@@ -134,6 +136,11 @@ func run(ctx context.Context, o options) error {
 	var err error
 	if o.fulcrum, err = filepath.Abs(o.fulcrum); err != nil {
 		return err
+	}
+	if o.wanTest != "" {
+		if o.wanTest, err = filepath.Abs(o.wanTest); err != nil {
+			return err
+		}
 	}
 	if _, err := exec.LookPath("wrk"); err != nil {
 		return fmt.Errorf("wrk is needed: %w (bench/run installs it)", err)

@@ -128,6 +128,12 @@ func scenarios(o options) []scenario {
 				}
 				return r
 			}},
+		{Scenario: bench.Scenario{ID: "wan", Title: "7. WAN: 8 MiB over 100 ms RTT, 1 % loss, 50 Mbit/s",
+			How: "engine's BenchmarkTCPProfilesOverWAN, one round per round here: a client in a network namespace fetches 8 MiB across the WAN emulator (internal/testnet; the delay line and tc tbf) " +
+				"directly from a server in the far namespace (Linux buffer autotuning) and through a Fulcrum tcp virtual there (member on loopback) with the clientside profile `tcp`, `tcp-wan-optimized` or all-`auto` buffers; " +
+				"every sender uses the namespace's default congestion control (see Notes). Time from connect to the last byte.",
+			Metrics: []bench.Metric{{Key: "mbps", Label: "Goodput", Unit: "Mbit/s"}, {Key: "seconds", Label: "Time for 8 MiB", Unit: "s", LowerIsBetter: true}}},
+			targets: wanTargets(), measure: wanMeasure},
 	}
 }
 
@@ -227,6 +233,9 @@ func (e *env) whyUnavailable(id, target string) string {
 		return e.unavailable[bench.Nginx+"/l4"]
 	case id == "idle-memory" && target == bench.Direct:
 		return "no proxy in the path"
+	}
+	if id == "wan" {
+		return e.wanUnavailable()
 	}
 	if id == "http-scaling" {
 		for _, p := range scalingProxies {
