@@ -45,6 +45,7 @@ var (
 	mLoadCPU    = bench.Metric{Key: "load_cpu_pct", Label: "wrk CPU", Unit: "%"}
 	mBackCPU    = bench.Metric{Key: "backend_cpu_pct", Label: "Backend CPU", Unit: "%"}
 	mMachine    = bench.Metric{Key: "machine_pct", Label: "Machine busy", Unit: "%"}
+	mOther      = bench.Metric{Key: "other_pct", Label: "Unattributed", Unit: "%"}
 )
 
 const cpuFootnote = "CPU per request (per MiB) = utime+stime of the proxy's process tree over the measurement (/proc/PID/stat, 10 ms ticks) ÷ requests wrk completed (MiB delivered); " +
@@ -88,7 +89,7 @@ func scenarios(o options) []scenario {
 				"HAProxy `mode tcp` without and with splice; nginx `stream`.", secs(d)),
 			Metrics: []bench.Metric{mGbps, {Key: "retrans", Label: "Retransmits", Unit: ""}, mCPU, mCPUMiB, mMachineMiB},
 			Footnote: cpuFootnote + " *Machine CPU per MiB* is every CPU's busy time (/proc/stat: user, system, irq, softirq; load generator and iperf3 server included) per MiB: " +
-				"a kernel relay (splice, the `fastl4` sockmap) does much of its work in softirq and kernel-thread context charged to no process, so compare it there."},
+				"a kernel relay (splice, the `fastl4` sockmap) does much of its work in softirq and kernel-thread context charged to no process, so compare it there. It also counts any other work on the machine: trust it only from a quiet machine (the JSON's other_pct is the share charged to none of proxy, iperf3 client and server)."},
 			targets: []string{bench.Direct, bench.Fulcrum, bench.FulcrumFastL4, bench.HAProxy, bench.HAProxySplice, bench.Nginx, bench.Caddy},
 			measure: iperfMeasure},
 		{Scenario: bench.Scenario{ID: "idle-memory", Title: "4. Memory per idle client connection",
@@ -112,9 +113,9 @@ func scenarios(o options) []scenario {
 				"the proxy pinned (taskset) to the machine's last N CPUs; wrk and the nginx backend stay on CPU %s. "+
 				"With as many proxy cores as the machine has, the proxy shares its cores with the load generator and the backend: "+
 				"the wrk, backend and machine columns show how much of the machine each took (100 %% = one core; the machine has %d).", c, d, o.loadCPU, runtime.NumCPU()),
-			Metrics: []bench.Metric{mRPS, mP99, mCPU, mCPUReq, mLoadCPU, mBackCPU, mMachine},
+			Metrics: []bench.Metric{mRPS, mP99, mCPU, mCPUReq, mLoadCPU, mBackCPU, mMachine, mOther},
 			Footnote: cpuFootnote + " *vs HAProxy* compares with HAProxy on the same number of cores; *vs fewest cores* with the same proxy on the first core count of -cores. " +
-				"*Machine busy* is all CPUs' busy time (/proc/stat) in % of one CPU."},
+				"*Machine busy* is all CPUs' busy time (/proc/stat) in % of one CPU; *Unattributed* is the part of it charged to none of proxy, wrk and backend: softirq, kernel threads, and any other work on the machine (a high figure means the run was disturbed)."},
 			targets: scaleTargets,
 			measure: func(ctx context.Context, e *env, target string) (bench.Round, []string, error) {
 				pc := scale[target]
@@ -365,10 +366,21 @@ func (u usage) round(v bench.Round, loadCPU float64, perKey string, units float6
 	v["backend_cpu_pct"] = u.backend / u.wall * 100
 	v["load_cpu_pct"] = loadCPU / u.wall * 100
 	v["machine_pct"] = u.machine / u.wall * 100
+	// Machine time charged to none of the three: softirq and kernel
+	// threads, and whatever else runs on the machine.
+	v["other_pct"] = (u.machine - nz(u.proxy) - nz(loadCPU) - nz(u.backend)) / u.wall * 100
 	if units > 0 {
 		v["cpu_us_"+perKey] = u.proxy * 1e6 / units
 		v["machine_us_"+perKey] = u.machine * 1e6 / units
 	}
+}
+
+// nz is x, or 0 for NaN (no such process).
+func nz(x float64) float64 {
+	if math.IsNaN(x) {
+		return 0
+	}
+	return x
 }
 
 func wrkMeasure(proto, path string, closeConn bool, conns int) func(context.Context, *env, string) (bench.Round, []string, error) {
