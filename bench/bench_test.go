@@ -226,3 +226,52 @@ func TestFormat(t *testing.T) {
 		t.Error("FormatRatio")
 	}
 }
+
+func TestMarkdownCPUAndScaling(t *testing.T) {
+	t.Parallel()
+	cpu := Metric{Key: "cpu_us_req", Label: "CPU per request", Unit: "µs", LowerIsBetter: true, VsHAProxy: true}
+	r := &Result{Scenarios: []*ScenarioResult{
+		{Scenario: Scenario{ID: "http-scaling", Title: "6. Scaling", How: "wrk", Footnote: "CPU footnote",
+			Metrics: []Metric{{Key: "rps", Label: "Requests/s", Unit: "req/s"}, cpu}},
+			Rows: []*Row{
+				{Target: "fulcrum-1cpu", Ref: "haproxy-1cpu", Rounds: []Round{{"rps": 20000, "cpu_us_req": 50}}},
+				{Target: "haproxy-1cpu", Ref: "haproxy-1cpu", Rounds: []Round{{"rps": 25000, "cpu_us_req": 40}}},
+				{Target: "fulcrum-2cpu", Ref: "haproxy-2cpu", ScaleFrom: "fulcrum-1cpu", Rounds: []Round{{"rps": 30000, "cpu_us_req": 60}}},
+				{Target: "haproxy-2cpu", Ref: "haproxy-2cpu", ScaleFrom: "haproxy-1cpu", Rounds: []Round{{"rps": 40000, "cpu_us_req": 40}}},
+			}},
+	}}
+	md := r.Markdown()
+	for _, want := range []string{
+		"| Target | Requests/s | CPU per request | Requests/s vs HAProxy | Requests/s vs direct | CPU per request vs HAProxy | Requests/s vs fewest cores | Rounds | Notes |",
+		"| fulcrum-1cpu | 20,000 req/s | 50 µs | 0.80× | — | 1.25× | — | 20,000 |  |",
+		"| fulcrum-2cpu | 30,000 req/s | 60 µs | 0.75× | — | 1.50× | 1.50× | 30,000 |  |",
+		"| haproxy-2cpu | 40,000 req/s | 40 µs | 1.00× | — | 1.00× | 1.60× | 40,000 |  |",
+		"CPU footnote",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	var b bytes.Buffer
+	if err := WriteChart(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := colorOf("fulcrum-2cpu"); !ok || c != targetColors[Fulcrum] {
+		t.Errorf("colorOf(fulcrum-2cpu) = %v, %v", c, ok)
+	}
+}
+
+func TestParseGoBench(t *testing.T) {
+	t.Parallel()
+	out := "goos: linux\nBenchmarkTCPProfilesOverWAN-2   \t       1\t156552069449 ns/op\t         2.492 auto-s\t         2.473 direct-s\t        13.02 tcp-s\nPASS\n"
+	m, err := ParseGoBench(out, "BenchmarkTCPProfilesOverWAN")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m["auto-s"] != 2.492 || m["direct-s"] != 2.473 || m["tcp-s"] != 13.02 || m["ns/op"] != 156552069449 {
+		t.Errorf("got %v", m)
+	}
+	if _, err := ParseGoBench("FAIL\n", "BenchmarkTCPProfilesOverWAN"); err == nil {
+		t.Error("no result line parsed")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"image/png"
 	"io"
 	"math"
+	"strings"
 
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/gofont/gobold"
@@ -31,6 +32,20 @@ var targetColors = map[string]color.RGBA{
 	HAProxySplice: {0x6b, 0x9b, 0xd8, 0xff},
 	Nginx:         {0x2e, 0x8b, 0x3e, 0xff},
 	Caddy:         {0x1f, 0x9e, 0x9e, 0xff},
+	FulcrumFastL4: {0xa8, 0x3c, 0x00, 0xff},
+}
+
+// colorOf is a target's bar colour; the scaling scenario's rows
+// ("fulcrum-2cpu") take their proxy's.
+func colorOf(target string) (color.RGBA, bool) {
+	if c, ok := targetColors[target]; ok {
+		return c, true
+	}
+	if i := strings.LastIndexByte(target, '-'); i > 0 {
+		c, ok := targetColors[target[:i]]
+		return c, ok
+	}
+	return color.RGBA{}, false
 }
 
 type chartFonts struct{ title, label font.Face }
@@ -118,14 +133,14 @@ func WriteChart(w io.Writer, r *Result) error {
 			if n < 1 {
 				n = 1
 			}
-			c, ok := targetColors[row.Target]
+			c, ok := colorOf(row.Target)
 			if !ok {
 				c = grey
 			}
 			draw.Draw(img, image.Rect(barX, y, barX+n, y+barH), &image.Uniform{c}, image.Point{}, draw.Src)
 			label := FormatValue(v, head.Unit)
-			if row.Target != HAProxy {
-				if ratio := s.Ratio(row.Target, HAProxy, head.Key); !math.IsNaN(ratio) {
+			if ref := RefOf(row); row.Target != ref {
+				if ratio := s.Ratio(row.Target, ref, head.Key); !math.IsNaN(ratio) {
 					label += "  (" + FormatRatio(ratio) + " HAProxy)"
 				}
 			}

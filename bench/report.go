@@ -14,6 +14,9 @@ const (
 	Fulcrum       = "fulcrum"
 	HAProxy       = "haproxy"
 	HAProxySplice = "haproxy-splice"
+	// FulcrumFastL4 is Fulcrum's L4 relay through a `type: fastl4` virtual
+	// (kernel relay, eBPF sockmap), in the tcp-throughput scenario.
+	FulcrumFastL4 = "fulcrum-fastl4"
 	Nginx         = "nginx"
 	Caddy         = "caddy"
 )
@@ -24,15 +27,20 @@ type Metric struct {
 	Label         string `json:"label"` // column header
 	Unit          string `json:"unit"`  // "req/s", "µs", "Gbit/s", "B"
 	LowerIsBetter bool   `json:"lower_is_better,omitempty"`
+	// VsHAProxy adds a column with the row's ratio to HAProxy for this
+	// metric (p99 always has one).
+	VsHAProxy bool `json:"vs_haproxy,omitempty"`
 }
 
 // Scenario describes what was measured; Metrics[0] is the headline figure
 // (the one charted and used for ratios in the chart).
 type Scenario struct {
-	ID      string   `json:"id"`
-	Title   string   `json:"title"`
-	How     string   `json:"how"` // one line: load, concurrency, duration
-	Metrics []Metric `json:"metrics"`
+	ID    string `json:"id"`
+	Title string `json:"title"`
+	How   string `json:"how"` // one line: load, concurrency, duration
+	// Footnote is printed under the table (e.g. what the CPU columns count).
+	Footnote string   `json:"footnote,omitempty"`
+	Metrics  []Metric `json:"metrics"`
 }
 
 // Round is one measurement of one target: metric key → value.
@@ -40,7 +48,13 @@ type Round map[string]float64
 
 // Row is one target in one scenario.
 type Row struct {
-	Target      string   `json:"target"`
+	Target string `json:"target"`
+	// Ref is the row the "vs HAProxy" columns compare with ("" = HAProxy);
+	// in the scaling scenario, HAProxy with the same number of cores.
+	Ref string `json:"ref,omitempty"`
+	// ScaleFrom, when set, is the row this one's headline is compared with
+	// in a "vs 1 core" column (the same proxy on fewer cores).
+	ScaleFrom   string   `json:"scale_from,omitempty"`
 	Unavailable string   `json:"unavailable,omitempty"` // why there is no figure
 	Rounds      []Round  `json:"rounds,omitempty"`
 	Failures    []string `json:"failures,omitempty"` // rounds that failed, with the reason
@@ -72,6 +86,14 @@ func (s *ScenarioResult) Row(target string) *Row {
 		}
 	}
 	return nil
+}
+
+// RefOf is the row a row's "vs HAProxy" columns compare with.
+func RefOf(r *Row) string {
+	if r.Ref != "" {
+		return r.Ref
+	}
+	return HAProxy
 }
 
 // Ratio is target's median of key divided by ref's; NaN when either is missing.
@@ -222,15 +244,24 @@ func Checks(r *Result) []Check {
 	if s := r.Scenario("tcp-throughput"); s != nil {
 		h, d := s.Ratio(Fulcrum, HAProxy, "gbps"), s.Ratio(Fulcrum, Direct, "gbps")
 		hs := s.Ratio(Fulcrum, HAProxySplice, "gbps")
-		pct := "—"
-		if !math.IsNaN(d) {
-			pct = fmt.Sprintf("%.0f%%", d*100)
-		}
+		pct := percent(d)
 		out = append(out, Check{
 			Target:   "L4 throughput ≥ 2× HAProxy and ≥ 70% of direct",
 			Measured: fmt.Sprintf("%s HAProxy (%s HAProxy with splice), %s of direct", FormatRatio(h), FormatRatio(hs), pct),
 			Met:      metOrNot(h >= 2 && d >= 0.7, h, d),
 		})
+		if row := s.Row(FulcrumFastL4); row != nil {
+			h, d := s.Ratio(FulcrumFastL4, HAProxy, "gbps"), s.Ratio(FulcrumFastL4, Direct, "gbps")
+			measured := fmt.Sprintf("%s HAProxy, %s of direct", FormatRatio(h), percent(d))
+			if row.Unavailable != "" {
+				measured = "unavailable: " + row.Unavailable
+			}
+			out = append(out, Check{
+				Target:   "L4 throughput through a `fastl4` virtual ≥ 2× HAProxy and ≥ 70% of direct",
+				Measured: measured,
+				Met:      metOrNot(h >= 2 && d >= 0.7, h, d),
+			})
+		}
 	}
 	if s := r.Scenario("idle-memory"); s != nil {
 		row := s.Row(Fulcrum)
@@ -245,6 +276,14 @@ func Checks(r *Result) []Check {
 		})
 	}
 	return out
+}
+
+// percent prints a ratio as a percentage ("—" when there is none).
+func percent(r float64) string {
+	if math.IsNaN(r) || math.IsInf(r, 0) {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f%%", r*100)
 }
 
 // Markdown renders the report: machine description, one table per scenario
@@ -283,18 +322,23 @@ func (r *Result) Markdown() string {
 		}
 		head := s.Metrics[0]
 		fmt.Fprintf(&b, " %s vs HAProxy | %s vs direct |", md(head.Label), md(head.Label))
-		hasP99 := false
-		for _, mt := range s.Metrics {
-			if mt.Key == "p99_us" {
-				hasP99 = true
+		var vs []Metric // metrics with their own ratio-to-HAProxy column
+		for _, mt := range s.Metrics[1:] {
+			if mt.Key == "p99_us" || mt.VsHAProxy {
+				vs = append(vs, mt)
+				fmt.Fprintf(&b, " %s vs HAProxy |", md(mt.Label))
 			}
 		}
-		if hasP99 {
-			b.WriteString(" p99 vs HAProxy |")
+		scaling := false
+		for _, row := range s.Rows {
+			scaling = scaling || row.ScaleFrom != ""
+		}
+		if scaling {
+			fmt.Fprintf(&b, " %s vs fewest cores |", md(head.Label))
 		}
 		b.WriteString(" Rounds | Notes |\n|---|")
-		n := len(s.Metrics) + 4
-		if hasP99 {
+		n := len(s.Metrics) + 4 + len(vs)
+		if scaling {
 			n++
 		}
 		b.WriteString(strings.Repeat("---:|", n-1) + "---|\n")
@@ -305,12 +349,20 @@ func (r *Result) Markdown() string {
 				fmt.Fprintf(&b, " unavailable: %s |\n", md(row.Unavailable))
 				continue
 			}
+			ref := RefOf(row)
 			for _, mt := range s.Metrics {
 				fmt.Fprintf(&b, " %s |", FormatValue(row.Median(mt.Key), mt.Unit))
 			}
-			fmt.Fprintf(&b, " %s | %s |", FormatRatio(s.Ratio(row.Target, HAProxy, head.Key)), FormatRatio(s.Ratio(row.Target, Direct, head.Key)))
-			if hasP99 {
-				fmt.Fprintf(&b, " %s |", FormatRatio(s.Ratio(row.Target, HAProxy, "p99_us")))
+			fmt.Fprintf(&b, " %s | %s |", FormatRatio(s.Ratio(row.Target, ref, head.Key)), FormatRatio(s.Ratio(row.Target, Direct, head.Key)))
+			for _, mt := range vs {
+				fmt.Fprintf(&b, " %s |", FormatRatio(s.Ratio(row.Target, ref, mt.Key)))
+			}
+			if scaling {
+				r := math.NaN()
+				if row.ScaleFrom != "" {
+					r = s.Ratio(row.Target, row.ScaleFrom, head.Key)
+				}
+				fmt.Fprintf(&b, " %s |", FormatRatio(r))
 			}
 			var rounds []string
 			for _, rd := range row.Rounds {
@@ -319,6 +371,9 @@ func (r *Result) Markdown() string {
 			fmt.Fprintf(&b, " %s |", strings.Join(rounds, " / "))
 			notes := append(append([]string(nil), row.Notes...), row.Failures...)
 			fmt.Fprintf(&b, " %s |\n", md(strings.Join(notes, "; ")))
+		}
+		if s.Footnote != "" {
+			fmt.Fprintf(&b, "\n%s\n", s.Footnote)
 		}
 		b.WriteString("\n")
 	}

@@ -234,3 +234,28 @@ func firstLines(s string, n int) string {
 	}
 	return strings.Join(lines, " | ")
 }
+
+// ParseGoBench reads the result line of benchmark name from `go test -bench`
+// output ("BenchmarkX-2  1  123 ns/op  2.49 auto-s …") and returns its
+// metrics by unit, ns/op included.
+func ParseGoBench(out, name string) (map[string]float64, error) {
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 || (f[0] != name && !strings.HasPrefix(f[0], name+"-")) {
+			continue
+		}
+		if _, err := strconv.Atoi(f[1]); err != nil {
+			continue // a log line that starts with the name
+		}
+		m := map[string]float64{}
+		for i := 2; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				return nil, fmt.Errorf("%s: value %q: %w", name, f[i], err)
+			}
+			m[f[i+1]] = v
+		}
+		return m, nil
+	}
+	return nil, fmt.Errorf("no result line for %s in: %s", name, firstLines(out, 4))
+}

@@ -32,10 +32,20 @@ type ports struct {
 	Dir                         string
 	Backend, BackendTLS, Iperf  int
 	HTTP, HTTPS, TCP, TCPSplice int
+	TCPFast                     int  // Fulcrum's fastl4 virtual
+	FastL4                      bool // render Fulcrum's fastl4 virtual
+	Threads                     int  // HAProxy nbthread, nginx worker_processes
 	Cert, Key, CertKey          string
 	Instance                    string
 	NoFile                      uint64 // RLIMIT_NOFILE the programs get
 	MaxConn                     int    // HAProxy maxconn: the idle connections plus headroom
+}
+
+// instOpts are an instance's departures from the defaults: the scaling
+// scenario's CPU list and thread count.
+type instOpts struct {
+	cpu     string // taskset CPU list ("" = the proxy CPU)
+	threads int    // GOMAXPROCS, nbthread, worker_processes (0 = 1)
 }
 
 // proxyKind says how to start one proxy.
@@ -78,6 +88,18 @@ type env struct {
 	unavailable map[string]string    // target → why
 	bins        map[string]string    // program → path
 	notes       []string
+	fastL4      bool    // the fulcrum binary accepted the fastl4 virtual
+	wan         *wanRun // the wan scenario's latest benchmark run
+}
+
+// kind is the proxyKind named name, or nil.
+func (e *env) kind(name string) *proxyKind {
+	for i := range proxyKinds {
+		if proxyKinds[i].name == name {
+			return &proxyKinds[i]
+		}
+	}
+	return nil
 }
 
 func newEnv(ctx context.Context, o options, dir string) (e *env, err error) {
@@ -158,7 +180,20 @@ func newEnv(ctx context.Context, o options, dir string) (e *env, err error) {
 		if e.unavailable[k.name] != "" || !e.wantTarget(k.name) {
 			continue
 		}
-		inst, err := e.startInstance(ctx, k, "main")
+		if k.name == bench.Fulcrum {
+			// The fastl4 virtual comes from a later change: a binary that
+			// refuses it still runs every other scenario.
+			e.fastL4 = true
+			inst, err := e.startInstance(ctx, k, "main", instOpts{})
+			if err == nil {
+				e.proxies[k.name] = inst
+				continue
+			}
+			e.fastL4 = false
+			e.unavailable[bench.FulcrumFastL4] = "this fulcrum does not run a `type: fastl4` virtual: " + fastL4Reason(err.Error())
+			logf("fulcrum did not start with a fastl4 virtual; starting it without: %v", err)
+		}
+		inst, err := e.startInstance(ctx, k, "main", instOpts{})
 		if err != nil {
 			// A proxy that does not start is reported, not fatal.
 			logf("%s did not start: %v", k.name, err)
@@ -170,25 +205,47 @@ func newEnv(ctx context.Context, o options, dir string) (e *env, err error) {
 	return e, nil
 }
 
+// fastL4Reason is the part of Fulcrum's start-up error about the fastl4
+// virtual ("virtuals.vs_fastl4.type: …"), or all of it.
+func fastL4Reason(msg string) string {
+	i := strings.Index(msg, "vs_fastl4")
+	if i < 0 {
+		return msg
+	}
+	if j := strings.LastIndexAny(msg[:i], " \t"); j >= 0 {
+		i = j + 1
+	}
+	r := msg[i:]
+	if j := strings.Index(r, " | "); j >= 0 {
+		r = r[:j]
+	}
+	return r
+}
+
 func (e *env) wantTarget(name string) bool {
 	if len(e.o.targets) == 0 {
 		return true
 	}
-	if name == bench.HAProxy {
+	switch name {
+	case bench.HAProxy:
 		return e.o.targets[bench.HAProxy] || e.o.targets[bench.HAProxySplice]
+	case bench.Fulcrum:
+		return e.o.targets[bench.Fulcrum] || e.o.targets[bench.FulcrumFastL4]
 	}
 	return e.o.targets[name]
 }
 
 // startInstance renders k's configuration with fresh ports and starts it on
 // the proxy CPU. tag names the instance's files ("main", "mem1", …).
-func (e *env) startInstance(ctx context.Context, k proxyKind, tag string) (*instance, error) {
-	pp, err := freePorts(4)
+func (e *env) startInstance(ctx context.Context, k proxyKind, tag string, o instOpts) (*instance, error) {
+	pp, err := freePorts(5)
 	if err != nil {
 		return nil, err
 	}
 	pt := e.base
-	pt.HTTP, pt.HTTPS, pt.TCP, pt.TCPSplice = pp[0], pp[1], pp[2], pp[3]
+	pt.HTTP, pt.HTTPS, pt.TCP, pt.TCPSplice, pt.TCPFast = pp[0], pp[1], pp[2], pp[3], pp[4]
+	pt.FastL4 = e.fastL4
+	pt.Threads = max(o.threads, 1)
 	pt.Instance = k.name + "-" + tag
 	pt.Dir = filepath.Join(e.dir, pt.Instance)
 	for _, d := range []string{"", "nginx-tmp", "caddy-data"} {
@@ -205,7 +262,14 @@ func (e *env) startInstance(ctx context.Context, k proxyKind, tag string) (*inst
 		bin = e.o.fulcrum
 	}
 	env := append([]string{"HOME=" + pt.Dir, "XDG_DATA_HOME=" + pt.Dir, "XDG_CONFIG_HOME=" + pt.Dir}, k.env...)
-	p, err := startProc(k.name, e.o.proxyCPU, env, filepath.Join(pt.Dir, "output.log"), bin, k.args(conf)...)
+	if o.threads > 1 {
+		env = append(env, fmt.Sprintf("GOMAXPROCS=%d", o.threads)) // the last value wins; C programs ignore it
+	}
+	cpu := e.o.proxyCPU
+	if o.cpu != "" {
+		cpu = o.cpu
+	}
+	p, err := startProc(k.name, cpu, env, filepath.Join(pt.Dir, "output.log"), bin, k.args(conf)...)
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -42,11 +43,25 @@ type options struct {
 	loadCPU     string
 	scenarios   map[string]bool // empty = all
 	targets     map[string]bool // empty = all
+	cores       []int           // proxy core counts of the scaling scenario
+	wanTest     string          // engine test binary for the wan scenario
+}
+
+// wants reports whether target was selected with -targets. A scaling row
+// ("fulcrum-2cpu") is selected by its own name or by its proxy's.
+func (o options) wants(target string) bool {
+	if len(o.targets) == 0 || o.targets[target] {
+		return true
+	}
+	if i := strings.LastIndexByte(target, '-'); i > 0 && strings.HasSuffix(target, "cpu") {
+		return o.targets[target[:i]]
+	}
+	return false
 }
 
 func main() {
 	var o options
-	var scen, targ string
+	var scen, targ, cores string
 	flag.BoolVar(&o.quick, "quick", false, "development mode: 1 round, 3 s per measurement, 2,000 idle connections; writes quick.md/quick.png")
 	flag.IntVar(&o.rounds, "rounds", 0, "rounds (default 3, or 1 with -quick)")
 	flag.DurationVar(&o.duration, "duration", 0, "length of each measurement (default 10s, or 3s with -quick)")
@@ -58,7 +73,10 @@ func main() {
 	flag.StringVar(&o.proxyCPU, "proxy-cpu", "", "CPU list for the proxy under test (default: the last CPU)")
 	flag.StringVar(&o.loadCPU, "load-cpu", "", "CPU list for the load generator and backends (default: all other CPUs)")
 	flag.StringVar(&scen, "scenarios", "", "comma-separated scenario IDs to run (default all): "+strings.Join(scenarioIDs(), ","))
-	flag.StringVar(&targ, "targets", "", "comma-separated targets to run (default all): direct,fulcrum,haproxy,haproxy-splice,nginx,caddy")
+	flag.StringVar(&targ, "targets", "", "comma-separated targets to run (default all): direct,fulcrum,fulcrum-fastl4,haproxy,haproxy-splice,nginx,caddy; "+
+		"the scaling scenario's rows (fulcrum-2cpu, …) are selected by their proxy's name too")
+	flag.StringVar(&o.wanTest, "wan-test", "", "engine test binary (go test -c ./engine) for the wan scenario; bench/run builds it")
+	flag.StringVar(&cores, "cores", "1,2", "proxy core counts for the http-scaling scenario (GOMAXPROCS / HAProxy nbthread), comma-separated, ascending")
 	flag.Parse()
 	if o.fulcrum == "" {
 		fmt.Fprintln(os.Stderr, "benchrun: -fulcrum is required (bench/run builds it)")
@@ -84,6 +102,14 @@ func main() {
 		}
 	}
 	o.scenarios, o.targets = set(scen), set(targ)
+	for _, c := range strings.Split(cores, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n < 1 || (len(o.cores) > 0 && n <= o.cores[len(o.cores)-1]) {
+			fmt.Fprintf(os.Stderr, "benchrun: -cores %q: want ascending core counts such as 1,2\n", cores)
+			os.Exit(2)
+		}
+		o.cores = append(o.cores, n)
+	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	if err := run(ctx, o); err != nil {
@@ -110,6 +136,11 @@ func run(ctx context.Context, o options) error {
 	var err error
 	if o.fulcrum, err = filepath.Abs(o.fulcrum); err != nil {
 		return err
+	}
+	if o.wanTest != "" {
+		if o.wanTest, err = filepath.Abs(o.wanTest); err != nil {
+			return err
+		}
 	}
 	if _, err := exec.LookPath("wrk"); err != nil {
 		return fmt.Errorf("wrk is needed: %w (bench/run installs it)", err)
