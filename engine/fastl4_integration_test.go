@@ -154,6 +154,14 @@ type virtualFastL4 struct {
 	in, out              uint64
 }
 
+// kernelVS is a fastl4 virtual whose profile asks for the kernel relay
+// explicitly, whatever the built-in profile's default: profile adds lines
+// to that profile (six spaces in), vs to the virtual (four).
+func kernelVS(members []string, profile, vs string) vsConf {
+	return vsConf{typ: "fastl4", members: members, vs: "    fastl4_profile: kernel\n" + vs,
+		top: "profiles:\n  fastl4:\n    kernel:\n      kernel_relay: \"on\"\n" + profile}
+}
+
 // TestFastL4ByteExact: 64 MiB each way at once through a fastl4 virtual,
 // every byte checked at the far end, the FINs after the data, the flow
 // relayed by the kernel and counted.
@@ -162,7 +170,7 @@ func TestFastL4ByteExact(t *testing.T) {
 	const n = 64 << 20
 	errs := make(chan error, 4)
 	port := freePort(t)
-	e := startEngine(t, vsConf{typ: "fastl4", members: []string{stampServer(t, n, errs)}}.yaml(port))
+	e := startEngine(t, kernelVS([]string{stampServer(t, n, errs)}, "", "").yaml(port))
 	c := dialTCP(t, port)
 	go func() { errs <- sendStamped(c, n, 1) }()
 	go func() { errs <- recvStamped(c, n, 2) }()
@@ -200,7 +208,7 @@ func TestFastL4HalfClose(t *testing.T) {
 				}
 			})
 			port := freePort(t)
-			startEngine(t, vsConf{typ: "fastl4", members: []string{srv}}.yaml(port))
+			startEngine(t, kernelVS([]string{srv}, "", "").yaml(port))
 			c := dialTCP(t, port)
 			if clientFirst {
 				if err := sendStamped(c, 2<<20, 1); err != nil {
@@ -239,7 +247,7 @@ func TestFastL4Reset(t *testing.T) {
 		got <- err
 	})
 	port := freePort(t)
-	e := startEngine(t, vsConf{typ: "fastl4", members: []string{srv}}.yaml(port))
+	e := startEngine(t, kernelVS([]string{srv}, "", "").yaml(port))
 	c := dialTCP(t, port)
 	c.Write([]byte("hello"))
 	time.Sleep(50 * time.Millisecond)
@@ -262,8 +270,7 @@ func TestFastL4IdleTimeout(t *testing.T) {
 	needKernelRelay(t)
 	srv := backendFunc(t, func(c *net.TCPConn) { io.Copy(c, c) })
 	port := freePort(t)
-	startEngine(t, vsConf{typ: "fastl4", members: []string{srv}, vs: "    fastl4_profile: short\n",
-		top: "profiles:\n  fastl4:\n    short:\n      idle_timeout: 2s\n"}.yaml(port))
+	startEngine(t, kernelVS([]string{srv}, "      idle_timeout: 2s\n", "").yaml(port))
 	active, idle := dialTCP(t, port), dialTCP(t, port)
 	buf := make([]byte, 4)
 	for i := range 10 { // 5 s of traffic every 0.5 s
@@ -288,7 +295,7 @@ func TestFastL4Concurrent(t *testing.T) {
 	const flows, n = 1000, 64 << 10
 	srv := backendFunc(t, func(c *net.TCPConn) { io.Copy(c, c); c.CloseWrite() })
 	port := freePort(t)
-	e := startEngine(t, vsConf{typ: "fastl4", members: []string{srv}}.yaml(port))
+	e := startEngine(t, kernelVS([]string{srv}, "", "").yaml(port))
 	errs := make(chan error, flows)
 	var wg sync.WaitGroup
 	for i := range flows {
@@ -364,7 +371,7 @@ func TestFastL4ReloadKeepsFlows(t *testing.T) {
 	needKernelRelay(t)
 	srv := backendFunc(t, func(c *net.TCPConn) { io.Copy(c, c) })
 	port := freePort(t)
-	e := startEngine(t, vsConf{typ: "fastl4", members: []string{srv}}.yaml(port))
+	e := startEngine(t, kernelVS([]string{srv}, "", "").yaml(port))
 	c := dialTCP(t, port)
 	echo := func(msg string) {
 		t.Helper()
@@ -377,7 +384,7 @@ func TestFastL4ReloadKeepsFlows(t *testing.T) {
 	}
 	echo("before")
 	l := e.Listener("vs")
-	cfg, err := config.Parse([]byte(vsConf{typ: "fastl4", members: []string{srv}, vs: "    connect_timeout: 3s\n"}.yaml(port)), "test.yaml")
+	cfg, err := config.Parse([]byte(kernelVS([]string{srv}, "", "    connect_timeout: 3s\n").yaml(port)), "test.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

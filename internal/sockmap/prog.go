@@ -28,8 +28,11 @@ const (
 	ctlSize     = 16
 )
 
-// SK_PASS in an sk_skb program's return value.
-const skPass = 1
+// An sk_skb program's return values.
+const (
+	skDrop = 0
+	skPass = 1
+)
 
 // program is the stream verdict: for each skb a socket receives, redirect
 // it to the peer's egress when no byte of this socket is waiting in user
@@ -41,11 +44,15 @@ func program(socks, state, ctl *ebpf.Map) asm.Instructions {
 	return asm.Instructions{
 		asm.Mov.Reg(asm.R6, asm.R1),              // r6 = skb
 		asm.LoadMem(asm.R9, asm.R6, 0, asm.Word), // r9 = skb->len
-		// A pure FIN reaches the program as an empty skb. Redirected, the
-		// peer's send path would take it for a failed send (0 bytes) and
-		// break the peer with EPIPE; passed, it is the socket's own end of
-		// stream, which user space sees as a read of 0.
-		asm.JEq.Imm(asm.R9, 0, "untracked"),
+		// A pure FIN reaches the program as an empty skb. Redirected or
+		// passed, it can end up in a psock's backlog queue (the peer's, or
+		// this socket's own when that queue holds the other direction's
+		// redirected bytes), whose worker takes a 0-byte result for a
+		// failure: EPIPE on that socket and every later redirect to it
+		// dropped. Dropped, it is gone; the socket has its end of stream
+		// (RCV_SHUTDOWN) all the same, so user space reads 0 once the
+		// bytes before it are read.
+		asm.JEq.Imm(asm.R9, 0, "drop"),
 		asm.FnGetSocketCookie.Call(),                 // r0 = cookie(skb->sk)
 		asm.StoreMem(asm.RFP, -8, asm.R0, asm.DWord), // key at fp-8
 		asm.LoadMapPtr(asm.R1, state.FD()),
@@ -82,6 +89,8 @@ func program(socks, state, ctl *ebpf.Map) asm.Instructions {
 		asm.Mov.Imm(asm.R0, skPass),
 		asm.Return(),
 		asm.Mov.Imm(asm.R0, skPass).WithSymbol("untracked"),
+		asm.Return(),
+		asm.Mov.Imm(asm.R0, skDrop).WithSymbol("drop"),
 		asm.Return(),
 	}
 }

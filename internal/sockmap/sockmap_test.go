@@ -8,6 +8,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // send writes n pattern bytes to c, then half-closes it.
@@ -25,11 +27,48 @@ func send(c *net.TCPConn, n int, seed byte) error {
 	return c.CloseWrite()
 }
 
+// sendEmptyFIN is send, but the FIN goes alone (an empty segment, not
+// on the last data segment): c half-closes once its peer has acknowledged
+// every byte.
+func sendEmptyFIN(c *net.TCPConn, n int, seed byte) error {
+	buf := make([]byte, 256<<10)
+	c.SetWriteDeadline(time.Now().Add(60 * time.Second))
+	for off := 0; off < n; {
+		k := min(len(buf), n-off)
+		pattern(buf[:k], uint64(off), seed)
+		if _, err := c.Write(buf[:k]); err != nil {
+			return err
+		}
+		off += k
+	}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
+		outq, err := ioctl(rc, unix.SIOCOUTQ)
+		if err != nil {
+			return err
+		}
+		if outq == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d bytes still unacknowledged", outq)
+		}
+	}
+	return c.CloseWrite()
+}
+
 // recvCheck reads c to its end and checks every byte against the pattern.
 func recvCheck(c *net.TCPConn, n int, seed byte) error {
+	c.SetReadDeadline(time.Now().Add(60 * time.Second))
+	return recvCheck2(c, n, seed)
+}
+
+func recvCheck2(c *net.TCPConn, n int, seed byte) error {
 	buf := make([]byte, 256<<10)
 	want := make([]byte, len(buf))
-	c.SetReadDeadline(time.Now().Add(60 * time.Second))
 	off := 0
 	for {
 		k, err := c.Read(buf)
@@ -39,7 +78,9 @@ func recvCheck(c *net.TCPConn, n int, seed byte) error {
 			}
 			pattern(want[:k], uint64(off), seed)
 			if i := firstDiff(buf[:k], want[:k]); i >= 0 {
-				return fmt.Errorf("byte %d is %#x, want %#x", off+i, buf[i], want[i])
+				j := i &^ 7
+				e := min(j+32, k)
+				return fmt.Errorf("byte %d is %#x, want %#x (got % x, want % x, read of %d at %d)", off+i, buf[i], want[i], buf[j:e], want[j:e], k, off)
 			}
 			off += k
 		}
@@ -86,6 +127,59 @@ func TestByteExactBothWays(t *testing.T) {
 			go func() { errs <- send(q.server, n, 0x22) }()
 			go func() { errs <- recvCheck(q.server, n, 0x11) }()
 			go func() { errs <- recvCheck(q.client, n, 0x22) }()
+			for range 4 {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if res := wait(); res.Err != nil {
+				t.Fatalf("flow ended with %v", res.Err)
+			}
+			if ab, ba := f.Counts(); ab != n || ba != n {
+				t.Errorf("counted %d and %d bytes, want %d each", ab, ba, n)
+			}
+		})
+	}
+}
+
+// TestCreditBoundaryBothWays: a small window makes both directions cross
+// the credit boundary (kernel redirect, user-space copy, redirect again)
+// thousands of times, 64 MiB each way at once, byte-exact.
+//
+// With readsLate, one side sends everything and half-closes before it
+// reads, and its socket buffers and the proxy's toward it are small (less
+// than the window): redirected bytes are stuck in that proxy socket's
+// psock queue when the FIN arrives on it. That used to break the flow:
+// the FIN's empty skb was queued behind them, the kernel's backlog worker
+// took its 0-byte result for a failure, set EPIPE on the socket and
+// dropped every later redirect to it.
+func TestCreditBoundaryBothWays(t *testing.T) {
+	for _, c := range []struct {
+		window int
+		late   string
+	}{{64 << 10, "none"}, {64 << 10, "client"}, {64 << 10, "server"}, {8 << 20, "client"}, {8 << 20, "server"}} {
+		t.Run(fmt.Sprintf("window=%d/readsLate=%s", c.window, c.late), func(t *testing.T) {
+			r := newRelay(t, Options{Window: c.window})
+			q := newQuad(t)
+			late := c.late
+			f, err := r.Splice(q.a, q.b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wait := runFlow(t, f)
+			const n = 64 << 20
+			errs := make(chan error, 4)
+			side := func(c *net.TCPConn, sendSeed, recvSeed byte, readLate bool) {
+				if readLate {
+					errs <- sendEmptyFIN(c, n, sendSeed)
+					errs <- recvCheck(c, n, recvSeed)
+					return
+				}
+				go func() { errs <- send(c, n, sendSeed) }()
+				errs <- recvCheck(c, n, recvSeed)
+			}
+			go side(q.client, 0x11, 0x22, late == "client")
+			go side(q.server, 0x22, 0x11, late == "server")
 			for range 4 {
 				if err := <-errs; err != nil {
 					t.Fatal(err)
