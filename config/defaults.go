@@ -55,7 +55,7 @@ const (
 
 	DefaultFastL4IdleTimeout = Duration(300 * time.Second) // F5 fastl4 idle-timeout
 	DefaultFastL4Mode        = "preserve"                  // tcp_timestamp_mode, tcp_wscale_mode
-	DefaultKernelRelay       = "on"
+	DefaultKernelRelay       = "off"
 
 	DefaultSNAT           = SNATAutomap
 	DefaultIdleTimeoutTCP = Duration(300 * time.Second) // tcp and http virtuals

@@ -885,7 +885,9 @@ func (v *validator) fastL4Profiles() {
 			}
 			v.errorf(path+"."+m.key, "%s %s cannot be honoured: Linux negotiates TCP options separately on the client and the server connection (each keeps what its peer offered), so only preserve describes what happens; use preserve", m.key, m.val)
 		}
-		v.oneOf(path+".kernel_relay", "kernel_relay", f.KernelRelay, "on", "off")
+		if v.oneOf(path+".kernel_relay", "kernel_relay", f.KernelRelay, "on", "off") && f.KernelRelay == "on" {
+			v.errorf(path+".kernel_relay", "kernel_relay on is not available in this release: the eBPF sockmap relay has a known defect on Linux 6.18 (now and then it delivers bytes twice when the receive queue is pruned) and measured about 6x slower than the user-space relay; see docs/fastl4.md. Use off (the default)")
+		}
 	}
 }
 

@@ -98,6 +98,12 @@ profiles:
     f:
       kernel_relay: maybe   #<-
 `, "profiles.fastl4.f.kernel_relay", `kernel_relay "maybe" is not valid`},
+		{"fastl4 kernel_relay on (known defect)", `
+profiles:
+  fastl4:
+    f:
+      kernel_relay: "on"   #<-
+`, "profiles.fastl4.f.kernel_relay", `kernel_relay on is not available in this release`},
 		{"fastl4 idle_timeout 0", `
 profiles:
   fastl4:

@@ -164,7 +164,7 @@ func (e *Engine) compile(cfg *config.Config) (*compiled, error) {
 				Profile:        v.FastL4,
 				ResetOnTimeout: fp.ResetOnTimeout == nil || *fp.ResetOnTimeout,
 				LooseClose:     fp.LooseClose,
-				KernelRelay:    fp.KernelRelay != "off",
+				KernelRelay:    e.kernelRel,
 			}
 		}
 		if plan.Persist, err = persistProfile(v.Persistence); err != nil {

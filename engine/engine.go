@@ -27,6 +27,11 @@ type Options struct {
 	// StatePath is where runtime member states are kept across restarts
 	// ("" : management.state_file, else ConfigPath+".state"; "off": none).
 	StatePath string
+	// ExperimentalKernelRelay relays fastl4 flows with the eBPF sockmap
+	// relay (internal/sockmap), which the configuration refuses while it
+	// has a known defect (docs/fastl4.md). For its tests and for work on it
+	// only: never set by the fulcrum command.
+	ExperimentalKernelRelay bool
 }
 
 // Engine is one running Fulcrum instance.
@@ -34,6 +39,7 @@ type Engine struct {
 	log       *slog.Logger
 	accessLog *slog.Logger
 	path      string
+	kernelRel bool // Options.ExperimentalKernelRelay
 
 	conns    *conntrack.Table
 	persists *persist.Table
@@ -93,6 +99,7 @@ func New(opt Options) *Engine {
 		log:       opt.Log,
 		accessLog: opt.AccessLog,
 		path:      opt.ConfigPath,
+		kernelRel: opt.ExperimentalKernelRelay,
 		conns:     conntrack.NewTable(),
 		persists:  persist.NewTable(),
 		monitors:  monitor.NewManager(opt.Log),

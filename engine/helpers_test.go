@@ -167,11 +167,18 @@ func (b *backend) restart(t *testing.T) *backend {
 // returns the engine; it is closed at test end.
 func startEngine(t testing.TB, yamlText string) *Engine {
 	t.Helper()
+	return startEngineWith(t, yamlText, Options{})
+}
+
+// startEngineWith is startEngine with options (Log is filled in).
+func startEngineWith(t testing.TB, yamlText string, o Options) *Engine {
+	t.Helper()
 	cfg, err := config.Parse([]byte(yamlText), "test.yaml")
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, yamlText)
 	}
-	e := New(Options{Log: testLogger(t)})
+	o.Log = testLogger(t)
+	e := New(o)
 	if err := e.Apply(cfg); err != nil {
 		t.Fatal(err)
 	}

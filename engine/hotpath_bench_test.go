@@ -93,7 +93,7 @@ func BenchmarkTCPRelay(b *testing.B) {
 func BenchmarkFastL4Relay(b *testing.B) {
 	srv := benchBackend(b, func(c net.Conn) { io.Copy(io.Discard, c) })
 	port := freePort(b)
-	e := startEngine(b, kernelVS([]string{srv}, "", "").yaml(port))
+	e := startKernelEngine(b, kernelVS([]string{srv}, "", "").yaml(port))
 	for _, v := range e.Virtuals() {
 		if v.FastL4 != nil {
 			b.Logf("relay: %s", v.FastL4.Relay)
