@@ -94,38 +94,7 @@ func stampServer(t *testing.T, n int, errs chan<- error) string {
 
 // backendFunc serves each connection with serve on loopback.
 func backendFunc(t *testing.T, serve func(*net.TCPConn)) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() { defer wg.Done(); defer c.Close(); serve(c.(*net.TCPConn)) }()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
+	return benchBackend(t, func(c net.Conn) { serve(c.(*net.TCPConn)) })
 }
 
 func dialTCP(t testing.TB, port int) *net.TCPConn {

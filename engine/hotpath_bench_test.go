@@ -109,7 +109,7 @@ func benchWrites(b *testing.B, port int) {
 
 // benchBackend serves each connection with serve on a loopback listener
 // closed (with its connections) at the end.
-func benchBackend(b *testing.B, serve func(net.Conn)) string {
+func benchBackend(b testing.TB, serve func(net.Conn)) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
