@@ -410,6 +410,7 @@ func (v *validator) complete() {
 	}
 
 	v.resolvePaths()
+	v.completeHA()
 }
 
 // resolvePaths makes every file path absolute, relative paths being taken

@@ -16,6 +16,12 @@ type Config struct {
 	Virtuals   map[string]*Virtual  `yaml:"virtuals"`
 	Limits     Limits               `yaml:"limits"`
 
+	// High availability (config/ha.go; docs/ha.md).
+	Local         Local                    `yaml:"local"`
+	Devices       map[string]*Device       `yaml:"devices"`
+	Failover      Failover                 `yaml:"failover"`
+	TrafficGroups map[string]*TrafficGroup `yaml:"traffic_groups"`
+
 	// TCP is every TCP profile, resolved (inheritance applied, built-ins
 	// included): what the engine reads. Virtuals name these in
 	// clientside_tcp and serverside_tcp.
@@ -212,4 +218,9 @@ type Virtual struct {
 	ConnectTimeout      Duration `yaml:"connect_timeout"`      // default 5s
 	ConnectionLimit     int      `yaml:"connection_limit"`     // 0 = unlimited (tcp/http); udp: flows, default 10000, ≥ 1
 	Enabled             *bool    `yaml:"enabled"`              // default true
+
+	// TrafficGroup is the traffic group whose floating addresses hold the
+	// destination ("" when none): the virtual listens only where that group
+	// is active.
+	TrafficGroup string `yaml:"-"`
 }

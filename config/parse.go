@@ -640,8 +640,8 @@ func notBuilt(key string, t reflect.Type) string {
 	switch t {
 	case reflect.TypeFor[Config]():
 		switch key {
-		case "devices", "device_groups", "device_group", "traffic_groups", "traffic_group", "ha", "failover", "mirroring":
-			return "high availability (devices, device groups, traffic groups, failover, mirroring) is not built yet"
+		case "mirroring":
+			return "connection mirroring is not built yet"
 		case "tunnels", "etherip":
 			return "tunnels (iSession, EtherIP) are not built yet"
 		}
@@ -651,8 +651,10 @@ func notBuilt(key string, t reflect.Type) string {
 		}
 	case reflect.TypeFor[Virtual]():
 		switch key {
-		case "lbsp", "ipv6_persistence", "mirror", "connection_mirroring", "traffic_group":
-			return fmt.Sprintf("%q is not built yet (IPv6 single-pass persistence, connection mirroring and traffic groups are later issues)", key)
+		case "lbsp", "ipv6_persistence", "mirror", "connection_mirroring":
+			return fmt.Sprintf("%q is not built yet (IPv6 single-pass persistence and connection mirroring are later issues)", key)
+		case "traffic_group":
+			return "a virtual's traffic group is not set by a key: it is the traffic group whose floating addresses hold its destination"
 		}
 	}
 	return ""

@@ -79,6 +79,7 @@ func (v *validator) validate() {
 	v.snatPools()
 	v.virtuals()
 	v.listeners()
+	v.ha()
 
 	sortErrors(v.p.notices)
 	for _, n := range v.p.notices {

@@ -123,6 +123,7 @@ func (e *Engine) compile(cfg *config.Config) (*compiled, error) {
 			Name:            name,
 			Type:            v.Type,
 			Destination:     dest,
+			TrafficGroup:    v.TrafficGroup,
 			Pool:            pl,
 			Pools:           c.pools,
 			HashKey:         hashKey(cfg.Pools[v.Pool].HashKey),

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sync"
 	"time"
 
@@ -54,8 +55,12 @@ type Engine struct {
 	cfg       *config.Config
 	pools     map[string]*pool.Pool
 	listeners map[string]virtual.Server // "tcp|addr" / "udp|addr"
-	vstats    map[string]*virtual.Stats
-	secrets   map[string][]byte // generated cookie secrets, kept across reloads
+	// standby are the plans of virtuals whose traffic group is not active
+	// here: they listen only once it is (SetTrafficGroupActive).
+	standby  map[string]*virtual.Plan
+	tgActive map[string]bool // traffic groups active on this device
+	vstats   map[string]*virtual.Stats
+	secrets  map[string][]byte // generated cookie secrets, kept across reloads
 	// draining are listeners a reload removed, until their connections
 	// have ended; each has a goroutine (counted in drains) that releases
 	// it and takes it out of this set.
@@ -105,6 +110,8 @@ func New(opt Options) *Engine {
 		monitors:  monitor.NewManager(opt.Log),
 		pools:     map[string]*pool.Pool{},
 		listeners: map[string]virtual.Server{},
+		standby:   map[string]*virtual.Plan{},
+		tgActive:  map[string]bool{},
 		draining:  map[virtual.Server]struct{}{},
 		vstats:    map[string]*virtual.Stats{},
 		secrets:   map[string][]byte{},
@@ -161,6 +168,9 @@ func (e *Engine) Apply(cfg *config.Config) error {
 	if e.closed {
 		return ErrClosed
 	}
+	if e.cfg != nil && haChanged(e.cfg, cfg) {
+		return fmt.Errorf("%w: the high-availability settings (local, devices, failover, traffic_groups) changed: they take effect when the device restarts; nothing was applied", api.ErrBadRequest)
+	}
 	c, err := e.compile(cfg)
 	if err != nil {
 		return err
@@ -168,8 +178,13 @@ func (e *Engine) Apply(cfg *config.Config) error {
 	commitStates := e.applyMemberStates(cfg, c.pools) // saved member states (state.go)
 	// Open the listeners this configuration adds; keep the ones it shares.
 	next := make(map[string]virtual.Server, len(c.plans))
+	standby := map[string]*virtual.Plan{}
 	var opened []virtual.Server
 	for key, plan := range c.plans {
+		if plan.TrafficGroup != "" && !e.tgActive[plan.TrafficGroup] {
+			standby[key] = plan // opened if and when its group goes active here
+			continue
+		}
 		if l, ok := e.listeners[key]; ok {
 			next[key] = l
 			continue
@@ -208,6 +223,7 @@ func (e *Engine) Apply(cfg *config.Config) error {
 		e.log.Warn("management and log settings changed: they take effect at the next restart; the rest of the configuration is applied now")
 	}
 	e.listeners = next
+	e.standby = standby
 	e.pools = c.pools
 	e.cfg = cfg
 	e.monitors.Set(c.jobs)
@@ -219,6 +235,66 @@ func (e *Engine) Apply(cfg *config.Config) error {
 	for _, n := range cfg.Notices {
 		e.log.Warn("configuration notice", "notice", n)
 	}
+	return nil
+}
+
+// haChanged reports whether the device-group settings differ: the ha
+// Manager reads them once, at start.
+func haChanged(a, b *config.Config) bool {
+	return !reflect.DeepEqual(a.Local, b.Local) || !reflect.DeepEqual(a.Devices, b.Devices) ||
+		a.Failover != b.Failover || !reflect.DeepEqual(a.TrafficGroups, b.TrafficGroups)
+}
+
+// SetTrafficGroupActive starts (active) or stops the virtual servers whose
+// destination is a floating address of the traffic group: the lifecycle
+// the ha package drives. Starting opens their listeners (IP_FREEBIND: the
+// address may not be there yet); if one cannot open, the others opened for
+// the group are closed again and the error says which. Stopping closes the
+// listeners; their established connections drain as on a reload.
+func (e *Engine) SetTrafficGroupActive(group string, active bool) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return ErrClosed
+	}
+	if e.tgActive[group] == active {
+		return nil
+	}
+	if active {
+		opened := map[string]virtual.Server{}
+		for key, plan := range e.standby {
+			if plan.TrafficGroup != group {
+				continue
+			}
+			l, err := virtual.Listen(plan)
+			if err != nil {
+				for _, o := range opened {
+					o.Close()
+					e.drain(o)
+				}
+				return fmt.Errorf("virtual %s cannot listen on %s: %w", plan.Name, plan.Destination, err)
+			}
+			opened[key] = l
+		}
+		for key, l := range opened {
+			delete(e.standby, key)
+			e.listeners[key] = l
+			e.log.Info("virtual server listening: its traffic group is active here", "virtual", l.Plan().Name, "traffic_group", group, "address", l.Addr().String())
+		}
+		e.tgActive[group] = true
+		return nil
+	}
+	for key, l := range e.listeners {
+		if l.Plan().TrafficGroup != group {
+			continue
+		}
+		e.log.Info("virtual server stopped: its traffic group is standby here", "virtual", l.Plan().Name, "traffic_group", group, "address", l.Addr().String())
+		l.Close()
+		e.drain(l)
+		delete(e.listeners, key)
+		e.standby[key] = l.Plan()
+	}
+	delete(e.tgActive, group)
 	return nil
 }
 

@@ -137,11 +137,37 @@ func listenControl(p *Plan) func(network, address string, c syscall.RawConn) err
 				return fmt.Errorf("setting IPV6_V6ONLY: %w", serr)
 			}
 		}
+		if p.TrafficGroup != "" {
+			if err := freebind(network, c); err != nil {
+				return err
+			}
+		}
 		if p.Type != "udp" && p.Clientside != nil {
 			return p.Clientside.ListenControl(network, address, c)
 		}
 		return nil
 	}
+}
+
+// freebind lets the socket bind an address the host does not (yet) hold:
+// a traffic group's virtuals start listening as the group's floating
+// addresses are being added.
+func freebind(network string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		if network == "tcp6" || network == "udp6" {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_FREEBIND, 1)
+		} else {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_FREEBIND, 1)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("setting IP_FREEBIND: %w", serr)
+	}
+	return nil
 }
 
 // Serve serves p (a tcp or http virtual) on connections accepted from ln,

@@ -24,6 +24,10 @@ type Plan struct {
 	Name        string
 	Type        string // tcp | udp | http | fastl4
 	Destination netip.AddrPort
+	// TrafficGroup is the traffic group whose floating address is the
+	// destination ("" : none). Its listener is opened only where the group
+	// is active, with IP_FREEBIND so that it does not wait for the address.
+	TrafficGroup string
 
 	Pool  *pool.Pool
 	Pools map[string]*pool.Pool // every pool, for match-across-pools persistence records

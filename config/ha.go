@@ -1,0 +1,349 @@
+package config
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// High availability: the schema of devices, failover and traffic groups
+// (F5: device trust, a Sync-Failover device group, traffic groups), their
+// defaults and their checks. The ha package runs them; docs/ha.md explains
+// them.
+
+// Local is what belongs to this one device and is never synchronised to
+// the others (F5 keeps self IPs, HA addresses and the device certificate
+// out of ConfigSync the same way).
+type Local struct {
+	Device   string `yaml:"device"`    // this device's name among devices (required with devices)
+	TrustDir string `yaml:"trust_dir"` // device trust directory made by `fulcrum device-trust init`
+}
+
+// Device is one member of the device group (F5: cm device).
+type Device struct {
+	// HAAddresses are the device's unicast failover addresses, one per HA
+	// path: heartbeats go from a device's i-th address to every peer's i-th
+	// address (F5: failover unicast addresses; UDP port failover.port).
+	HAAddresses []string `yaml:"ha_addresses"`
+	// MirrorAddresses are the primary and (optional) secondary addresses
+	// peers use to mirror to this device (F5: primary/secondary local
+	// mirror address).
+	MirrorAddresses []string `yaml:"mirror_addresses"`
+}
+
+// Failover holds the device group's failure-detection settings (F5:
+// sys db failover.*).
+type Failover struct {
+	Port     int      `yaml:"port"`      // heartbeat UDP port (default 1026, F5's)
+	Interval Duration `yaml:"interval"`  // time between heartbeats on each path (default 100ms)
+	DeadTime Duration `yaml:"dead_time"` // a peer silent this long on every path is down (default 3s: F5 Failover.NetTimeoutSec)
+	// MirrorPort is the first mirroring TCP port; traffic group i (in
+	// name order) uses MirrorPort+i (F5: 1029 upwards).
+	MirrorPort   int      `yaml:"mirror_port"`
+	GARPCount    int      `yaml:"garp_count"`    // gratuitous ARPs / unsolicited NAs per address on takeover (default 5)
+	GARPInterval Duration `yaml:"garp_interval"` // spacing between them (default 100ms)
+}
+
+// TrafficGroup is a set of floating addresses active on exactly one device
+// at a time (F5: cm traffic-group).
+type TrafficGroup struct {
+	Addresses []FloatingAddress `yaml:"addresses"`
+	// HAOrder lists the devices that may hold the group, most preferred
+	// first (F5: HA order). Default: every device, in name order.
+	HAOrder []string `yaml:"ha_order"`
+	// AutoFailback moves the group back to the first available device of
+	// HAOrder once it has been up for FailbackDelay (F5: auto failback).
+	AutoFailback  bool     `yaml:"auto_failback"`
+	FailbackDelay Duration `yaml:"failback_delay"` // default 60s (F5: auto failback time)
+
+	// Index is the group's position in name order (mirroring port offset).
+	Index int `yaml:"-"`
+	// Prefixes are Addresses parsed.
+	Prefixes []netip.Prefix `yaml:"-"`
+}
+
+// FloatingAddress is one address of a traffic group: a virtual address, a
+// floating self IP or a SNAT address.
+type FloatingAddress struct {
+	Address   string `yaml:"address"`   // IP/PREFIXLEN as it is added to the interface, e.g. 10.1.0.100/24
+	Interface string `yaml:"interface"` // interface it is added to; the same name on every device (F5: VLAN)
+}
+
+// HA defaults.
+const (
+	DefaultHeartbeatPort     = 1026
+	DefaultHeartbeatInterval = Duration(100 * time.Millisecond)
+	DefaultDeadTime          = Duration(3 * time.Second)
+	DefaultMirrorPort        = 1029
+	DefaultGARPCount         = 5
+	DefaultGARPInterval      = Duration(100 * time.Millisecond)
+	DefaultFailbackDelay     = Duration(60 * time.Second)
+)
+
+// MaxDevices is the largest device group Fulcrum runs today: failover
+// among three or more devices must be decided by a consensus engine
+// (majority), which is not built yet.
+const MaxDevices = 2
+
+// maxHAPaths bounds ha_addresses per device.
+const maxHAPaths = 4
+
+// HAEnabled reports whether the configuration defines a device group.
+func (c *Config) HAEnabled() bool { return len(c.Devices) > 0 }
+
+// TrafficGroupOf returns the traffic group holding addr ("" when none).
+func (c *Config) TrafficGroupOf(addr netip.Addr) string {
+	addr = addr.Unmap()
+	for _, name := range sortedKeys(c.TrafficGroups) {
+		for _, p := range c.TrafficGroups[name].Prefixes {
+			if p.Addr() == addr {
+				return name
+			}
+		}
+	}
+	return ""
+}
+
+// completeHA fills in HA defaults.
+func (v *validator) completeHA() {
+	c, p := v.cfg, v.p
+	if c.Failover.Port == 0 && !p.has("failover.port") {
+		c.Failover.Port = DefaultHeartbeatPort
+	}
+	if !p.has("failover.interval") {
+		c.Failover.Interval = DefaultHeartbeatInterval
+	}
+	if !p.has("failover.dead_time") {
+		c.Failover.DeadTime = DefaultDeadTime
+	}
+	if !p.has("failover.mirror_port") {
+		c.Failover.MirrorPort = DefaultMirrorPort
+	}
+	if !p.has("failover.garp_count") {
+		c.Failover.GARPCount = DefaultGARPCount
+	}
+	if !p.has("failover.garp_interval") {
+		c.Failover.GARPInterval = DefaultGARPInterval
+	}
+	for i, name := range sortedKeys(c.TrafficGroups) {
+		tg := c.TrafficGroups[name]
+		if tg == nil {
+			tg = &TrafficGroup{}
+			c.TrafficGroups[name] = tg
+		}
+		tg.Index = i
+		if len(tg.HAOrder) == 0 && !p.has("traffic_groups."+name+".ha_order") {
+			tg.HAOrder = sortedKeys(c.Devices)
+		}
+		if !p.has("traffic_groups." + name + ".failback_delay") {
+			tg.FailbackDelay = DefaultFailbackDelay
+		}
+		for _, a := range tg.Addresses {
+			if pf, err := netip.ParsePrefix(a.Address); err == nil {
+				tg.Prefixes = append(tg.Prefixes, pf)
+			}
+		}
+	}
+	if c.Local.TrustDir != "" && !filepath.IsAbs(c.Local.TrustDir) {
+		base := "."
+		if c.File != "" {
+			base = filepath.Dir(c.File)
+		}
+		if abs, err := filepath.Abs(filepath.Join(base, c.Local.TrustDir)); err == nil {
+			c.Local.TrustDir = abs
+		}
+	}
+}
+
+// ha checks the device group, failover settings and traffic groups.
+func (v *validator) ha() {
+	c := v.cfg
+	for _, n := range sortedKeys(c.Devices) {
+		if !validName(n) {
+			v.errorf("devices."+n, "name %q is not valid: names are made of letters, digits, '_', '.' and '-'", n)
+		}
+	}
+	for _, n := range sortedKeys(c.TrafficGroups) {
+		if !validName(n) {
+			v.errorf("traffic_groups."+n, "name %q is not valid: names are made of letters, digits, '_', '.' and '-'", n)
+		}
+	}
+	if !c.HAEnabled() {
+		if len(c.TrafficGroups) > 0 {
+			v.errorf("traffic_groups", "traffic groups need a device group: define devices (and local.device)")
+		}
+		if c.Local.Device != "" || c.Local.TrustDir != "" {
+			v.errorf("local", "local names this device in a device group, but no devices are defined")
+		}
+		return
+	}
+	switch {
+	case len(c.Devices) < 2:
+		v.errorf("devices", "a device group needs at least two devices (has %d)", len(c.Devices))
+	case len(c.Devices) > MaxDevices:
+		v.errorf("devices", "device groups of %d devices are not built yet: with three or more devices failover must be decided by a majority on a consensus engine, which Fulcrum does not have yet; use two devices (docs/ha.md)", len(c.Devices))
+	}
+	if c.Local.Device == "" {
+		v.errorf("local.device", "local.device is required with devices: the name of this device (defined: %s)", strings.Join(sortedKeys(c.Devices), ", "))
+	} else {
+		refCheck(v, "local.device", "device", c.Local.Device, c.Devices)
+	}
+	v.trustDir()
+	v.devices()
+	v.failover()
+	v.trafficGroups()
+}
+
+func (v *validator) trustDir() {
+	c := v.cfg
+	if c.Local.TrustDir == "" {
+		v.errorf("local.trust_dir", "local.trust_dir is required with devices: every HA channel is authenticated (make the files with `fulcrum device-trust init`)")
+		return
+	}
+	need := []string{"ca.pem", "heartbeat.key"}
+	if c.Local.Device != "" {
+		need = append(need, c.Local.Device+".pem", c.Local.Device+"-key.pem")
+	}
+	for _, f := range need {
+		if _, err := os.Stat(filepath.Join(c.Local.TrustDir, f)); err != nil {
+			v.errorf("local.trust_dir", "device trust file %s: %v (make it with `fulcrum device-trust init`)", filepath.Join(c.Local.TrustDir, f), err)
+		}
+	}
+}
+
+func (v *validator) devices() {
+	c := v.cfg
+	paths := -1
+	var families []bool // is4 per path index
+	seen := map[netip.Addr]string{}
+	for _, name := range sortedKeys(c.Devices) {
+		d := c.Devices[name]
+		path := "devices." + name
+		if d == nil || len(d.HAAddresses) == 0 {
+			v.errorf(path+".ha_addresses", "ha_addresses is required: this device's unicast failover addresses, one per HA path")
+			continue
+		}
+		if len(d.HAAddresses) > maxHAPaths {
+			v.errorf(path+".ha_addresses", "at most %d HA paths", maxHAPaths)
+			continue
+		}
+		if paths == -1 {
+			paths = len(d.HAAddresses)
+		} else if len(d.HAAddresses) != paths {
+			v.errorf(path+".ha_addresses", "every device needs the same number of ha_addresses (one per HA path): this one has %d, others %d", len(d.HAAddresses), paths)
+		}
+		for i, s := range d.HAAddresses {
+			ip := path + ".ha_addresses[" + strconv.Itoa(i) + "]"
+			a, err := netip.ParseAddr(s)
+			if err != nil || a.IsUnspecified() || a.IsMulticast() {
+				v.errorf(ip, "%q is not a unicast IP address", s)
+				continue
+			}
+			a = a.Unmap()
+			if other, dup := seen[a]; dup {
+				v.errorf(ip, "address %s is also an HA address of %s", a, other)
+			}
+			seen[a] = name
+			if i < len(families) {
+				if families[i] != a.Is4() {
+					v.errorf(ip, "HA path %d mixes IPv4 and IPv6 addresses across devices", i)
+				}
+			} else if i == len(families) {
+				families = append(families, a.Is4())
+			}
+		}
+		if len(d.MirrorAddresses) > 2 {
+			v.errorf(path+".mirror_addresses", "mirror_addresses holds a primary and at most one secondary address")
+		}
+		for i, s := range d.MirrorAddresses {
+			if a, err := netip.ParseAddr(s); err != nil || a.IsUnspecified() || a.IsMulticast() {
+				v.errorf(path+".mirror_addresses["+strconv.Itoa(i)+"]", "%q is not a unicast IP address", s)
+			}
+		}
+	}
+}
+
+func (v *validator) failover() {
+	f := &v.cfg.Failover
+	if f.Port < 1 || f.Port > 65535 {
+		v.errorf("failover.port", "port must be 1 to 65535")
+	}
+	if f.MirrorPort < 1 || f.MirrorPort+len(v.cfg.TrafficGroups) > 65536 {
+		v.errorf("failover.mirror_port", "mirror_port must be 1 to 65535 and leave one port per traffic group")
+	}
+	v.positive("failover.interval", "interval", f.Interval, false)
+	v.positive("failover.dead_time", "dead_time", f.DeadTime, false)
+	if f.Interval > 0 && f.Interval < Duration(time.Millisecond) {
+		v.errorf("failover.interval", "interval must be at least 1ms")
+	}
+	if f.Interval > 0 && f.DeadTime > 0 && f.Interval != Indefinite && f.DeadTime != Indefinite {
+		switch {
+		case f.DeadTime < 2*f.Interval:
+			v.errorf("failover.dead_time", "dead_time (%s) must be at least twice the heartbeat interval (%s), or one lost heartbeat fails the group over", time.Duration(f.DeadTime), time.Duration(f.Interval))
+		case f.DeadTime < 3*f.Interval:
+			v.notice("failover.dead_time", "dead_time (%s) is under three heartbeat intervals (%s): two lost heartbeats in a row on every path fail the group over", time.Duration(f.DeadTime), time.Duration(f.Interval))
+		}
+	}
+	if f.GARPCount < 1 || f.GARPCount > 100 {
+		v.errorf("failover.garp_count", "garp_count must be 1 to 100")
+	}
+	v.positive("failover.garp_interval", "garp_interval", f.GARPInterval, false)
+}
+
+func (v *validator) trafficGroups() {
+	c := v.cfg
+	owner := map[netip.Addr]string{}
+	for _, name := range sortedKeys(c.TrafficGroups) {
+		tg := c.TrafficGroups[name]
+		path := "traffic_groups." + name
+		if len(tg.Addresses) == 0 {
+			v.errorf(path+".addresses", "a traffic group needs at least one floating address")
+		}
+		for i, a := range tg.Addresses {
+			ap := path + ".addresses[" + strconv.Itoa(i) + "]"
+			pf, err := netip.ParsePrefix(a.Address)
+			if err != nil {
+				v.errorf(ap+".address", "%q is not IP/PREFIXLEN (write 10.1.0.100/24 or 2001:db8::100/64)", a.Address)
+			} else if pf.Addr().IsUnspecified() || pf.Addr().IsMulticast() || pf.Addr().IsLoopback() {
+				v.errorf(ap+".address", "%s cannot float: it must be a unicast, non-loopback address", pf.Addr())
+			} else {
+				if other, dup := owner[pf.Addr()]; dup {
+					v.errorf(ap+".address", "address %s is already in traffic group %s", pf.Addr(), other)
+				}
+				owner[pf.Addr()] = name
+				for _, dn := range sortedKeys(c.Devices) {
+					if d := c.Devices[dn]; d != nil && slices.Contains(d.HAAddresses, pf.Addr().String()) {
+						v.errorf(ap+".address", "%s is an HA address of device %s: HA addresses are per device and cannot float", pf.Addr(), dn)
+					}
+				}
+			}
+			if a.Interface == "" {
+				v.errorf(ap+".interface", "interface is required: the interface the address is added to when the group is active here")
+			} else if len(a.Interface) > 15 || strings.ContainsAny(a.Interface, "/ \t") {
+				v.errorf(ap+".interface", "%q is not a valid interface name", a.Interface)
+			}
+		}
+		if len(tg.HAOrder) == 0 {
+			v.errorf(path+".ha_order", "ha_order must name at least one device")
+		}
+		seen := map[string]bool{}
+		for i, d := range tg.HAOrder {
+			if seen[d] {
+				v.errorf(path+".ha_order["+strconv.Itoa(i)+"]", "device %q is listed twice", d)
+			}
+			seen[d] = true
+			refCheck(v, path+".ha_order["+strconv.Itoa(i)+"]", "device", d, c.Devices)
+		}
+		v.positive(path+".failback_delay", "failback_delay", tg.FailbackDelay, false)
+	}
+	for _, name := range sortedKeys(c.Virtuals) {
+		vs := c.Virtuals[name]
+		if ap, err := ParseDestination(vs.Destination); err == nil {
+			vs.TrafficGroup = c.TrafficGroupOf(ap.Addr())
+		}
+	}
+}
