@@ -213,6 +213,22 @@ func (c *Client) Reload(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/api/v1/reload", nil, nil, nil)
 }
 
+// HA reads the device group's state (GET /api/v1/ha) into out (the ha
+// package's Status).
+func (c *Client) HA(ctx context.Context, out any) error {
+	return c.do(ctx, http.MethodGet, "/api/v1/ha", nil, nil, out)
+}
+
+// Failover moves a traffic group off the device holding it, to `to` or
+// ("") the next device in its HA order; it returns once the group moved.
+func (c *Client) Failover(ctx context.Context, group, to string) error {
+	body, err := json.Marshal(FailoverRequest{To: to})
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodPost, "/api/v1/traffic-groups/"+url.PathEscape(group)+"/failover", nil, body, nil)
+}
+
 func memberPath(pool, member string) string {
 	return "/api/v1/pools/" + url.PathEscape(pool) + "/members/" + url.PathEscape(member)
 }

@@ -38,6 +38,9 @@ type Options struct {
 	// Log receives API activity: state changes, configuration loads, refused
 	// authentication, internal errors. nil discards.
 	Log *slog.Logger
+	// HA, when set, serves the device group (GET /api/v1/ha, POST
+	// /api/v1/traffic-groups/{name}/failover).
+	HA HA
 }
 
 // ErrorResponse is the body of every API error.
@@ -94,6 +97,7 @@ var dashboardCSP = func() string {
 
 type handler struct {
 	b         Backend
+	ha        HA
 	m         *Metrics
 	log       *slog.Logger
 	tokenHash *[sha256.Size]byte // nil: no authentication
@@ -106,7 +110,7 @@ func NewHandler(b Backend, m *Metrics, opt Options) http.Handler {
 	if m == nil {
 		m = NewMetrics(b)
 	}
-	h := &handler{b: b, m: m, log: opt.Log}
+	h := &handler{b: b, m: m, log: opt.Log, ha: opt.HA}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -135,6 +139,8 @@ func NewHandler(b Backend, m *Metrics, opt Options) http.Handler {
 		{"/api/v1/persistence/{key...}", map[string]http.HandlerFunc{"DELETE": h.deletePersistence}},
 		{"/api/v1/config", map[string]http.HandlerFunc{"GET": h.runningConfig, "POST": h.loadConfig}},
 		{"/api/v1/reload", map[string]http.HandlerFunc{"POST": h.reload}},
+		{"/api/v1/ha", map[string]http.HandlerFunc{"GET": h.haStatus}},
+		{"/api/v1/traffic-groups/{name}/failover", map[string]http.HandlerFunc{"POST": h.failover}},
 		{"/metrics", map[string]http.HandlerFunc{"GET": promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{
 			// One bad series (say two pools reported under one name) must
 			// not blank the whole scrape.

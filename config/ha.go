@@ -188,7 +188,7 @@ func (v *validator) ha() {
 		v.errorf("devices", "device groups of %d devices are not built yet: with three or more devices failover must be decided by a majority on a consensus engine, which Fulcrum does not have yet; use two devices (docs/ha.md)", len(c.Devices))
 	}
 	if c.Local.Device == "" {
-		v.errorf("local.device", "local.device is required with devices: the name of this device (defined: %s)", strings.Join(sortedKeys(c.Devices), ", "))
+		v.errorAt("devices", "local.device", "local.device is required with devices: the name of this device (defined: %s)", strings.Join(sortedKeys(c.Devices), ", "))
 	} else {
 		refCheck(v, "local.device", "device", c.Local.Device, c.Devices)
 	}
@@ -198,10 +198,20 @@ func (v *validator) ha() {
 	v.trafficGroups()
 }
 
+// errorAt reports a problem about path (a key that is missing) on the line
+// of lineOf when path itself has no line.
+func (v *validator) errorAt(lineOf, path, format string, args ...any) {
+	if v.p.has(path) {
+		v.errorf(path, format, args...)
+		return
+	}
+	v.p.add(v.p.lineFor(lineOf), path, format, args...)
+}
+
 func (v *validator) trustDir() {
 	c := v.cfg
 	if c.Local.TrustDir == "" {
-		v.errorf("local.trust_dir", "local.trust_dir is required with devices: every HA channel is authenticated (make the files with `fulcrum device-trust init`)")
+		v.errorAt("devices", "local.trust_dir", "local.trust_dir is required with devices: every HA channel is authenticated (make the files with `fulcrum device-trust init`)")
 		return
 	}
 	need := []string{"ca.pem", "heartbeat.key"}
@@ -294,8 +304,15 @@ func (v *validator) failover() {
 	v.positive("failover.garp_interval", "garp_interval", f.GARPInterval, false)
 }
 
+// MaxTrafficGroups bounds traffic_groups: every heartbeat carries each
+// group's state and must fit one datagram.
+const MaxTrafficGroups = 32
+
 func (v *validator) trafficGroups() {
 	c := v.cfg
+	if len(c.TrafficGroups) > MaxTrafficGroups {
+		v.errorf("traffic_groups", "at most %d traffic groups (has %d)", MaxTrafficGroups, len(c.TrafficGroups))
+	}
 	owner := map[netip.Addr]string{}
 	for _, name := range sortedKeys(c.TrafficGroups) {
 		tg := c.TrafficGroups[name]

@@ -1103,12 +1103,12 @@ profiles:
 }
 
 func TestNotYetBuiltKeysSayWhy(t *testing.T) {
-	src := "devices:\n  a: {}\ntunnels:\n  t: {}\nprofiles:\n  isession:\n    x: {}\npools:\n  p:\n    members: [{address: 127.0.0.1:1}]\nvirtuals:\n  v: {destination: 127.0.0.1:1, type: tcp, pool: p, lbsp: true}\n"
+	src := "mirroring:\n  a: {}\ntunnels:\n  t: {}\nprofiles:\n  isession:\n    x: {}\npools:\n  p:\n    members: [{address: 127.0.0.1:1}]\nvirtuals:\n  v: {destination: 127.0.0.1:1, type: tcp, pool: p, lbsp: true}\n"
 	_, err := Parse([]byte(src), "f.yaml")
 	if err == nil {
 		t.Fatal("configuration with unbuilt features accepted")
 	}
-	for _, want := range []string{"f.yaml:1: devices: high availability", "f.yaml:3: tunnels: tunnels (iSession, EtherIP) are not built yet",
+	for _, want := range []string{"f.yaml:1: mirroring: connection mirroring is not built yet", "f.yaml:3: tunnels: tunnels (iSession, EtherIP) are not built yet",
 		"f.yaml:6: profiles.isession: iSession profiles are not built yet", `f.yaml:12: virtuals.v.lbsp: "lbsp" is not built yet`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fulcrum-adc/fulcrum/api"
 	"github.com/fulcrum-adc/fulcrum/config"
 	"github.com/fulcrum-adc/fulcrum/netcfg"
 	"golang.org/x/sys/unix"
@@ -575,19 +576,19 @@ func (m *Manager) request(r *localRequest, now time.Time) error {
 		}
 	}
 	if g == nil {
-		return fmt.Errorf("traffic group %q does not exist", r.group)
+		return fmt.Errorf("%w: traffic group %q does not exist", api.ErrNotFound, r.group)
 	}
 	if r.target != "" && !slices.Contains(g.order, r.target) {
-		return fmt.Errorf("device %q is not in traffic group %s's ha_order (%v)", r.target, g.name, g.order)
+		return fmt.Errorf("%w: device %q is not in traffic group %s's ha_order (%v)", api.ErrBadRequest, r.target, g.name, g.order)
 	}
 	if g.active {
 		if r.target == m.self {
-			return fmt.Errorf("traffic group %s is already active on %s", g.name, m.self)
+			return fmt.Errorf("%w: traffic group %s is already active on %s", api.ErrBadRequest, g.name, m.self)
 		}
 		g.local = &failoverRequest{Group: g.name, Target: r.target}
 		m.evaluate(now)
 		if g.active {
-			return fmt.Errorf("traffic group %s stays on %s: no other live device can take it", g.name, m.self)
+			return fmt.Errorf("%w: traffic group %s stays on %s: no other live device can take it", api.ErrBadRequest, g.name, m.self)
 		}
 		return nil
 	}

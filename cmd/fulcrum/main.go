@@ -55,6 +55,8 @@ Usage:
   fulcrum member POOL ADDR enable|disable|force-offline
   fulcrum reload               make the running instance re-read its configuration file
   fulcrum delete connection ID | persistence KEY   reset a connection, forget a persistence record
+  fulcrum show devices|traffic-groups              the device group (high availability)
+  fulcrum failover TRAFFIC_GROUP [-to DEVICE]      move a traffic group to another device
   fulcrum version              print version, commit, Go version and build date
 
 "fulcrum help COMMAND" or "fulcrum COMMAND -h" describes a command.
@@ -130,6 +132,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runReload(args[1:], stdout, stderr)
 	case "delete":
 		return runDelete(args[1:], stdout, stderr)
+	case "failover":
+		return runFailover(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		return cmdVersion(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":

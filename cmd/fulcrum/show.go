@@ -30,6 +30,7 @@ import (
 
 	"github.com/fulcrum-adc/fulcrum/api"
 	"github.com/fulcrum-adc/fulcrum/config"
+	"github.com/fulcrum-adc/fulcrum/ha"
 )
 
 // runShow implements `fulcrum show virtuals|pools|connections|persistence`.
@@ -65,6 +66,8 @@ const showUsage = `usage: fulcrum show virtuals [NAME] [flags]
        fulcrum show connections ID [flags]     (one connection: TCP profile, socket options, TCP_INFO)
        fulcrum show persistence [-virtual V] [-pool P] [-profile NAME] [-member ADDR] [-limit N] [flags]
        fulcrum show config [flags]             (the running configuration as applied, secrets redacted)
+       fulcrum show devices [flags]            (the device group: peers, HA paths, last heartbeat per path)
+       fulcrum show traffic-groups [flags]     (where each traffic group is active, next active, generation)
 
 Shows the state of a running Fulcrum (F5: tmsh show ltm virtual|pool,
 show sys connection, show ltm persistence persist-records). Flags may come
@@ -342,6 +345,10 @@ func (c *apiCLI) show(args []string) int {
 		fs.IntVar(&pq.Limit, "limit", 0, fmt.Sprintf("at most this many (0 = %d)", api.DefaultLimit))
 	case "config", "configuration":
 		what = "config"
+	case "devices", "device":
+		what = "devices"
+	case "traffic-groups", "traffic-group", "traffic_groups", "tg":
+		what = "traffic-groups"
 	default:
 		return c.usageError(fs, "cannot show %q: want virtuals, pools, connections, persistence or config", what)
 	}
@@ -402,6 +409,11 @@ func (c *apiCLI) show(args []string) int {
 		}
 	case "persistence":
 		data, err = cl.Persistence(ctx, pq)
+	case "devices", "traffic-groups":
+		var st ha.Status
+		if err = cl.HA(ctx, &st); err == nil {
+			return c.showHA(what, &st, *out)
+		}
 	case "config":
 		// YAML as applied, secrets redacted: the same whatever -o says.
 		var y []byte

@@ -1,0 +1,59 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"time"
+)
+
+// HA is the device group as the API sees it (the ha package's Manager
+// through a small adapter; nil when no device group is configured).
+type HA interface {
+	// HAStatus is devices, HA paths and traffic groups, JSON-encodable.
+	HAStatus() any
+	// Failover moves a traffic group off the device holding it, to target
+	// or ("") the next device in its HA order, and waits until it moved.
+	// Unknown group or device: ErrBadRequest or ErrNotFound wrapped.
+	Failover(ctx context.Context, group, target string) error
+}
+
+// FailoverRequest is the body of POST /api/v1/traffic-groups/{name}/failover.
+type FailoverRequest struct {
+	To string `json:"to,omitempty"` // device to move the group to; "" : the next in HA order
+}
+
+func (h *handler) haStatus(w http.ResponseWriter, r *http.Request) {
+	if h.ha == nil {
+		writeError(w, http.StatusNotFound, "no device group is configured on this device", nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, h.ha.HAStatus())
+}
+
+func (h *handler) failover(w http.ResponseWriter, r *http.Request) {
+	if h.ha == nil {
+		writeError(w, http.StatusNotFound, "no device group is configured on this device", nil)
+		return
+	}
+	var req FailoverRequest
+	body, err := io.ReadAll(io.LimitReader(r.Body, 4096))
+	if err == nil && len(body) > 0 {
+		err = json.Unmarshal(body, &req)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "body must be JSON like {\"to\": \"DEVICE\"} or empty", nil)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
+	defer cancel()
+	group := r.PathValue("name")
+	if err := h.ha.Failover(ctx, group, req.To); err != nil {
+		h.log.Warn("api: failover failed", "remote", r.RemoteAddr, "traffic_group", group, "to", req.To, "error", err)
+		h.writeBackendError(w, err, "")
+		return
+	}
+	h.log.Info("api: traffic group failed over", "remote", r.RemoteAddr, "traffic_group", group, "to", req.To)
+	writeJSON(w, http.StatusOK, StatusResponse{Status: "ok", Message: "traffic group " + group + " moved"})
+}

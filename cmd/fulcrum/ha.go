@@ -1,0 +1,133 @@
+package main
+
+// `fulcrum show devices|traffic-groups` and `fulcrum failover`: the device
+// group of a running Fulcrum through its management API (F5: tmsh show cm
+// device, show cm traffic-group, run sys failover).
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/fulcrum-adc/fulcrum/ha"
+)
+
+const failoverUsage = `usage: fulcrum failover TRAFFIC_GROUP [-to DEVICE] [flags]
+
+Moves a traffic group off the device that holds it (F5: Force to Standby
+for one traffic group), to DEVICE or to the next live device in the group's
+ha_order, and waits until the group is active there. It can be run on any
+device of the group: a device that does not hold the group asks the one
+that does. Without auto_failback the group then stays where it went.
+
+Flags:
+`
+
+// runFailover implements `fulcrum failover`.
+func runFailover(args []string, stdout, stderr io.Writer) int {
+	c := newAPICLI(stdout, stderr)
+	fs := c.newFlagSet("failover", failoverUsage)
+	f := c.commonFlags(fs, 30*time.Second)
+	to := fs.String("to", "", "device to move the group to (default: the next live device in ha_order)")
+	pos, err := c.parse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 1 {
+		return c.usageError(fs, "name one traffic group")
+	}
+	cl, base, err := c.client(f)
+	if err != nil {
+		return c.usageError(fs, "%v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
+	defer cancel()
+	if err := cl.Failover(ctx, pos[0], *to); err != nil {
+		return c.fail(base, err)
+	}
+	var st ha.Status
+	if err := cl.HA(ctx, &st); err == nil {
+		for _, g := range st.Groups {
+			if g.Name == pos[0] {
+				fmt.Fprintf(c.stdout, "traffic group %s is active on %s\n", g.Name, g.ActiveOn)
+				return 0
+			}
+		}
+	}
+	fmt.Fprintf(c.stdout, "traffic group %s moved\n", pos[0])
+	return 0
+}
+
+// showHA prints `fulcrum show devices` or `fulcrum show traffic-groups`.
+func (c *apiCLI) showHA(what string, st *ha.Status, out string) int {
+	if out == "json" {
+		b, _ := json.MarshalIndent(st, "", "  ")
+		fmt.Fprintln(c.stdout, string(b))
+		return 0
+	}
+	now := c.now()
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	defer tw.Flush()
+	ago := func(t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		return now.Sub(t).Round(time.Millisecond).String() + " ago"
+	}
+	if what == "devices" {
+		fmt.Fprintf(tw, "heartbeat every %s, peer down after %s of silence on every path; floating-address lifetime %s\n\n",
+			st.Interval, st.DeadTime, st.Lifetime)
+		fmt.Fprintln(tw, "DEVICE\tSTATE\tUP SINCE\tPATH\tLOCAL\tREMOTE\tLAST HEARD\tSEND ERRORS")
+		for _, d := range st.Devices {
+			state := "down"
+			if d.Self {
+				state = "this device"
+			} else if d.Up {
+				state = "up"
+			}
+			up := ""
+			if !d.Self && d.Up {
+				up = ago(d.UpSince)
+			}
+			if len(d.Paths) == 0 {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\t\t\n", d.Name, state, up)
+			}
+			for i, p := range d.Paths {
+				name, st, u := d.Name, state, up
+				if i > 0 {
+					name, st, u = "", "", ""
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", name, st, u, i, p.Local, p.Remote, ago(p.LastHeard), p.SendErrors)
+			}
+		}
+		r := st.Refused
+		if n := r.Malformed + r.Unauthenticated + r.UnknownDevice + r.Replayed + r.WrongSource + r.Overflow; n > 0 {
+			fmt.Fprintf(tw, "\nrefused heartbeats: %d malformed, %d bad MAC, %d unknown device, %d replayed, %d wrong source, %d overflow\n",
+				r.Malformed, r.Unauthenticated, r.UnknownDevice, r.Replayed, r.WrongSource, r.Overflow)
+		}
+		return 0
+	}
+	fmt.Fprintln(tw, "TRAFFIC GROUP\tHERE\tACTIVE ON\tNEXT ACTIVE\tGENERATION\tFAILOVERS\tHA ORDER\tAUTO FAILBACK\tADDRESSES\tLAST CHANGE")
+	for _, g := range st.Groups {
+		on := g.ActiveOn
+		if on == "" {
+			on = "(none)"
+		}
+		change := g.Reason
+		if !g.Changed.IsZero() {
+			change = ago(g.Changed) + ": " + g.Reason
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%v\t%s\t%s\n", g.Name, g.State, on, g.NextActive, g.Generation,
+			g.Failovers, strings.Join(g.HAOrder, ","), g.AutoFailback, strings.Join(g.Addresses, "; "), change)
+	}
+	return 0
+}
