@@ -11,6 +11,7 @@ type peer struct {
 	name        string
 	incarnation uint64
 	lastSeq     []uint64    // per path: highest sequence accepted (anti-replay)
+	maxSeq      uint64      // highest sequence accepted on any path: the newest news
 	lastHeard   []time.Time // per path: when an authentic heartbeat last arrived
 	upSince     time.Time   // when it last became live (or restarted)
 	alive       bool

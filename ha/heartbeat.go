@@ -41,7 +41,7 @@ const (
 type heartbeat struct {
 	Sender      string
 	Incarnation uint64
-	Seq         uint64
+	Seq         uint64 // the sender's round: the same on every path, increasing per incarnation
 	Path        uint8
 	Groups      []groupClaim
 	Requests    []failoverRequest

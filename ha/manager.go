@@ -72,17 +72,18 @@ type Manager struct {
 	log      *slog.Logger
 	addrs    Addresses
 
-	local    []netip.Addr                  // this device's HA address per path
-	peerAddr map[string][]netip.AddrPort   // peer -> heartbeat address per path
-	floating map[string][]netcfg.Address   // group -> addresses
-	conns    []*net.UDPConn                // per path
-	in       chan inbound                  // authentic heartbeats, from the readers
-	reqs     chan *localRequest            // operator failover requests
-	status   atomic.Pointer[Status]        // published by the loop
-	counters counters                      // refusals, for Status and metrics
-	sendErrs []atomic.Uint64               // per path
-	recvd    []atomic.Uint64               // per path: authentic heartbeats
-	announce map[string]context.CancelFunc // group -> its running announcer
+	local      []netip.Addr                  // this device's HA address per path
+	peerAddr   map[string][]netip.AddrPort   // peer -> heartbeat address per path
+	floating   map[string][]netcfg.Address   // group -> addresses
+	conns      []*net.UDPConn                // per path
+	in         chan inbound                  // authentic heartbeats, from the readers
+	reannounce bool                          // a peer came up: announce the groups held here again
+	reqs       chan *localRequest            // operator failover requests
+	status     atomic.Pointer[Status]        // published by the loop
+	counters   counters                      // refusals, for Status and metrics
+	sendErrs   []atomic.Uint64               // per path
+	recvd      []atomic.Uint64               // per path: authentic heartbeats
+	announce   map[string]context.CancelFunc // group -> its running announcer
 
 	// Owned by the loop goroutine.
 	peers       map[string]*peer
@@ -98,7 +99,7 @@ type Manager struct {
 }
 
 type counters struct {
-	malformed, unauthenticated, unknown, replayed, wrongSource, overflow atomic.Uint64
+	malformed, unauthenticated, unknown, replayed, wrongSource, overflow, late atomic.Uint64
 }
 
 type inbound struct {
@@ -338,12 +339,22 @@ func (m *Manager) accept(in inbound) {
 		}
 		p.incarnation = hb.Incarnation
 		clear(p.lastSeq)
+		p.maxSeq = 0
 		p.alive = false
 	case hb.Seq <= p.lastSeq[in.path]:
 		m.counters.replayed.Add(1)
 		return
 	}
 	p.lastSeq[in.path] = hb.Seq
+	if hb.Seq < p.maxSeq {
+		// Sent before a heartbeat another path already delivered: a
+		// path that was down releases what the kernel queued for it.
+		// Its news is old; it proves nothing about now.
+		m.counters.late.Add(1)
+		return
+	}
+	fresh := hb.Seq > p.maxSeq
+	p.maxSeq = hb.Seq
 	if !p.lastHeard[in.path].IsZero() && in.at.Sub(p.lastHeard[in.path]) >= m.deadTime {
 		m.log.Info("HA path delivers heartbeats again", "peer", p.name, "path", in.path)
 	}
@@ -353,6 +364,12 @@ func (m *Manager) accept(in inbound) {
 		p.alive = true
 		p.upSince = in.at
 		m.log.Info("peer up", "peer", p.name, "path", in.path)
+		// A peer that was cut off or stalled may have held our groups and
+		// pointed neighbours at itself: announce ours again.
+		m.reannounce = true
+	}
+	if !fresh {
+		return // the same round on another path: same news
 	}
 	p.claims = make(map[string]groupClaim, len(hb.Groups))
 	for _, g := range hb.Groups {
@@ -465,6 +482,14 @@ func (m *Manager) evaluate(now time.Time) {
 	if changed {
 		m.send()
 	}
+	if m.reannounce {
+		m.reannounce = false
+		for _, g := range m.groups {
+			if g.active {
+				m.startAnnounce(g)
+			}
+		}
+	}
 	m.publish(now)
 }
 
@@ -492,6 +517,14 @@ func (m *Manager) activate(g *group, reason string, now time.Time) {
 		return
 	}
 	m.log.Info("traffic group active", "group", g.name, "generation", g.generation, "reason", reason)
+	m.startAnnounce(g)
+}
+
+// startAnnounce (re)starts the announcements of g's addresses.
+func (m *Manager) startAnnounce(g *group) {
+	if cancel := m.announce[g.name]; cancel != nil {
+		cancel()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m.announce[g.name] = cancel
 	addrs := m.floating[g.name]
@@ -550,8 +583,10 @@ func (m *Manager) send() {
 	}
 	hb.Requests = m.outgoing
 	var buf [maxHeartbeat + 64]byte
+	// One sequence number per round, the same on every path: a receiver
+	// orders news across paths by it.
+	m.seq++
 	for path, c := range m.conns {
-		m.seq++
 		hb.Seq, hb.Path = m.seq, uint8(path)
 		msg, err := hb.marshal(buf[:0])
 		if err != nil {

@@ -430,3 +430,41 @@ func TestEngineFailureReleasesAndHolds(t *testing.T) {
 		t.Error("a kept the address of a group it cannot serve")
 	}
 }
+
+// TestLateHeartbeatIsIgnored: a path that comes back delivers what the
+// kernel queued while it was down; that news is older than what the other
+// path already brought and must not overwrite it.
+func TestLateHeartbeatIsIgnored(t *testing.T) {
+	port := freeUDPPort(t)
+	a := startNode(t, "a", port, "")
+	waitFor(t, 2*time.Second, "a active alone", func() bool { return activeOn(a) })
+	dial := func(from, to net.IP) *net.UDPConn {
+		c, err := net.DialUDP("udp", &net.UDPAddr{IP: from}, &net.UDPAddr{IP: to, Port: port})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	path0 := dial(net.IPv4(127, 0, 0, 12), net.IPv4(127, 0, 0, 11))
+	path1 := dial(net.IPv4(127, 0, 1, 12), net.IPv4(127, 0, 1, 11))
+	peerAuth := &testAuth{self: "b", key: []byte("group key")}
+	send := func(c *net.UDPConn, path uint8, seq uint64, active bool, gen uint64) {
+		hb := heartbeat{Sender: "b", Incarnation: 1, Seq: seq, Path: path, Groups: []groupClaim{{Name: "tg1", Active: active, Generation: gen}}}
+		if _, err := c.Write(peerAuth.Seal(must(hb.marshal(nil)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(path0, 0, 10, false, 1) // now: b is standby
+	waitFor(t, time.Second, "b up", func() bool { return a.m.Status().Devices[1].Up })
+	send(path1, 1, 5, true, 99) // queued long ago on path 1
+	waitFor(t, time.Second, "late counted", func() bool { return a.m.Status().Refused.Late == 1 })
+	time.Sleep(50 * time.Millisecond)
+	if !a.eng.is("tg1") {
+		t.Fatal("a stepped down on a late heartbeat")
+	}
+	// The same claim as news (a newer round) does move it: the check above
+	// could fail.
+	send(path1, 1, 11, true, 99)
+	waitFor(t, time.Second, "a standby", func() bool { return !a.eng.is("tg1") })
+}

@@ -63,7 +63,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	r := s.Refused
 	for reason, n := range map[string]uint64{"malformed": r.Malformed, "unauthenticated": r.Unauthenticated,
-		"unknown_device": r.UnknownDevice, "replayed": r.Replayed, "wrong_source": r.WrongSource, "overflow": r.Overflow} {
+		"unknown_device": r.UnknownDevice, "replayed": r.Replayed, "wrong_source": r.WrongSource, "overflow": r.Overflow, "late": r.Late} {
 		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(n), reason)
 	}
 }

@@ -59,6 +59,7 @@ type Refused struct {
 	Replayed        uint64 `json:"replayed"`
 	WrongSource     uint64 `json:"wrong_source"`
 	Overflow        uint64 `json:"overflow"`
+	Late            uint64 `json:"late"` // authentic but older than news another path delivered (ignored)
 }
 
 func (s *Status) group(name string) *GroupStatus {
@@ -80,6 +81,7 @@ func (m *Manager) publish(now time.Time) {
 			Malformed: m.counters.malformed.Load(), Unauthenticated: m.counters.unauthenticated.Load(),
 			UnknownDevice: m.counters.unknown.Load(), Replayed: m.counters.replayed.Load(),
 			WrongSource: m.counters.wrongSource.Load(), Overflow: m.counters.overflow.Load(),
+			Late: m.counters.late.Load(),
 		}}
 	names := append(sortedKeys(m.peers), m.self)
 	slices.Sort(names)

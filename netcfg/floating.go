@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/mdlayher/arp"
@@ -61,14 +63,46 @@ func (a Address) nl(lifetime time.Duration) (netlink.Link, *netlink.Addr, error)
 }
 
 // Add adds (or renews) the address with the given valid lifetime (0: no
-// lifetime, the address stays until removed).
+// lifetime, the address stays until removed). For IPv4 it first makes sure
+// the interface's arp_announce is 2 (see PrimaryARPSource).
 func Add(a Address, lifetime time.Duration) error {
 	link, addr, err := a.nl(lifetime)
 	if err != nil {
 		return err
 	}
+	if a.Prefix.Addr().Is4() {
+		if err := PrimaryARPSource(a.Interface); err != nil {
+			return err
+		}
+	}
 	if err := netlink.AddrReplace(link, addr); err != nil {
 		return fmt.Errorf("add %s: %w", a, err)
+	}
+	return nil
+}
+
+// PrimaryARPSource sets net.ipv4.conf.IFACE.arp_announce to 2 unless it
+// is already: the ARP requests the kernel sends from the interface then
+// carry the interface's primary address as their source, never a floating
+// one. Otherwise a device that holds a floating address it is about to lose
+// (stalled, cut off, handing over) can send an ARP request "from" that
+// address after the new owner announced it, and every neighbour that hears
+// it points the address back at the old device (keepalived's documentation
+// asks operators for the same setting).
+func PrimaryARPSource(iface string) error {
+	if iface == "" || iface == "." || iface == ".." || strings.Contains(iface, "/") {
+		return fmt.Errorf("interface name %q", iface)
+	}
+	path := "/proc/sys/net/ipv4/conf/" + iface + "/arp_announce"
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("arp_announce of %s: %w", iface, err)
+	}
+	if strings.TrimSpace(string(b)) == "2" {
+		return nil
+	}
+	if err := os.WriteFile(path, []byte("2\n"), 0o644); err != nil {
+		return fmt.Errorf("set arp_announce=2 on %s: %w", iface, err)
 	}
 	return nil
 }

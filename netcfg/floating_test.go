@@ -127,6 +127,11 @@ func TestAddAnnounceRemove(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if fa.Prefix.Addr().Is4() {
+			if v, err := a.Sysctl("net.ipv4.conf.eth0.arp_announce"); err != nil || v != "2" {
+				t.Errorf("arp_announce on an interface with a floating IPv4 address: %q %v, want 2", v, err)
+			}
+		}
 		deadline := time.Now().Add(2 * time.Second)
 		for !bytes.Equal(neighMAC(t, b, fa.Prefix.Addr()), macA) {
 			if time.Now().After(deadline) {

@@ -30,6 +30,8 @@ import (
 	"github.com/fulcrum-adc/fulcrum/config"
 	"github.com/fulcrum-adc/fulcrum/engine"
 	"github.com/fulcrum-adc/fulcrum/examples"
+	"github.com/fulcrum-adc/fulcrum/ha"
+	"github.com/fulcrum-adc/fulcrum/ha/trust"
 	"github.com/fulcrum-adc/fulcrum/internal/accesslog"
 )
 
@@ -57,6 +59,7 @@ Usage:
   fulcrum delete connection ID | persistence KEY   reset a connection, forget a persistence record
   fulcrum show devices|traffic-groups              the device group (high availability)
   fulcrum failover TRAFFIC_GROUP [-to DEVICE]      move a traffic group to another device
+  fulcrum device-trust init|add|show -dir DIR      the keys of a device group (HA channels)
   fulcrum version              print version, commit, Go version and build date
 
 "fulcrum help COMMAND" or "fulcrum COMMAND -h" describes a command.
@@ -134,6 +137,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runDelete(args[1:], stdout, stderr)
 	case "failover":
 		return runFailover(args[1:], stdout, stderr)
+	case "device-trust":
+		return runDeviceTrust(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		return cmdVersion(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
@@ -337,9 +342,27 @@ func serve(cfg *config.Config, path string, stdout, stderr io.Writer, ready func
 		eng.Close(context.Background())
 		return 1
 	}
+	// The device group starts after the engine (whose traffic-group
+	// virtuals wait, not listening) and stops before it, so a shutdown
+	// hands the traffic groups to a peer before connections drain.
+	var haAPI api.HA
+	haDone := make(chan struct{})
+	haCtx, haStop := context.WithCancel(context.Background())
+	defer haStop()
+	if cfg.HAEnabled() {
+		m, err := startHA(haCtx, cfg, eng, log, haDone)
+		if err != nil {
+			fmt.Fprintln(stderr, "fulcrum: cannot start:", err)
+			eng.Close(context.Background())
+			return 1
+		}
+		haAPI = m
+	} else {
+		close(haDone)
+	}
 	var mgmt *http.Server
 	if cfg.Management.Address != config.ManagementOff {
-		handler := api.NewHandler(eng, eng.Metrics(), api.Options{Token: cfg.Management.Token, Log: log})
+		handler := api.NewHandler(eng, eng.Metrics(), api.Options{Token: cfg.Management.Token, Log: log, HA: haAPI})
 		var addr net.Addr
 		mgmt, addr, err = startManagement(cfg.Management.Address, handler, defaultMgmtLimits(cfg.Management.MaxConnections), log)
 		if err != nil {
@@ -378,6 +401,8 @@ loop:
 		}
 	}
 	reportDrops(accessDest, reported, log)
+	haStop()
+	<-haDone
 	log.Info("shutting down: no new connections; waiting up to 10s for open ones")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -386,6 +411,32 @@ loop:
 	}
 	eng.Close(ctx)
 	return 0
+}
+
+// startHA loads device trust, opens the heartbeat sockets and runs this
+// device's part of the device group until ctx ends; done closes when it
+// has released its traffic groups.
+func startHA(ctx context.Context, cfg *config.Config, eng *engine.Engine, log *slog.Logger, done chan<- struct{}) (*ha.Manager, error) {
+	devices := make([]string, 0, len(cfg.Devices))
+	for name := range cfg.Devices {
+		devices = append(devices, name)
+	}
+	store, err := trust.Load(cfg.Local.TrustDir, cfg.Local.Device, devices)
+	if err != nil {
+		return nil, fmt.Errorf("device trust: %w", err)
+	}
+	m, err := ha.New(ha.Options{Config: cfg, Engine: eng, Auth: store, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	eng.Metrics().Registry().MustRegister(m.Collector())
+	go func() {
+		defer close(done)
+		if err := m.Run(ctx); err != nil {
+			log.Error("device group stopped", "err", err.Error())
+		}
+	}()
+	return m, nil
 }
 
 // reportDrops logs how many access-log lines were dropped since the last
