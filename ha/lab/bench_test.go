@@ -144,13 +144,9 @@ func oneKill(t *testing.T, prefix string, c contender) (took time.Duration, fail
 }
 
 type summary struct {
-	c                   contender
-	times               []time.Duration
-	failed              []int
-	falseFailovers      int
-	quietFor            time.Duration
-	load                string
-	gcDuring, connsLoad int64
+	c      contender
+	times  []time.Duration
+	failed []int
 }
 
 func (s *summary) stats() (min, med, max time.Duration) {
