@@ -219,6 +219,12 @@ func (c *Client) HA(ctx context.Context, out any) error {
 	return c.do(ctx, http.MethodGet, "/api/v1/ha", nil, nil, out)
 }
 
+// Mirroring reads persistence mirroring's state (GET /api/v1/mirroring)
+// into out (the mirror package's Status).
+func (c *Client) Mirroring(ctx context.Context, out any) error {
+	return c.do(ctx, http.MethodGet, "/api/v1/mirroring", nil, nil, out)
+}
+
 // Failover moves a traffic group off the device holding it, to `to` or
 // ("") the next device in its HA order; it returns once the group moved.
 func (c *Client) Failover(ctx context.Context, group, to string) error {

@@ -19,6 +19,13 @@ type HA interface {
 	Failover(ctx context.Context, group, target string) error
 }
 
+// Mirroring is persistence mirroring as the API sees it (the mirror
+// package's Mirror; nil when this device does not mirror).
+type Mirroring interface {
+	// MirrorStatus is every traffic group's channel, JSON-encodable.
+	MirrorStatus() any
+}
+
 // FailoverRequest is the body of POST /api/v1/traffic-groups/{name}/failover.
 type FailoverRequest struct {
 	To string `json:"to,omitempty"` // device to move the group to; "" : the next in HA order
@@ -30,6 +37,14 @@ func (h *handler) haStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, h.ha.HAStatus())
+}
+
+func (h *handler) mirrorStatus(w http.ResponseWriter, r *http.Request) {
+	if h.mirroring == nil {
+		writeError(w, http.StatusNotFound, "persistence mirroring is not running on this device (it needs devices with mirror_addresses)", nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, h.mirroring.MirrorStatus())
 }
 
 func (h *handler) failover(w http.ResponseWriter, r *http.Request) {

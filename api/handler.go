@@ -41,6 +41,8 @@ type Options struct {
 	// HA, when set, serves the device group (GET /api/v1/ha, POST
 	// /api/v1/traffic-groups/{name}/failover).
 	HA HA
+	// Mirroring, when set, serves GET /api/v1/mirroring.
+	Mirroring Mirroring
 }
 
 // ErrorResponse is the body of every API error.
@@ -98,6 +100,7 @@ var dashboardCSP = func() string {
 type handler struct {
 	b         Backend
 	ha        HA
+	mirroring Mirroring
 	m         *Metrics
 	log       *slog.Logger
 	tokenHash *[sha256.Size]byte // nil: no authentication
@@ -110,7 +113,7 @@ func NewHandler(b Backend, m *Metrics, opt Options) http.Handler {
 	if m == nil {
 		m = NewMetrics(b)
 	}
-	h := &handler{b: b, m: m, log: opt.Log, ha: opt.HA}
+	h := &handler{b: b, m: m, log: opt.Log, ha: opt.HA, mirroring: opt.Mirroring}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -140,6 +143,7 @@ func NewHandler(b Backend, m *Metrics, opt Options) http.Handler {
 		{"/api/v1/config", map[string]http.HandlerFunc{"GET": h.runningConfig, "POST": h.loadConfig}},
 		{"/api/v1/reload", map[string]http.HandlerFunc{"POST": h.reload}},
 		{"/api/v1/ha", map[string]http.HandlerFunc{"GET": h.haStatus}},
+		{"/api/v1/mirroring", map[string]http.HandlerFunc{"GET": h.mirrorStatus}},
 		{"/api/v1/traffic-groups/{name}/failover", map[string]http.HandlerFunc{"POST": h.failover}},
 		{"/metrics", map[string]http.HandlerFunc{"GET": promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{
 			// One bad series (say two pools reported under one name) must

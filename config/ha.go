@@ -172,6 +172,7 @@ func (v *validator) ha() {
 			v.errorf("traffic_groups."+n, "name %q is not valid: names are made of letters, digits, '_', '.' and '-'", n)
 		}
 	}
+	v.persistenceMirror()
 	if !c.HAEnabled() {
 		if len(c.TrafficGroups) > 0 {
 			v.errorf("traffic_groups", "traffic groups need a device group: define devices (and local.device)")
@@ -206,6 +207,34 @@ func (v *validator) errorAt(lineOf, path, format string, args ...any) {
 		return
 	}
 	v.p.add(v.p.lineFor(lineOf), path, format, args...)
+}
+
+// persistenceMirror checks `mirror: true` on persistence profiles: it needs
+// a device group whose devices all have mirror addresses, and a profile
+// that keeps records (the stateless ones have nothing to mirror).
+func (v *validator) persistenceMirror() {
+	c := v.cfg
+	for _, name := range sortedKeys(c.Profiles.Persistence) {
+		pp := c.Profiles.Persistence[name]
+		if pp == nil || !pp.Mirror {
+			continue
+		}
+		path := "profiles.persistence." + name + ".mirror"
+		switch {
+		case pp.Type == "cookie_insert":
+			v.errorf(path, "cookie_insert keeps no records, so there is nothing to mirror: its cookies work on every device of the group as they are (the secret is derived from device trust when none is set)")
+		case pp.Type == "hash":
+			v.errorf(path, "hash persistence keeps no records, so there is nothing to mirror: every device maps a key to the same member")
+		case !c.HAEnabled():
+			v.errorf(path, "mirror: true needs a device group (devices, local, traffic_groups): records are mirrored to the traffic group's next-active device")
+		default:
+			for _, d := range sortedKeys(c.Devices) {
+				if len(c.Devices[d].MirrorAddresses) == 0 {
+					v.errorf(path, "mirror: true needs mirror_addresses on every device; devices.%s has none", d)
+				}
+			}
+		}
+	}
 }
 
 func (v *validator) trustDir() {

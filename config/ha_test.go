@@ -83,6 +83,10 @@ func TestHAConfigErrors(t *testing.T) {
 		{"groups without devices", "traffic_groups:\n  t: {addresses: [{address: 10.0.0.9/24, interface: eth0}]}\n", "traffic groups need a device group"},
 		{"local without devices", "local: {device: a}\n", "no devices are defined"},
 		{"virtual key", local + strings.Replace(haBase, "type: tcp, pool: p}\n  w", "type: tcp, pool: p, traffic_group: tg1}\n  w", 1), "not set by a key"},
+		{"mirror without mirror addresses", local + "profiles: {persistence: {s: {type: source_addr, mirror: true}}}\n" + haBase,
+			"profiles.persistence.s.mirror: mirror: true needs mirror_addresses on every device; devices.a has none"},
+		{"mirror a cookie", local + "profiles: {persistence: {s: {type: cookie_insert, mirror: true}}}\n" + haBase, "cookie_insert keeps no records"},
+		{"mirror without a device group", "profiles: {persistence: {s: {type: universal, key: uri, mirror: true}}}\n", "needs a device group"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,5 +95,20 @@ func TestHAConfigErrors(t *testing.T) {
 				t.Errorf("want error containing %q, got %v", tc.want, err)
 			}
 		})
+	}
+}
+
+func TestHAMirrorAddressesAccepted(t *testing.T) {
+	t.Parallel()
+	dir := trustFiles(t, "a")
+	src := "local: {device: a, trust_dir: " + dir + "}\nprofiles: {persistence: {s: {type: source_addr, mirror: true}}}\n" +
+		strings.NewReplacer("[10.0.0.1, 192.168.0.1]}", "[10.0.0.1, 192.168.0.1], mirror_addresses: [10.0.0.1]}",
+			"[10.0.0.2, 192.168.0.2]}", "[10.0.0.2, 192.168.0.2], mirror_addresses: [10.0.0.2, 192.168.0.2]}").Replace(haBase)
+	c, err := Parse([]byte(src), "ha.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Profiles.Persistence["s"].Mirror || len(c.Devices["b"].MirrorAddresses) != 2 {
+		t.Errorf("mirror settings not kept: %+v %+v", c.Profiles.Persistence["s"], c.Devices["b"])
 	}
 }

@@ -188,6 +188,7 @@ type PersistenceProfile struct {
 	Key                string   `yaml:"key"`                   // universal: header:NAME | uri | query:NAME | cookie:NAME
 	MatchAcrossVirtual bool     `yaml:"match_across_virtuals"` // one record shared by every virtual
 	MatchAcrossPools   bool     `yaml:"match_across_pools"`    // a record may point into another pool
+	Mirror             bool     `yaml:"mirror"`                // replicate records to the traffic group's next-active device (HA)
 }
 
 // TCPProfile is a TCP profile as written (F5: ltm profile tcp): every key is

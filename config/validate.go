@@ -947,7 +947,7 @@ func (v *validator) snatFamilies(path, spName string, sp *SNATPool, poolName str
 }
 
 func (v *validator) cookieSecretNotice(name string, pp *PersistenceProfile) {
-	if pp.Type == "cookie_insert" && pp.Secret == "" {
+	if pp.Type == "cookie_insert" && pp.Secret == "" && !v.cfg.HAEnabled() {
 		v.notice("profiles.persistence."+name, "persistence profile %q has no secret: a random secret is generated at start, so its cookies will not survive a restart or work across devices; set `secret`", name)
 	}
 }

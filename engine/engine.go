@@ -2,7 +2,9 @@ package engine
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,14 +35,20 @@ type Options struct {
 	// has a known defect (docs/fastl4.md). For its tests and for work on it
 	// only: never set by the fulcrum command.
 	ExperimentalKernelRelay bool
+	// SecretSeed, when set (a device group's shared secret), derives the
+	// cookie_insert secret of profiles that set none, so that every device
+	// of the group and every restart issue and honour the same cookies.
+	// Unset, such a profile gets a random secret per start.
+	SecretSeed []byte
 }
 
 // Engine is one running Fulcrum instance.
 type Engine struct {
-	log       *slog.Logger
-	accessLog *slog.Logger
-	path      string
-	kernelRel bool // Options.ExperimentalKernelRelay
+	log        *slog.Logger
+	accessLog  *slog.Logger
+	path       string
+	kernelRel  bool   // Options.ExperimentalKernelRelay
+	secretSeed []byte // Options.SecretSeed
 
 	conns    *conntrack.Table
 	persists *persist.Table
@@ -101,20 +109,21 @@ func (e *ListenError) Unwrap() error { return e.Err }
 // New starts an engine with no configuration; call Apply.
 func New(opt Options) *Engine {
 	e := &Engine{
-		log:       opt.Log,
-		accessLog: opt.AccessLog,
-		path:      opt.ConfigPath,
-		kernelRel: opt.ExperimentalKernelRelay,
-		conns:     conntrack.NewTable(),
-		persists:  persist.NewTable(),
-		monitors:  monitor.NewManager(opt.Log),
-		pools:     map[string]*pool.Pool{},
-		listeners: map[string]virtual.Server{},
-		standby:   map[string]*virtual.Plan{},
-		tgActive:  map[string]bool{},
-		draining:  map[virtual.Server]struct{}{},
-		vstats:    map[string]*virtual.Stats{},
-		secrets:   map[string][]byte{},
+		log:        opt.Log,
+		accessLog:  opt.AccessLog,
+		path:       opt.ConfigPath,
+		kernelRel:  opt.ExperimentalKernelRelay,
+		secretSeed: opt.SecretSeed,
+		conns:      conntrack.NewTable(),
+		persists:   persist.NewTable(),
+		monitors:   monitor.NewManager(opt.Log),
+		pools:      map[string]*pool.Pool{},
+		listeners:  map[string]virtual.Server{},
+		standby:    map[string]*virtual.Plan{},
+		tgActive:   map[string]bool{},
+		draining:   map[virtual.Server]struct{}{},
+		vstats:     map[string]*virtual.Stats{},
+		secrets:    map[string][]byte{},
 	}
 	e.states.explicit = opt.StatePath
 	e.metrics = api.NewMetrics(e)
@@ -398,6 +407,13 @@ func (e *Engine) Close(ctx context.Context) {
 // running configuration stays in force.
 func (e *Engine) secretFor(profile string) ([]byte, error) {
 	if s, ok := e.secrets[profile]; ok {
+		return s, nil
+	}
+	if e.secretSeed != nil {
+		m := hmac.New(sha256.New, e.secretSeed)
+		m.Write([]byte("cookie_insert\x00" + profile))
+		s := m.Sum(nil)
+		e.secrets[profile] = s
 		return s, nil
 	}
 	s, err := newSecret(rand.Reader)

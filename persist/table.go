@@ -25,6 +25,11 @@ type Record struct {
 	Created time.Time      `json:"created"`
 	Expires time.Time      `json:"expires"`    // zero when Timeout <= 0 (never expires)
 	Timeout time.Duration  `json:"timeout_ns"` // lifetime after the last use; <= 0 means the record never expires
+	// Origin is the peer device whose mirror channel last wrote the record;
+	// "" when this device made or last used it. A mirror sender does not
+	// send a peer's own records back to it, and the first local use makes
+	// a record this device's again.
+	Origin string `json:"origin,omitempty"`
 }
 
 // expired reports whether r has timed out at now. Records without a timeout
@@ -88,6 +93,23 @@ func (t *Table) SetMaxEntries(n int) {
 	t.limit.Store(int64(n))
 }
 
+// MaxEntries is the bound SetMaxEntries set (0: unlimited).
+func (t *Table) MaxEntries() int { return int(t.limit.Load()) }
+
+// Get returns the record for key as it is, expired or not, without
+// refreshing it (Lookup is the proxy's read; Get is for tools and the HA
+// mirror).
+func (t *Table) Get(key string) (Record, bool) {
+	s := t.shard(key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.m[key]
+	if !ok {
+		return Record{}, false
+	}
+	return e.rec, true
+}
+
 // Refused is how many new records were not stored because the table was full.
 func (t *Table) Refused() uint64 { return t.refused.Load() }
 
@@ -104,6 +126,26 @@ func (t *Table) full() bool {
 // Events is the stream of changes: Created, Updated (replaced or refreshed)
 // and Expired (timed out or deleted).
 func (t *Table) Events() *events.Hub[Record] { return &t.hub }
+
+// Follow is a gap-free "snapshot, then subscribe": it subscribes to the
+// table's events (queue of buf) first and copies every record keep accepts
+// second, so every change is either in the snapshot, or in the
+// subscription, or both. Applying the snapshot and then the events in
+// order gives the table's state: events repeat at most what the snapshot
+// already holds, and for any one key they come in the order they happened
+// (a key's events are published under its shard lock). A subscriber that
+// sees its Dropped count rise must Follow again.
+func (t *Table) Follow(buf int, keep func(Record) bool) ([]Record, *events.Subscription[Record]) {
+	sub := t.hub.Subscribe(buf)
+	var snap []Record
+	t.Range(func(r Record) bool {
+		if keep(r) {
+			snap = append(snap, r)
+		}
+		return true
+	})
+	return snap, sub
+}
 
 // Len is the number of records, including expired ones not yet swept.
 func (t *Table) Len() int { return int(t.n.Load()) }
@@ -136,11 +178,16 @@ func (t *Table) Lookup(key string, now time.Time) (Record, bool) {
 // refreshLocked extends e's life from now and publishes the new expiry if the
 // last published one is older than a quarter of the timeout.
 func (t *Table) refreshLocked(e *entry, now time.Time) {
+	adopted := e.rec.Origin != ""
+	e.rec.Origin = ""
 	if e.rec.Timeout <= 0 {
+		if adopted {
+			t.hub.Publish(events.Updated, e.rec)
+		}
 		return
 	}
 	e.rec.Expires = now.Add(e.rec.Timeout)
-	if now.Sub(e.published) >= e.rec.Timeout/4 {
+	if adopted || now.Sub(e.published) >= e.rec.Timeout/4 {
 		e.published = now
 		t.hub.Publish(events.Updated, e.rec)
 	}

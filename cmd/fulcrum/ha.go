@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fulcrum-adc/fulcrum/ha"
+	"github.com/fulcrum-adc/fulcrum/mirror"
 )
 
 const failoverUsage = `usage: fulcrum failover TRAFFIC_GROUP [-to DEVICE] [flags]
@@ -128,6 +129,34 @@ func (c *apiCLI) showHA(what string, st *ha.Status, out string) int {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%v\t%s\t%s\n", g.Name, g.State, on, g.NextActive, g.Generation,
 			g.Failovers, strings.Join(g.HAOrder, ","), g.AutoFailback, strings.Join(g.Addresses, "; "), change)
+	}
+	return 0
+}
+
+// showMirroring prints `fulcrum show mirroring`.
+func (c *apiCLI) showMirroring(st *mirror.Status, out string) int {
+	if out == "json" {
+		b, _ := json.MarshalIndent(st, "", "  ")
+		fmt.Fprintln(c.stdout, string(b))
+		return 0
+	}
+	now := c.now()
+	ago := func(t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		return now.Sub(t).Round(time.Millisecond).String() + " ago"
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	defer tw.Flush()
+	fmt.Fprintln(tw, "TRAFFIC GROUP\tROLE\tPEER\tCONNECTED TO\tSENT\tACKED\tLAG\tSNAPSHOTS\tLAST SNAPSHOT\tRECEIVED\tLAST RECEIVED\tREFUSED")
+	for _, g := range st.Groups {
+		conn := g.Connected
+		if conn == "" && g.Role == "sending" {
+			conn = "(not connected: " + g.Error + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%d\t%s\t%d\n", g.Name, g.Role, g.Peer, conn,
+			g.Sent, g.Acked, g.Lag, g.Resyncs, ago(g.LastResync), g.Received, ago(g.LastReceived), g.Refused)
 	}
 	return 0
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/fulcrum-adc/fulcrum/ha"
 	"github.com/fulcrum-adc/fulcrum/ha/trust"
 	"github.com/fulcrum-adc/fulcrum/internal/accesslog"
+	"github.com/fulcrum-adc/fulcrum/mirror"
 )
 
 // Set at build time, e.g.
@@ -334,7 +335,16 @@ func serve(cfg *config.Config, path string, stdout, stderr io.Writer, ready func
 	if accessDest != nil {
 		defer accessDest.Close()
 	}
-	eng := engine.New(engine.Options{Log: log, AccessLog: accessLog, ConfigPath: path})
+	var group *trust.Store
+	var seed []byte
+	if cfg.HAEnabled() {
+		if group, err = loadTrust(cfg); err != nil {
+			fmt.Fprintln(stderr, "fulcrum: cannot start:", err)
+			return 1
+		}
+		seed = group.Secret("engine")
+	}
+	eng := engine.New(engine.Options{Log: log, AccessLog: accessLog, ConfigPath: path, SecretSeed: seed})
 	if err := eng.Apply(cfg); err != nil {
 		// Nothing was running before: say that the start failed, not that
 		// a running configuration stays.
@@ -346,23 +356,27 @@ func serve(cfg *config.Config, path string, stdout, stderr io.Writer, ready func
 	// virtuals wait, not listening) and stops before it, so a shutdown
 	// hands the traffic groups to a peer before connections drain.
 	var haAPI api.HA
+	var mirrorAPI api.Mirroring
 	haDone := make(chan struct{})
 	haCtx, haStop := context.WithCancel(context.Background())
 	defer haStop()
 	if cfg.HAEnabled() {
-		m, err := startHA(haCtx, cfg, eng, log, haDone)
+		m, mir, err := startHA(haCtx, cfg, group, eng, log, haDone)
 		if err != nil {
 			fmt.Fprintln(stderr, "fulcrum: cannot start:", err)
 			eng.Close(context.Background())
 			return 1
 		}
 		haAPI = m
+		if mir != nil {
+			mirrorAPI = mir
+		}
 	} else {
 		close(haDone)
 	}
 	var mgmt *http.Server
 	if cfg.Management.Address != config.ManagementOff {
-		handler := api.NewHandler(eng, eng.Metrics(), api.Options{Token: cfg.Management.Token, Log: log, HA: haAPI})
+		handler := api.NewHandler(eng, eng.Metrics(), api.Options{Token: cfg.Management.Token, Log: log, HA: haAPI, Mirroring: mirrorAPI})
 		var addr net.Addr
 		mgmt, addr, err = startManagement(cfg.Management.Address, handler, defaultMgmtLimits(cfg.Management.MaxConnections), log)
 		if err != nil {
@@ -413,10 +427,8 @@ loop:
 	return 0
 }
 
-// startHA loads device trust, opens the heartbeat sockets and runs this
-// device's part of the device group until ctx ends; done closes when it
-// has released its traffic groups.
-func startHA(ctx context.Context, cfg *config.Config, eng *engine.Engine, log *slog.Logger, done chan<- struct{}) (*ha.Manager, error) {
+// loadTrust loads the device group's keys for this device.
+func loadTrust(cfg *config.Config) (*trust.Store, error) {
 	devices := make([]string, 0, len(cfg.Devices))
 	for name := range cfg.Devices {
 		devices = append(devices, name)
@@ -425,18 +437,64 @@ func startHA(ctx context.Context, cfg *config.Config, eng *engine.Engine, log *s
 	if err != nil {
 		return nil, fmt.Errorf("device trust: %w", err)
 	}
-	m, err := ha.New(ha.Options{Config: cfg, Engine: eng, Auth: store, Log: log})
+	return store, nil
+}
+
+// startHA opens the heartbeat sockets and, when this device has mirror
+// addresses, the persistence-mirroring listeners, and runs both until ctx
+// ends; done closes when the traffic groups are released and mirroring
+// has stopped.
+func startHA(ctx context.Context, cfg *config.Config, group *trust.Store, eng *engine.Engine, log *slog.Logger, done chan<- struct{}) (*ha.Manager, *mirror.Mirror, error) {
+	var mir *mirror.Mirror
+	if len(cfg.Devices[cfg.Local.Device].MirrorAddresses) > 0 {
+		var err error
+		mir, err = mirror.New(mirror.Options{Config: cfg, Configs: eng, Table: eng.PersistTable(), Trust: group, Log: log})
+		if err != nil {
+			return nil, nil, err
+		}
+		eng.Metrics().Registry().MustRegister(mir.Collector())
+	}
+	m, err := ha.New(ha.Options{Config: cfg, Engine: lifecycle{eng, mir}, Auth: group, Log: log})
 	if err != nil {
-		return nil, err
+		if mir != nil {
+			mir.Close()
+		}
+		return nil, nil, err
 	}
 	eng.Metrics().Registry().MustRegister(m.Collector())
+	mirCtx, mirStop := context.WithCancel(context.Background())
+	mirDone := make(chan struct{})
+	if mir != nil {
+		go func() { defer close(mirDone); mir.Run(mirCtx) }()
+	} else {
+		close(mirDone)
+	}
 	go func() {
 		defer close(done)
 		if err := m.Run(ctx); err != nil {
 			log.Error("device group stopped", "err", err.Error())
 		}
+		mirStop()
+		<-mirDone
 	}()
-	return m, nil
+	return m, mir, nil
+}
+
+// lifecycle starts and stops a traffic group's virtual servers and its
+// persistence-mirroring sender together.
+type lifecycle struct {
+	eng *engine.Engine
+	mir *mirror.Mirror
+}
+
+func (l lifecycle) SetTrafficGroupActive(group string, active bool) error {
+	if err := l.eng.SetTrafficGroupActive(group, active); err != nil {
+		return err
+	}
+	if l.mir != nil {
+		l.mir.SetActive(group, active)
+	}
+	return nil
 }
 
 // reportDrops logs how many access-log lines were dropped since the last

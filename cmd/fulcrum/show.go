@@ -31,6 +31,7 @@ import (
 	"github.com/fulcrum-adc/fulcrum/api"
 	"github.com/fulcrum-adc/fulcrum/config"
 	"github.com/fulcrum-adc/fulcrum/ha"
+	"github.com/fulcrum-adc/fulcrum/mirror"
 )
 
 // runShow implements `fulcrum show virtuals|pools|connections|persistence`.
@@ -68,6 +69,7 @@ const showUsage = `usage: fulcrum show virtuals [NAME] [flags]
        fulcrum show config [flags]             (the running configuration as applied, secrets redacted)
        fulcrum show devices [flags]            (the device group: peers, HA paths, last heartbeat per path)
        fulcrum show traffic-groups [flags]     (where each traffic group is active, next active, generation)
+       fulcrum show mirroring [flags]          (persistence mirroring per traffic group: peer, lag, snapshots)
 
 Shows the state of a running Fulcrum (F5: tmsh show ltm virtual|pool,
 show sys connection, show ltm persistence persist-records). Flags may come
@@ -349,8 +351,10 @@ func (c *apiCLI) show(args []string) int {
 		what = "devices"
 	case "traffic-groups", "traffic-group", "traffic_groups", "tg":
 		what = "traffic-groups"
+	case "mirroring", "mirror":
+		what = "mirroring"
 	default:
-		return c.usageError(fs, "cannot show %q: want virtuals, pools, connections, persistence or config", what)
+		return c.usageError(fs, "cannot show %q: want virtuals, pools, connections, persistence, config, devices, traffic-groups or mirroring", what)
 	}
 	pos, err := c.parse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -413,6 +417,11 @@ func (c *apiCLI) show(args []string) int {
 		var st ha.Status
 		if err = cl.HA(ctx, &st); err == nil {
 			return c.showHA(what, &st, *out)
+		}
+	case "mirroring":
+		var st mirror.Status
+		if err = cl.Mirroring(ctx, &st); err == nil {
+			return c.showMirroring(&st, *out)
 		}
 	case "config":
 		// YAML as applied, secrets redacted: the same whatever -o says.

@@ -22,6 +22,7 @@ import (
 	"github.com/fulcrum-adc/fulcrum/ha/trust"
 	"github.com/fulcrum-adc/fulcrum/internal/testnet"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // binary is the fulcrum command built once for the package's tests.
@@ -91,6 +92,16 @@ type settings struct {
 // newLab builds the namespaces (ns names start with prefix, at most 6
 // characters) and the devices' configurations; nothing runs yet.
 func newLab(t *testing.T, prefix string, s settings, extra string) *lab {
+	return newLabWith(t, prefix, s, extra, false)
+}
+
+// newLabWith is newLab; with mirror, the devices mirror persistence to
+// each other (mirror addresses: the LAN address, then the direct link),
+// the virtual server has a mirrored source-address persistence profile,
+// its pool has two members per device (127.0.0.1:9000 and :9001,
+// answering "DEVICE MEMBER"), and the client owns 10.79.0.0/16 as
+// source addresses (a local route) that the devices route back to it.
+func newLabWith(t *testing.T, prefix string, s settings, extra string, mirror bool) *lab {
 	t.Helper()
 	testnet.SkipIfNotRoot(t)
 	l := &lab{t: t, prefix: prefix, dir: t.TempDir(), devs: map[string]*device{}}
@@ -116,10 +127,16 @@ func newLab(t *testing.T, prefix string, s settings, extra string) *lab {
 			},
 			DisableKeepAlives: true,
 		}}
-		ln, err := d.ns.Listen("tcp", "127.0.0.1:9000")
-		must(t, err)
-		t.Cleanup(func() { ln.Close() })
-		go serveName(ln, n)
+		members := 1
+		if mirror {
+			members = 2
+		}
+		for i := 0; i < members; i++ {
+			ln, err := d.ns.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 9000+i))
+			must(t, err)
+			t.Cleanup(func() { ln.Close() })
+			go serveName(ln, fmt.Sprintf("%s %d", n, i))
+		}
 	}
 	l.plug(l.client, "pc", client)
 	must(t, testnet.AddVeth(l.devs["a"].ns, "ha1", l.devs["b"].ns, "ha1", testnet.VethOptions{}))
@@ -128,28 +145,53 @@ func newLab(t *testing.T, prefix string, s settings, extra string) *lab {
 		must(t, d.ns.AddAddr("ha1", netip.MustParsePrefix(hal[n]+"/24")))
 		must(t, d.ns.LinkUp("ha1"))
 	}
+	if mirror {
+		must(t, l.client.Do(func() error {
+			lo, err := netlink.LinkByName("lo")
+			if err != nil {
+				return err
+			}
+			_, dst, _ := net.ParseCIDR("10.79.0.0/16")
+			return netlink.RouteAdd(&netlink.Route{LinkIndex: lo.Attrs().Index, Dst: dst, Type: unix.RTN_LOCAL, Table: unix.RT_TABLE_LOCAL, Scope: netlink.SCOPE_HOST})
+		}))
+		for _, n := range []string{"a", "b"} {
+			must(t, l.devs[n].ns.AddRoute(netip.MustParsePrefix("10.79.0.0/16"), netip.MustParseAddr(client), "eth0"))
+		}
+	}
 	// Trust: a initialises, b gets its certificate.
 	must(t, trust.Init(filepath.Join(l.dir, "trust-a"), "a"))
 	must(t, trust.Issue(filepath.Join(l.dir, "trust-a"), "b", filepath.Join(l.dir, "trust-b")))
 	for _, n := range []string{"a", "b"} {
 		d := l.devs[n]
 		d.config = filepath.Join(l.dir, n+".yaml")
+		mirrorA, mirrorB, persistence, members := "", "", "", `{address: "127.0.0.1:9000"}`
+		if mirror {
+			mirrorA = fmt.Sprintf(", mirror_addresses: [%s, %s]", lanAddr["a"], hal["a"])
+			mirrorB = fmt.Sprintf(", mirror_addresses: [%s, %s]", lanAddr["b"], hal["b"])
+			persistence = `
+profiles:
+  persistence:
+    sticky: {type: source_addr, mirror: true, timeout: 1h}
+`
+			members = `{address: "127.0.0.1:9000"}, {address: "127.0.0.1:9001"}`
+		}
 		cfg := fmt.Sprintf(`local: {device: %s, trust_dir: %s}
 devices:
-  a: {ha_addresses: [%s, %s]}
-  b: {ha_addresses: [%s, %s]}
+  a: {ha_addresses: [%s, %s]%s}
+  b: {ha_addresses: [%s, %s]%s}
 failover: {interval: %s, dead_time: %s, garp_count: 3, garp_interval: 50ms}
 traffic_groups:
   tg1:
     addresses: [{address: %s/24, interface: eth0}]
 %s
 management: {address: "127.0.0.1:9090"}
+%s
 pools:
-  p: {members: [{address: "127.0.0.1:9000"}]}
+  p: {members: [%s]}
 virtuals:
-  v: {destination: "%s:%d", type: tcp, pool: p}
-`, n, filepath.Join(l.dir, "trust-"+n), lanAddr["a"], hal["a"], lanAddr["b"], hal["b"],
-			s.interval, s.deadTime, vip, extra, vip, vipPort)
+  v: {destination: "%s:%d", type: tcp, pool: p%s}
+`, n, filepath.Join(l.dir, "trust-"+n), lanAddr["a"], hal["a"], mirrorA, lanAddr["b"], hal["b"], mirrorB,
+			s.interval, s.deadTime, vip, extra, persistence, members, vip, vipPort, map[bool]string{true: ", persistence: sticky"}[mirror])
 		must(t, os.WriteFile(d.config, []byte(cfg), 0o600))
 	}
 	t.Cleanup(l.stopAll)
@@ -373,9 +415,9 @@ func (l *lab) startProber() *prober {
 			dcancel()
 			if err == nil {
 				c.SetDeadline(at.Add(probeTimeout))
-				b := make([]byte, 8)
+				b := make([]byte, 16)
 				n, _ := io.ReadAtLeast(c, b, 2)
-				who = strings.TrimSpace(string(b[:n]))
+				who, _, _ = strings.Cut(strings.TrimSpace(string(b[:n])), " ")
 				c.Close()
 			}
 			p.mu.Lock()

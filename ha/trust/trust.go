@@ -216,6 +216,7 @@ type Store struct {
 	pool    *x509.CertPool
 	cert    tls.Certificate
 	macKeys map[string][]byte // device -> heartbeat MAC key
+	group   []byte            // heartbeat.key: the secret every device of the group holds
 }
 
 // Load reads dir for device local in a group of devices (local included or
@@ -260,7 +261,7 @@ func Load(dir, local string, devices []string) (*Store, error) {
 	if leaf.Subject.CommonName != local {
 		return nil, fmt.Errorf("%s: issued to %q, not %q", filepath.Join(dir, CertFile(local)), leaf.Subject.CommonName, local)
 	}
-	s := &Store{local: local, ca: ca, pool: pool, cert: cert, macKeys: map[string][]byte{}}
+	s := &Store{local: local, ca: ca, pool: pool, cert: cert, macKeys: map[string][]byte{}, group: hb}
 	s.devices = append(s.devices, devices...)
 	if !slices.Contains(s.devices, local) {
 		s.devices = append(s.devices, local)
@@ -276,6 +277,15 @@ func Load(dir, local string, devices []string) (*Store, error) {
 func macKey(group []byte, device string) []byte {
 	m := hmac.New(sha256.New, group)
 	m.Write([]byte("fulcrum ha heartbeat v1\x00" + device))
+	return m.Sum(nil)
+}
+
+// Secret derives a 32-byte secret for purpose from the group's key: the
+// same on every device of the group, unknown outside it (e.g. the default
+// cookie_insert secret, so cookies work on whichever device serves).
+func (s *Store) Secret(purpose string) []byte {
+	m := hmac.New(sha256.New, s.group)
+	m.Write([]byte("fulcrum group secret v1\x00" + purpose))
 	return m.Sum(nil)
 }
 

@@ -224,3 +224,22 @@ func TestInspect(t *testing.T) {
 		t.Errorf("b: %+v, a: %+v", ib, in)
 	}
 }
+
+func TestGroupSecret(t *testing.T) {
+	_, dirs := domain(t)
+	a := load(t, dirs["a"], "a", "a", "b")
+	b := load(t, dirs["b"], "b", "a", "b")
+	if string(a.Secret("x")) != string(b.Secret("x")) || len(a.Secret("x")) != 32 {
+		t.Error("the group secret differs between devices of one group")
+	}
+	if string(a.Secret("x")) == string(a.Secret("y")) {
+		t.Error("two purposes share a secret")
+	}
+	other := t.TempDir()
+	if err := Init(other, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if string(load(t, other, "a", "a").Secret("x")) == string(a.Secret("x")) {
+		t.Error("two trust domains share a secret")
+	}
+}

@@ -35,6 +35,7 @@ func (k Kind) String() string {
 
 // Event is one change of one record.
 type Event[T any] struct {
+	Seq    uint64 // the hub's sequence number: unique, increasing in publishing order per publisher
 	Kind   Kind
 	Record T
 }
@@ -58,7 +59,11 @@ type Hub[T any] struct {
 	mu   sync.RWMutex
 	subs []*Subscription[T]
 	n    atomic.Int32 // len(subs), read without the lock on the hot path
+	seq  atomic.Uint64
 }
+
+// Seq is the sequence number of the last event published to a subscriber.
+func (h *Hub[T]) Seq() uint64 { return h.seq.Load() }
 
 // Subscribe registers a subscriber with a queue of size buf (minimum 1).
 func (h *Hub[T]) Subscribe(buf int) *Subscription[T] {
@@ -82,7 +87,7 @@ func (h *Hub[T]) Publish(kind Kind, rec T) {
 	if h.n.Load() == 0 {
 		return
 	}
-	ev := Event[T]{Kind: kind, Record: rec}
+	ev := Event[T]{Seq: h.seq.Add(1), Kind: kind, Record: rec}
 	h.mu.RLock()
 	for _, s := range h.subs {
 		select {

@@ -1,0 +1,620 @@
+package mirror
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fulcrum-adc/fulcrum/config"
+	"github.com/fulcrum-adc/fulcrum/ha/trust"
+	"github.com/fulcrum-adc/fulcrum/internal/events"
+	"github.com/fulcrum-adc/fulcrum/persist"
+)
+
+// Tuning.
+const (
+	dialTimeout    = time.Second
+	writeTimeout   = 5 * time.Second
+	ackTimeout     = 5 * time.Second // unacknowledged data this old: reconnect
+	ackEvery       = 50 * time.Millisecond
+	eventQueue     = 1 << 16 // events buffered per sender before it must resynchronise
+	maxBackoff     = 2 * time.Second
+	handshakeLimit = 5 * time.Second
+	maxInbound     = 8 // concurrent mirroring connections accepted per listener
+)
+
+// Configs gives the running configuration (the engine): which virtuals
+// belong to which traffic group and which persistence profiles mirror can
+// change on reload.
+type Configs interface {
+	Config() *config.Config
+}
+
+// Options configure a Mirror.
+type Options struct {
+	Config  *config.Config // the device group (local, devices, traffic groups, failover.mirror_port)
+	Configs Configs
+	Table   *persist.Table
+	Trust   *trust.Store
+	Log     *slog.Logger
+}
+
+// Mirror runs this device's persistence mirroring: a sender per traffic
+// group active here, a listener per traffic group on each of this
+// device's mirror addresses.
+type Mirror struct {
+	self    string
+	configs Configs
+	table   *persist.Table
+	trust   *trust.Store
+	log     *slog.Logger
+	groups  map[string]*group
+	lns     []net.Listener
+	ctx     context.Context
+	bg      sync.WaitGroup
+	mu      sync.Mutex // senders
+	scope   atomic.Pointer[scope]
+}
+
+// group is one traffic group's mirroring state.
+type group struct {
+	name  string
+	port  int
+	peer  string           // the device this one mirrors to when active here
+	addrs []netip.AddrPort // the peer's mirror addresses (primary, secondary), at port
+
+	stop context.CancelFunc // running sender, nil when none
+	done chan struct{}
+
+	mu        sync.Mutex // fields below the line that are not atomic
+	connected string     // address the sender is connected to, "" when not
+	lastErr   string
+	resyncAt  time.Time
+	ackAt     time.Time
+	recvAt    time.Time
+	recvFrom  string
+
+	sent, acked, resyncs, snapshotN atomic.Uint64
+	received, refused, inbound      atomic.Uint64
+	active                          atomic.Bool
+}
+
+// New opens the listeners. It fails when an address cannot be bound.
+func New(opt Options) (*Mirror, error) {
+	c := opt.Config
+	me := c.Devices[c.Local.Device]
+	if me == nil || len(me.MirrorAddresses) == 0 {
+		return nil, errors.New("mirror: this device has no mirror_addresses")
+	}
+	m := &Mirror{self: c.Local.Device, configs: opt.Configs, table: opt.Table, trust: opt.Trust,
+		log: opt.Log.With("subsystem", "mirror"), groups: map[string]*group{}}
+	for name, tg := range c.TrafficGroups {
+		g := &group{name: name, port: c.Failover.MirrorPort + tg.Index}
+		for _, d := range tg.HAOrder {
+			if d != m.self {
+				g.peer = d
+				break
+			}
+		}
+		if g.peer != "" {
+			for _, s := range c.Devices[g.peer].MirrorAddresses {
+				a, err := netip.ParseAddr(s)
+				if err != nil {
+					return nil, fmt.Errorf("mirror: devices.%s.mirror_addresses: %w", g.peer, err)
+				}
+				g.addrs = append(g.addrs, netip.AddrPortFrom(a.Unmap(), uint16(g.port)))
+			}
+		}
+		m.groups[name] = g
+		for _, s := range me.MirrorAddresses {
+			addr := net.JoinHostPort(s, strconv.Itoa(g.port))
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				m.Close()
+				return nil, fmt.Errorf("mirror: traffic group %s: listen on %s: %w", name, addr, err)
+			}
+			m.lns = append(m.lns, ln)
+		}
+	}
+	return m, nil
+}
+
+// Close closes the listeners (Run's context ends the rest).
+func (m *Mirror) Close() {
+	for _, ln := range m.lns {
+		ln.Close()
+	}
+}
+
+// Run accepts mirroring connections until ctx ends, then stops every
+// sender and waits for them.
+func (m *Mirror) Run(ctx context.Context) {
+	m.mu.Lock()
+	m.ctx = ctx
+	for _, g := range m.groups {
+		m.startLocked(g) // groups that went active before Run
+	}
+	m.mu.Unlock()
+	for _, ln := range m.lns {
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		var g *group
+		for _, x := range m.groups {
+			if strconv.Itoa(x.port) == port {
+				g = x
+			}
+		}
+		m.bg.Add(1)
+		go func() { defer m.bg.Done(); m.accept(ctx, ln, g) }()
+	}
+	<-ctx.Done()
+	m.Close()
+	m.mu.Lock()
+	for _, g := range m.groups {
+		if g.stop != nil {
+			g.stop()
+		}
+	}
+	m.mu.Unlock()
+	m.bg.Wait()
+}
+
+// SetActive starts (active) or stops the sender of a traffic group. The
+// ha package calls it from its loop when the group moves, so it never
+// waits: a new sender waits for the old one to finish instead.
+func (m *Mirror) SetActive(name string, active bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	g := m.groups[name]
+	if g == nil {
+		return
+	}
+	g.active.Store(active)
+	if m.ctx != nil {
+		m.startLocked(g)
+	}
+}
+
+// startLocked replaces g's sender with one for its current state (m.mu held).
+func (m *Mirror) startLocked(g *group) {
+	prev := g.done
+	if g.stop != nil {
+		g.stop()
+		g.stop, g.done = nil, nil
+	}
+	if !g.active.Load() || g.peer == "" || len(g.addrs) == 0 || m.ctx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(m.ctx)
+	done := make(chan struct{})
+	g.stop, g.done = cancel, done
+	m.bg.Add(1)
+	go func() {
+		defer m.bg.Done()
+		defer close(done)
+		if prev != nil {
+			<-prev
+		}
+		m.sender(ctx, g)
+	}()
+}
+
+// scope maps records to traffic groups under one configuration.
+type scope struct {
+	cfg     *config.Config
+	mirrors map[string]bool   // persistence profile -> mirror: true
+	groupOf map[string]string // virtual -> traffic group
+}
+
+// groupOf is the traffic group whose channel carries r ("" : none).
+func (m *Mirror) groupOf(r *persist.Record) string {
+	c := m.configs.Config()
+	s := m.scope.Load()
+	if s == nil || s.cfg != c {
+		s = &scope{cfg: c, mirrors: map[string]bool{}, groupOf: map[string]string{}}
+		if c != nil {
+			for n, p := range c.Profiles.Persistence {
+				s.mirrors[n] = p.Mirror
+			}
+			for n, v := range c.Virtuals {
+				s.groupOf[n] = v.TrafficGroup
+			}
+		}
+		m.scope.Store(s)
+	}
+	if !s.mirrors[r.Profile] {
+		return ""
+	}
+	return s.groupOf[r.Virtual]
+}
+
+// sender keeps a connection to the group's peer and streams to it until
+// ctx ends.
+func (m *Mirror) sender(ctx context.Context, g *group) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		conn, addr, err := m.dial(ctx, g)
+		if err == nil {
+			g.setConn(addr.String(), "")
+			m.log.Info("mirroring to peer", "traffic_group", g.name, "peer", g.peer, "address", addr.String())
+			err = m.stream(ctx, g, conn)
+			conn.Close()
+			backoff = 100 * time.Millisecond
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		g.setConn("", err.Error())
+		m.log.Warn("mirroring to peer interrupted; records are kept and resent in full on reconnect",
+			"traffic_group", g.name, "peer", g.peer, "error", err.Error())
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+	g.setConn("", "")
+}
+
+func (g *group) setConn(addr, errText string) {
+	g.mu.Lock()
+	g.connected, g.lastErr = addr, errText
+	g.mu.Unlock()
+}
+
+// dial connects to the peer's primary mirror address, else its secondary.
+func (m *Mirror) dial(ctx context.Context, g *group) (*tls.Conn, netip.AddrPort, error) {
+	var errs []error
+	for _, a := range g.addrs {
+		d := tls.Dialer{NetDialer: &net.Dialer{Timeout: dialTimeout}, Config: m.trust.ClientTLS(g.peer)}
+		dctx, cancel := context.WithTimeout(ctx, handshakeLimit)
+		c, err := d.DialContext(dctx, "tcp", a.String())
+		cancel()
+		if err == nil {
+			return c.(*tls.Conn), a, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", a, err))
+	}
+	return nil, netip.AddrPort{}, errors.Join(errs...)
+}
+
+// stream sends the hello, then snapshots and events until ctx ends or the
+// connection fails; a subscription that dropped events starts a new
+// snapshot on the same connection.
+func (m *Mirror) stream(ctx context.Context, g *group, conn *tls.Conn) error {
+	bw := bufio.NewWriterSize(conn, 64<<10)
+	var buf []byte
+	var seq uint64
+	write := func(f *frame) error {
+		var err error
+		if buf, err = appendFrame(buf[:0], f, time.Now()); err != nil {
+			return err
+		}
+		_, err = bw.Write(buf)
+		return err
+	}
+	flush := func() error {
+		conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+		return bw.Flush()
+	}
+	g.sent.Store(0)
+	g.acked.Store(0)
+	g.mu.Lock()
+	g.ackAt = time.Now()
+	g.mu.Unlock()
+	if err := write(&frame{typ: frameHello, version: wireVersion, group: g.name, device: m.self}); err != nil {
+		return err
+	}
+	// Acknowledgements, read beside the writes.
+	ackErr := make(chan error, 1)
+	go func() {
+		br := bufio.NewReader(conn)
+		var rb []byte
+		for {
+			f, b, err := readFrame(br, rb, time.Now)
+			rb = b
+			if err == nil && f.typ != frameAck {
+				err = fmt.Errorf("%w: type %d from the receiver", errMalformed, f.typ)
+			}
+			if err != nil {
+				ackErr <- err
+				return
+			}
+			g.acked.Store(f.seq)
+			g.mu.Lock()
+			g.ackAt = time.Now()
+			g.mu.Unlock()
+		}
+	}()
+	defer conn.Close() // ends the ack reader
+	keep := func(r persist.Record) bool { return m.groupOf(&r) == g.name }
+	check := time.NewTicker(ackEvery)
+	defer check.Stop()
+	for {
+		snap, sub := m.table.Follow(eventQueue, keep)
+		seq++
+		if err := write(&frame{typ: frameBegin, seq: seq}); err != nil {
+			sub.Close()
+			return err
+		}
+		for i := range snap {
+			seq++
+			if err := write(&frame{typ: frameRecord, seq: seq, rec: snap[i]}); err != nil {
+				if errors.Is(err, errMalformed) {
+					continue
+				}
+				sub.Close()
+				return err
+			}
+			if bw.Buffered() > 48<<10 {
+				if err := flush(); err != nil {
+					sub.Close()
+					return err
+				}
+			}
+		}
+		seq++
+		if err := write(&frame{typ: frameEnd, seq: seq, count: uint64(len(snap))}); err != nil {
+			sub.Close()
+			return err
+		}
+		if err := flush(); err != nil {
+			sub.Close()
+			return err
+		}
+		g.sent.Store(seq)
+		g.resyncs.Add(1)
+		g.snapshotN.Store(uint64(len(snap)))
+		g.mu.Lock()
+		g.resyncAt = time.Now()
+		g.mu.Unlock()
+		err := m.follow(ctx, g, sub, &seq, write, flush, ackErr, check.C)
+		sub.Close()
+		if !errors.Is(err, errResync) {
+			return err
+		}
+		m.log.Warn("mirroring fell behind the table's changes; sending a full snapshot", "traffic_group", g.name, "dropped", sub.Dropped())
+	}
+}
+
+var errResync = errors.New("resynchronise")
+
+// follow streams events after a snapshot; errResync asks for a new one.
+func (m *Mirror) follow(ctx context.Context, g *group, sub *events.Subscription[persist.Record], seq *uint64,
+	write func(*frame) error, flush func() error, ackErr <-chan error, tick <-chan time.Time) error {
+	for {
+		select {
+		case <-ctx.Done():
+			flush()
+			return nil
+		case err := <-ackErr:
+			return fmt.Errorf("receiver: %w", err)
+		case <-tick:
+			if sub.Dropped() > 0 {
+				return errResync
+			}
+			g.mu.Lock()
+			ackAt := g.ackAt
+			g.mu.Unlock()
+			if g.acked.Load() < g.sent.Load() && time.Since(ackAt) > ackTimeout {
+				return fmt.Errorf("no acknowledgement for %s", ackTimeout)
+			}
+		case ev, ok := <-sub.C:
+			if !ok {
+				return errResync
+			}
+			r := ev.Record
+			if m.groupOf(&r) != g.name || r.Origin == g.peer {
+				continue
+			}
+			*seq++
+			f := &frame{typ: frameRecord, seq: *seq, rec: r}
+			if ev.Kind == events.Expired {
+				f = &frame{typ: frameDelete, seq: *seq, key: r.Key}
+			}
+			if err := write(f); err != nil && !errors.Is(err, errMalformed) {
+				return err
+			}
+			if len(sub.C) == 0 || *seq%256 == 0 {
+				if err := flush(); err != nil {
+					return err
+				}
+				g.sent.Store(*seq)
+			}
+		}
+	}
+}
+
+// accept serves one listener of group g.
+func (m *Mirror) accept(ctx context.Context, ln net.Listener, g *group) {
+	sem := make(chan struct{}, maxInbound)
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			c.Close() // more connections than any peer needs
+			g.refused.Add(1)
+			continue
+		}
+		m.bg.Add(1)
+		go func() {
+			defer m.bg.Done()
+			defer func() { <-sem }()
+			defer c.Close()
+			stop := context.AfterFunc(ctx, func() { c.Close() })
+			defer stop()
+			if err := m.receive(c, g); err != nil && ctx.Err() == nil {
+				m.log.Warn("mirroring connection from peer ended", "traffic_group", g.name, "remote", c.RemoteAddr().String(), "error", err.Error())
+			}
+		}()
+	}
+}
+
+// receive authenticates a peer and applies what it mirrors.
+func (m *Mirror) receive(c net.Conn, g *group) error {
+	tc := tls.Server(c, m.trust.ServerTLS())
+	tc.SetDeadline(time.Now().Add(handshakeLimit))
+	if err := tc.Handshake(); err != nil {
+		g.refused.Add(1)
+		return fmt.Errorf("device trust: %w", err)
+	}
+	peer := trust.PeerDevice(tc.ConnectionState())
+	br := bufio.NewReader(tc)
+	var buf []byte
+	f, buf, err := readFrame(br, buf, time.Now)
+	if err != nil {
+		g.refused.Add(1)
+		return err
+	}
+	if f.typ != frameHello || f.version != wireVersion || f.group != g.name || f.device != peer || peer == m.self {
+		g.refused.Add(1)
+		return fmt.Errorf("refused hello from %q: type %d version %d group %q device %q", peer, f.typ, f.version, f.group, f.device)
+	}
+	tc.SetDeadline(time.Time{})
+	g.inbound.Add(1)
+	defer g.inbound.Add(^uint64(0))
+	g.mu.Lock()
+	g.recvFrom = peer
+	g.mu.Unlock()
+	var seen map[string]struct{} // keys of the snapshot in progress
+	var ack []byte
+	var lastAck time.Time
+	limit := m.table.MaxEntries()
+	for {
+		f, buf, err = readFrame(br, buf, time.Now)
+		if err != nil {
+			return err
+		}
+		switch f.typ {
+		case frameBegin:
+			seen = map[string]struct{}{}
+		case frameRecord:
+			if m.groupOf(&f.rec) != g.name {
+				g.refused.Add(1) // not a mirrored record of this group here
+				break
+			}
+			f.rec.Origin = peer
+			m.table.Store(f.rec)
+			g.received.Add(1)
+			if seen != nil {
+				seen[f.rec.Key] = struct{}{}
+				if limit > 0 && len(seen) > 2*limit {
+					return fmt.Errorf("snapshot of more than %d records", 2*limit)
+				}
+			}
+		case frameDelete:
+			if r, ok := m.table.Get(f.key); ok && m.groupOf(&r) == g.name {
+				m.table.Delete(f.key)
+			}
+		case frameEnd:
+			if seen != nil {
+				// Records of this group the peer sent before and no
+				// longer has. Records made here stay: with every HA
+				// path cut both devices serve the group.
+				var stale []string
+				m.table.Range(func(r persist.Record) bool {
+					if _, ok := seen[r.Key]; !ok && r.Origin == peer && m.groupOf(&r) == g.name {
+						stale = append(stale, r.Key)
+					}
+					return true
+				})
+				for _, k := range stale {
+					m.table.Delete(k)
+				}
+				seen = nil
+			}
+		default:
+			g.refused.Add(1)
+			return fmt.Errorf("%w: type %d from the sender", errMalformed, f.typ)
+		}
+		g.mu.Lock()
+		g.recvAt = time.Now()
+		g.mu.Unlock()
+		if br.Buffered() == 0 || time.Since(lastAck) > ackEvery {
+			lastAck = time.Now()
+			ack, _ = appendFrame(ack[:0], &frame{typ: frameAck, seq: f.seq}, lastAck)
+			tc.SetWriteDeadline(time.Now().Add(writeTimeout))
+			if _, err := tc.Write(ack); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// Status is mirroring as `fulcrum show mirroring` prints it.
+type Status struct {
+	Device string        `json:"device"`
+	Groups []GroupStatus `json:"traffic_groups"`
+}
+
+// GroupStatus is one traffic group's channel.
+type GroupStatus struct {
+	Name         string    `json:"name"`
+	Port         int       `json:"port"`
+	Role         string    `json:"role"` // sending (active here) | receiving | idle
+	Peer         string    `json:"peer"`
+	Connected    string    `json:"connected,omitempty"` // sender: the peer address in use
+	Error        string    `json:"error,omitempty"`     // sender: why the last connection failed
+	Sent         uint64    `json:"sent"`                // sender: messages sent this connection
+	Acked        uint64    `json:"acked"`               // sender: messages the peer applied
+	Lag          uint64    `json:"lag"`                 // sent - acked
+	LastAck      time.Time `json:"last_ack,omitzero"`
+	Resyncs      uint64    `json:"resyncs"` // full snapshots sent
+	Snapshot     uint64    `json:"snapshot_records"`
+	LastResync   time.Time `json:"last_resync,omitzero"`
+	Received     uint64    `json:"received"` // receiver: records applied
+	From         string    `json:"from,omitempty"`
+	LastReceived time.Time `json:"last_received,omitzero"`
+	Refused      uint64    `json:"refused"` // connections and records refused
+	Inbound      uint64    `json:"inbound_connections"`
+}
+
+// Status reports every group.
+func (m *Mirror) Status() *Status {
+	s := &Status{Device: m.self}
+	names := make([]string, 0, len(m.groups))
+	for n := range m.groups {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		g := m.groups[n]
+		g.mu.Lock()
+		gs := GroupStatus{Name: n, Port: g.port, Peer: g.peer, Connected: g.connected, Error: g.lastErr,
+			LastAck: g.ackAt, LastResync: g.resyncAt, From: g.recvFrom, LastReceived: g.recvAt}
+		g.mu.Unlock()
+		gs.Sent, gs.Acked = g.sent.Load(), g.acked.Load()
+		if gs.Sent > gs.Acked {
+			gs.Lag = gs.Sent - gs.Acked
+		}
+		gs.Resyncs, gs.Snapshot = g.resyncs.Load(), g.snapshotN.Load()
+		gs.Received, gs.Refused, gs.Inbound = g.received.Load(), g.refused.Load(), g.inbound.Load()
+		switch {
+		case g.active.Load():
+			gs.Role = "sending"
+		case gs.Inbound > 0:
+			gs.Role = "receiving"
+		default:
+			gs.Role = "idle"
+		}
+		s.Groups = append(s.Groups, gs)
+	}
+	return s
+}
