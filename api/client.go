@@ -225,6 +225,21 @@ func (c *Client) Mirroring(ctx context.Context, out any) error {
 	return c.do(ctx, http.MethodGet, "/api/v1/mirroring", nil, nil, out)
 }
 
+// SyncStatus reads config sync's state (GET /api/v1/sync) into out (the
+// configsync package's Status).
+func (c *Client) SyncStatus(ctx context.Context, out any) error {
+	return c.do(ctx, http.MethodGet, "/api/v1/sync", nil, nil, out)
+}
+
+// Sync runs a config sync (POST /api/v1/sync).
+func (c *Client) Sync(ctx context.Context, req SyncRequest) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodPost, "/api/v1/sync", nil, body, nil)
+}
+
 // Failover moves a traffic group off the device holding it, to `to` or
 // ("") the next device in its HA order; it returns once the group moved.
 func (c *Client) Failover(ctx context.Context, group, to string) error {

@@ -26,6 +26,24 @@ type Mirroring interface {
 	MirrorStatus() any
 }
 
+// Sync is config sync as the API sees it (the configsync package's
+// Syncer; nil without a device group).
+type Sync interface {
+	SyncStatus() any
+	// Push sends this device's configuration to the peer (to-group).
+	Push(ctx context.Context, force bool) error
+	// Pull takes the peer's configuration (from-device).
+	Pull(ctx context.Context) error
+}
+
+// SyncRequest is the body of POST /api/v1/sync: exactly one of ToGroup
+// and FromDevice.
+type SyncRequest struct {
+	ToGroup    bool   `json:"to_group,omitempty"`
+	Force      bool   `json:"force,omitempty"` // to_group: even over the peer's own changes
+	FromDevice string `json:"from_device,omitempty"`
+}
+
 // FailoverRequest is the body of POST /api/v1/traffic-groups/{name}/failover.
 type FailoverRequest struct {
 	To string `json:"to,omitempty"` // device to move the group to; "" : the next in HA order
@@ -45,6 +63,46 @@ func (h *handler) mirrorStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, h.mirroring.MirrorStatus())
+}
+
+func (h *handler) syncStatus(w http.ResponseWriter, r *http.Request) {
+	if h.sync == nil {
+		writeError(w, http.StatusNotFound, "no device group is configured on this device", nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, h.sync.SyncStatus())
+}
+
+func (h *handler) syncRun(w http.ResponseWriter, r *http.Request) {
+	if h.sync == nil {
+		writeError(w, http.StatusNotFound, "no device group is configured on this device", nil)
+		return
+	}
+	var req SyncRequest
+	body, err := io.ReadAll(io.LimitReader(r.Body, 4096))
+	if err == nil {
+		err = json.Unmarshal(body, &req)
+	}
+	if err != nil || req.ToGroup == (req.FromDevice != "") {
+		writeError(w, http.StatusBadRequest, `body must be {"to_group": true, "force": false} or {"from_device": "DEVICE"}`, nil)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
+	defer cancel()
+	what := "to-group"
+	if req.ToGroup {
+		err = h.sync.Push(ctx, req.Force)
+	} else {
+		what = "from-device " + req.FromDevice
+		err = h.sync.Pull(ctx)
+	}
+	if err != nil {
+		h.log.Warn("api: config sync failed", "remote", r.RemoteAddr, "sync", what, "error", err)
+		h.writeBackendError(w, err, "")
+		return
+	}
+	h.log.Info("api: config synchronised", "remote", r.RemoteAddr, "sync", what, "force", req.Force)
+	writeJSON(w, http.StatusOK, StatusResponse{Status: "ok", Message: "configuration synchronised (" + what + ")"})
 }
 
 func (h *handler) failover(w http.ResponseWriter, r *http.Request) {

@@ -43,6 +43,8 @@ type Options struct {
 	HA HA
 	// Mirroring, when set, serves GET /api/v1/mirroring.
 	Mirroring Mirroring
+	// Sync, when set, serves GET and POST /api/v1/sync.
+	Sync Sync
 }
 
 // ErrorResponse is the body of every API error.
@@ -101,6 +103,7 @@ type handler struct {
 	b         Backend
 	ha        HA
 	mirroring Mirroring
+	sync      Sync
 	m         *Metrics
 	log       *slog.Logger
 	tokenHash *[sha256.Size]byte // nil: no authentication
@@ -113,7 +116,7 @@ func NewHandler(b Backend, m *Metrics, opt Options) http.Handler {
 	if m == nil {
 		m = NewMetrics(b)
 	}
-	h := &handler{b: b, m: m, log: opt.Log, ha: opt.HA, mirroring: opt.Mirroring}
+	h := &handler{b: b, m: m, log: opt.Log, ha: opt.HA, mirroring: opt.Mirroring, sync: opt.Sync}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -144,6 +147,7 @@ func NewHandler(b Backend, m *Metrics, opt Options) http.Handler {
 		{"/api/v1/reload", map[string]http.HandlerFunc{"POST": h.reload}},
 		{"/api/v1/ha", map[string]http.HandlerFunc{"GET": h.haStatus}},
 		{"/api/v1/mirroring", map[string]http.HandlerFunc{"GET": h.mirrorStatus}},
+		{"/api/v1/sync", map[string]http.HandlerFunc{"GET": h.syncStatus, "POST": h.syncRun}},
 		{"/api/v1/traffic-groups/{name}/failover", map[string]http.HandlerFunc{"POST": h.failover}},
 		{"/metrics", map[string]http.HandlerFunc{"GET": promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{
 			// One bad series (say two pools reported under one name) must
@@ -603,6 +607,10 @@ func (h *handler) writeBackendError(w http.ResponseWriter, err error, summary st
 	switch {
 	case errors.Is(err, ErrNotFound):
 		writeError(w, http.StatusNotFound, notFoundMessage(err.Error()), nil)
+	case errors.Is(err, ErrConflict):
+		writeError(w, http.StatusConflict, err.Error(), nil)
+	case errors.Is(err, ErrUnavailable):
+		writeError(w, http.StatusServiceUnavailable, err.Error(), nil)
 	case errors.Is(err, ErrBadRequest):
 		problems := problemLines(err.Error())
 		switch {

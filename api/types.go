@@ -224,6 +224,12 @@ var (
 	// ErrUnauthorized is what Client errors unwrap to when the API answered
 	// 401 (missing or wrong token).
 	ErrUnauthorized = errors.New("unauthorized")
+	// ErrConflict is wrapped for a request that conflicts with state
+	// elsewhere (config sync: both devices changed); the API answers 409.
+	ErrConflict = errors.New("conflict")
+	// ErrUnavailable is wrapped when a peer device cannot be reached; the
+	// API answers 503.
+	ErrUnavailable = errors.New("unavailable")
 )
 
 // Backend is what the API shows and changes. The engine implements it. All

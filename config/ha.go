@@ -48,6 +48,19 @@ type Failover struct {
 	GARPInterval Duration `yaml:"garp_interval"` // spacing between them (default 100ms)
 }
 
+// ConfigSync is how the devices of the group keep their configurations
+// equal (F5: ConfigSync, automatic or manual sync of a Sync-Failover device
+// group). The sections `local`, `management` and `log` belong to each
+// device and are never synchronised.
+type ConfigSync struct {
+	Mode     string   `yaml:"mode"`     // manual (default, F5's) | automatic
+	Port     int      `yaml:"port"`     // TCP port on the first HA address (default 4353, F5's config sync port)
+	Interval Duration `yaml:"interval"` // how often each device compares its configuration with its peer's (default 2s)
+}
+
+// SyncLocalKeys are the top-level sections config sync never copies.
+var SyncLocalKeys = []string{"local", "management", "log"}
+
 // TrafficGroup is a set of floating addresses active on exactly one device
 // at a time (F5: cm traffic-group).
 type TrafficGroup struct {
@@ -82,6 +95,8 @@ const (
 	DefaultGARPCount         = 5
 	DefaultGARPInterval      = Duration(100 * time.Millisecond)
 	DefaultFailbackDelay     = Duration(60 * time.Second)
+	DefaultSyncPort          = 4353
+	DefaultSyncInterval      = Duration(2 * time.Second)
 )
 
 // MaxDevices is the largest device group Fulcrum runs today: failover
@@ -128,6 +143,15 @@ func (v *validator) completeHA() {
 	}
 	if !p.has("failover.garp_interval") {
 		c.Failover.GARPInterval = DefaultGARPInterval
+	}
+	if c.ConfigSync.Mode == "" {
+		c.ConfigSync.Mode = "manual"
+	}
+	if c.ConfigSync.Port == 0 && !p.has("config_sync.port") {
+		c.ConfigSync.Port = DefaultSyncPort
+	}
+	if !p.has("config_sync.interval") {
+		c.ConfigSync.Interval = DefaultSyncInterval
 	}
 	for i, name := range sortedKeys(c.TrafficGroups) {
 		tg := c.TrafficGroups[name]
@@ -180,6 +204,9 @@ func (v *validator) ha() {
 		if c.Local.Device != "" || c.Local.TrustDir != "" {
 			v.errorf("local", "local names this device in a device group, but no devices are defined")
 		}
+		if v.p.has("config_sync") {
+			v.errorf("config_sync", "config_sync needs a device group: define devices (and local)")
+		}
 		return
 	}
 	switch {
@@ -196,6 +223,7 @@ func (v *validator) ha() {
 	v.trustDir()
 	v.devices()
 	v.failover()
+	v.configSync()
 	v.trafficGroups()
 }
 
@@ -331,6 +359,19 @@ func (v *validator) failover() {
 		v.errorf("failover.garp_count", "garp_count must be 1 to 100")
 	}
 	v.positive("failover.garp_interval", "garp_interval", f.GARPInterval, false)
+}
+
+func (v *validator) configSync() {
+	cs := &v.cfg.ConfigSync
+	if cs.Mode != "manual" && cs.Mode != "automatic" {
+		v.errorf("config_sync.mode", "mode %q: want manual or automatic", cs.Mode)
+	}
+	if cs.Port < 1 || cs.Port > 65535 {
+		v.errorf("config_sync.port", "port must be 1 to 65535")
+	}
+	if cs.Interval < Duration(100*time.Millisecond) || cs.Interval == Indefinite {
+		v.errorf("config_sync.interval", "interval must be at least 100ms")
+	}
 }
 
 // MaxTrafficGroups bounds traffic_groups: every heartbeat carries each

@@ -21,6 +21,7 @@ type Config struct {
 	Devices       map[string]*Device       `yaml:"devices"`
 	Failover      Failover                 `yaml:"failover"`
 	TrafficGroups map[string]*TrafficGroup `yaml:"traffic_groups"`
+	ConfigSync    ConfigSync               `yaml:"config_sync"`
 
 	// TCP is every TCP profile, resolved (inheritance applied, built-ins
 	// included): what the engine reads. Virtuals name these in

@@ -251,7 +251,7 @@ func (e *Engine) Apply(cfg *config.Config) error {
 // Manager reads them once, at start.
 func haChanged(a, b *config.Config) bool {
 	return !reflect.DeepEqual(a.Local, b.Local) || !reflect.DeepEqual(a.Devices, b.Devices) ||
-		a.Failover != b.Failover || !reflect.DeepEqual(a.TrafficGroups, b.TrafficGroups)
+		a.Failover != b.Failover || !reflect.DeepEqual(a.TrafficGroups, b.TrafficGroups) || a.ConfigSync != b.ConfigSync
 }
 
 // SetTrafficGroupActive starts (active) or stops the virtual servers whose

@@ -15,6 +15,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/fulcrum-adc/fulcrum/api"
+	"github.com/fulcrum-adc/fulcrum/configsync"
 	"github.com/fulcrum-adc/fulcrum/ha"
 	"github.com/fulcrum-adc/fulcrum/mirror"
 )
@@ -29,6 +31,103 @@ that does. Without auto_failback the group then stays where it went.
 
 Flags:
 `
+
+const syncUsage = `usage: fulcrum sync to-group [-force] [flags]
+       fulcrum sync from-device DEVICE [flags]
+
+Config sync of the device group (F5: run cm config-sync to-group |
+from-group). to-group sends this device's configuration to its peer; the
+peer refuses if it changed its own configuration since the two last
+agreed (a conflict), unless -force. from-device takes DEVICE's
+configuration here, replacing changes made here. The sections local,
+management and log stay each device's own. fulcrum show sync shows who
+is ahead, behind or in conflict.
+
+Flags:
+`
+
+// runSync implements `fulcrum sync`.
+func runSync(args []string, stdout, stderr io.Writer) int {
+	c := newAPICLI(stdout, stderr)
+	fs := c.newFlagSet("sync", syncUsage)
+	f := c.commonFlags(fs, time.Minute)
+	force := fs.Bool("force", false, "to-group: overwrite the peer's own changes")
+	pos, err := c.parse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	var req api.SyncRequest
+	switch {
+	case len(pos) == 1 && pos[0] == "to-group":
+		req = api.SyncRequest{ToGroup: true, Force: *force}
+	case len(pos) == 2 && pos[0] == "from-device":
+		if *force {
+			return c.usageError(fs, "-force is for to-group (from-device always replaces this device's changes)")
+		}
+		req = api.SyncRequest{FromDevice: pos[1]}
+	default:
+		return c.usageError(fs, "want to-group or from-device DEVICE")
+	}
+	cl, base, err := c.client(f)
+	if err != nil {
+		return c.usageError(fs, "%v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
+	defer cancel()
+	if err := cl.Sync(ctx, req); err != nil {
+		return c.fail(base, err)
+	}
+	var st configsync.Status
+	if err := cl.SyncStatus(ctx, &st); err == nil {
+		fmt.Fprintf(c.stdout, "configuration synchronised: generation %d (made on %s)\n", st.Local.Generation, st.Local.Origin)
+		return 0
+	}
+	fmt.Fprintln(c.stdout, "configuration synchronised")
+	return 0
+}
+
+// showSync prints `fulcrum show sync`.
+func (c *apiCLI) showSync(st *configsync.Status, out string) int {
+	if out == "json" {
+		b, _ := json.MarshalIndent(st, "", "  ")
+		fmt.Fprintln(c.stdout, string(b))
+		return 0
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	defer tw.Flush()
+	fmt.Fprintf(tw, "config sync (%s): %s\n\n", st.Mode, map[string]string{
+		"in-sync":  "in sync",
+		"ahead":    "this device has changes its peer lacks (fulcrum sync to-group)",
+		"behind":   "the peer has changes this device lacks (fulcrum sync from-device " + st.PeerName + ")",
+		"conflict": "CONFLICT: both devices changed since they last agreed; choose: fulcrum sync to-group -force, or fulcrum sync from-device " + st.PeerName,
+		"unknown":  "peer not reached: " + st.PeerError,
+	}[st.Sync])
+	fmt.Fprintln(tw, "DEVICE\tGENERATION\tMADE ON\tLAST AGREED\tCHANGED\tDIGEST")
+	row := func(name string, s configsync.State) {
+		d := s.Digest
+		if len(d) > 12 {
+			d = d[:12]
+		}
+		changed := ""
+		if !s.Changed.IsZero() {
+			changed = s.Changed.UTC().Format(time.DateTime)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\n", name, s.Generation, s.Origin, s.Base, changed, d)
+	}
+	row(st.Local.Device+" (this device)", st.Local)
+	if st.Peer != nil {
+		row(st.Peer.Device, *st.Peer)
+	} else {
+		fmt.Fprintf(tw, "%s\t?\t\t\t\t\n", st.PeerName)
+	}
+	if st.LastError != "" {
+		fmt.Fprintln(tw, "\nlast error:", st.LastError)
+	}
+	return 0
+}
 
 // runFailover implements `fulcrum failover`.
 func runFailover(args []string, stdout, stderr io.Writer) int {

@@ -23,11 +23,13 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/fulcrum-adc/fulcrum/api"
 	"github.com/fulcrum-adc/fulcrum/config"
+	"github.com/fulcrum-adc/fulcrum/configsync"
 	"github.com/fulcrum-adc/fulcrum/engine"
 	"github.com/fulcrum-adc/fulcrum/examples"
 	"github.com/fulcrum-adc/fulcrum/ha"
@@ -61,6 +63,7 @@ Usage:
   fulcrum show devices|traffic-groups              the device group (high availability)
   fulcrum failover TRAFFIC_GROUP [-to DEVICE]      move a traffic group to another device
   fulcrum device-trust init|add|show -dir DIR      the keys of a device group (HA channels)
+  fulcrum sync to-group [-force] | from-device DEV config sync between the devices
   fulcrum version              print version, commit, Go version and build date
 
 "fulcrum help COMMAND" or "fulcrum COMMAND -h" describes a command.
@@ -140,6 +143,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runFailover(args[1:], stdout, stderr)
 	case "device-trust":
 		return runDeviceTrust(args[1:], stdout, stderr)
+	case "sync":
+		return runSync(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		return cmdVersion(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
@@ -357,17 +362,18 @@ func serve(cfg *config.Config, path string, stdout, stderr io.Writer, ready func
 	// hands the traffic groups to a peer before connections drain.
 	var haAPI api.HA
 	var mirrorAPI api.Mirroring
+	var syncAPI api.Sync
 	haDone := make(chan struct{})
 	haCtx, haStop := context.WithCancel(context.Background())
 	defer haStop()
 	if cfg.HAEnabled() {
-		m, mir, err := startHA(haCtx, cfg, group, eng, log, haDone)
+		m, mir, syn, err := startHA(haCtx, cfg, group, eng, log, haDone)
 		if err != nil {
 			fmt.Fprintln(stderr, "fulcrum: cannot start:", err)
 			eng.Close(context.Background())
 			return 1
 		}
-		haAPI = m
+		haAPI, syncAPI = m, syn
 		if mir != nil {
 			mirrorAPI = mir
 		}
@@ -376,7 +382,7 @@ func serve(cfg *config.Config, path string, stdout, stderr io.Writer, ready func
 	}
 	var mgmt *http.Server
 	if cfg.Management.Address != config.ManagementOff {
-		handler := api.NewHandler(eng, eng.Metrics(), api.Options{Token: cfg.Management.Token, Log: log, HA: haAPI, Mirroring: mirrorAPI})
+		handler := api.NewHandler(eng, eng.Metrics(), api.Options{Token: cfg.Management.Token, Log: log, HA: haAPI, Mirroring: mirrorAPI, Sync: syncAPI})
 		var addr net.Addr
 		mgmt, addr, err = startManagement(cfg.Management.Address, handler, defaultMgmtLimits(cfg.Management.MaxConnections), log)
 		if err != nil {
@@ -440,44 +446,53 @@ func loadTrust(cfg *config.Config) (*trust.Store, error) {
 	return store, nil
 }
 
-// startHA opens the heartbeat sockets and, when this device has mirror
-// addresses, the persistence-mirroring listeners, and runs both until ctx
-// ends; done closes when the traffic groups are released and mirroring
-// has stopped.
-func startHA(ctx context.Context, cfg *config.Config, group *trust.Store, eng *engine.Engine, log *slog.Logger, done chan<- struct{}) (*ha.Manager, *mirror.Mirror, error) {
+// startHA opens the heartbeat sockets, the config-sync listener and, when
+// this device has mirror addresses, the persistence-mirroring listeners,
+// and runs them until ctx ends; done closes when the traffic groups are
+// released and the rest has stopped.
+func startHA(ctx context.Context, cfg *config.Config, group *trust.Store, eng *engine.Engine, log *slog.Logger, done chan<- struct{}) (*ha.Manager, *mirror.Mirror, *configsync.Syncer, error) {
 	var mir *mirror.Mirror
 	if len(cfg.Devices[cfg.Local.Device].MirrorAddresses) > 0 {
 		var err error
 		mir, err = mirror.New(mirror.Options{Config: cfg, Configs: eng, Table: eng.PersistTable(), Trust: group, Log: log})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		eng.Metrics().Registry().MustRegister(mir.Collector())
+	}
+	syn, err := configsync.New(configsync.Options{Config: cfg, Engine: eng, Trust: group, Log: log})
+	if err != nil {
+		if mir != nil {
+			mir.Close()
+		}
+		return nil, nil, nil, err
 	}
 	m, err := ha.New(ha.Options{Config: cfg, Engine: lifecycle{eng, mir}, Auth: group, Log: log})
 	if err != nil {
 		if mir != nil {
 			mir.Close()
 		}
-		return nil, nil, err
+		syn.Close()
+		return nil, nil, nil, err
 	}
 	eng.Metrics().Registry().MustRegister(m.Collector())
-	mirCtx, mirStop := context.WithCancel(context.Background())
-	mirDone := make(chan struct{})
+	rest, restStop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
 	if mir != nil {
-		go func() { defer close(mirDone); mir.Run(mirCtx) }()
-	} else {
-		close(mirDone)
+		wg.Add(1)
+		go func() { defer wg.Done(); mir.Run(rest) }()
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); syn.Run(rest) }()
 	go func() {
 		defer close(done)
 		if err := m.Run(ctx); err != nil {
 			log.Error("device group stopped", "err", err.Error())
 		}
-		mirStop()
-		<-mirDone
+		restStop()
+		wg.Wait()
 	}()
-	return m, mir, nil
+	return m, mir, syn, nil
 }
 
 // lifecycle starts and stops a traffic group's virtual servers and its

@@ -30,6 +30,7 @@ import (
 
 	"github.com/fulcrum-adc/fulcrum/api"
 	"github.com/fulcrum-adc/fulcrum/config"
+	"github.com/fulcrum-adc/fulcrum/configsync"
 	"github.com/fulcrum-adc/fulcrum/ha"
 	"github.com/fulcrum-adc/fulcrum/mirror"
 )
@@ -70,6 +71,7 @@ const showUsage = `usage: fulcrum show virtuals [NAME] [flags]
        fulcrum show devices [flags]            (the device group: peers, HA paths, last heartbeat per path)
        fulcrum show traffic-groups [flags]     (where each traffic group is active, next active, generation)
        fulcrum show mirroring [flags]          (persistence mirroring per traffic group: peer, lag, snapshots)
+       fulcrum show sync [flags]               (config sync: generations, who is ahead, behind or in conflict)
 
 Shows the state of a running Fulcrum (F5: tmsh show ltm virtual|pool,
 show sys connection, show ltm persistence persist-records). Flags may come
@@ -353,8 +355,10 @@ func (c *apiCLI) show(args []string) int {
 		what = "traffic-groups"
 	case "mirroring", "mirror":
 		what = "mirroring"
+	case "sync", "config-sync":
+		what = "sync"
 	default:
-		return c.usageError(fs, "cannot show %q: want virtuals, pools, connections, persistence, config, devices, traffic-groups or mirroring", what)
+		return c.usageError(fs, "cannot show %q: want virtuals, pools, connections, persistence, config, devices, traffic-groups, mirroring or sync", what)
 	}
 	pos, err := c.parse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -417,6 +421,11 @@ func (c *apiCLI) show(args []string) int {
 		var st ha.Status
 		if err = cl.HA(ctx, &st); err == nil {
 			return c.showHA(what, &st, *out)
+		}
+	case "sync":
+		var st configsync.Status
+		if err = cl.SyncStatus(ctx, &st); err == nil {
+			return c.showSync(&st, *out)
 		}
 	case "mirroring":
 		var st mirror.Status

@@ -3,6 +3,7 @@ package lab
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -327,4 +328,113 @@ func TestBenchNoFalseFailoverUnderLoad(t *testing.T) {
 	}
 	t.Logf("\n%s", b.String())
 	writeOut(t, b.String())
+}
+
+// runLoad runs the load generator in the client namespace against the VIP.
+func (l *lab) runLoad(d time.Duration, workers int) (loadResult, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
+	defer cancel()
+	cmd := l.client.Command(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), loadgenEnv+"="+fmt.Sprintf("%s:%d", vip, vipPort),
+		"LOADGEN_DURATION="+d.String(), fmt.Sprintf("LOADGEN_WORKERS=%d", workers))
+	out, err := cmd.Output()
+	var r loadResult
+	if err == nil {
+		err = json.Unmarshal(out, &r)
+	}
+	return r, err
+}
+
+// TestBenchMirroringCost: new connections per second through the active
+// device when each one makes a new source-address record, with the
+// profile mirrored and not, alternating rounds in one run; the mirror lag
+// sampled every 50 ms during the mirrored rounds.
+func TestBenchMirroringCost(t *testing.T) {
+	benchEnabled(t)
+	const rounds, dur, workers = 3, 10 * time.Second, 16
+	rate := map[persistMode][]float64{}
+	var maxLag, lagSamples, lagSum uint64
+	var drain []time.Duration
+	for r := 0; r < rounds; r++ {
+		for _, mode := range []persistMode{persistLocal, persistMirrored} {
+			t.Run(fmt.Sprintf("r%d-m%d", r, mode), func(t *testing.T) {
+				l := newLabWith(t, fmt.Sprintf("bm%d%d", r, mode), ciSettings, "", mode)
+				l.start("a")
+				l.start("b")
+				p := l.startProber()
+				l.waitActive(p, "a", 5*time.Second)
+				p.stop()
+				stop := make(chan struct{})
+				var wg sync.WaitGroup
+				if mode == persistMirrored {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						tk := time.NewTicker(50 * time.Millisecond)
+						defer tk.Stop()
+						for {
+							select {
+							case <-stop:
+								return
+							case <-tk.C:
+							}
+							if s, err := l.mirrorStatus("a"); err == nil {
+								maxLag = max(maxLag, s.Lag)
+								lagSum += s.Lag
+								lagSamples++
+							}
+						}
+					}()
+				}
+				res, err := l.runLoad(dur, workers)
+				close(stop)
+				wg.Wait()
+				must(t, err)
+				rate[mode] = append(rate[mode], float64(res.Connections)/res.Seconds)
+				if mode == persistMirrored {
+					ended := time.Now()
+					if eventually(30*time.Second, func() bool {
+						sa, e1 := l.mirrorStatus("a")
+						sb, e2 := l.mirrorStatus("b")
+						return e1 == nil && e2 == nil && sa.Lag == 0 && sb.Received >= res.Connections
+					}) {
+						drain = append(drain, time.Since(ended))
+					} else {
+						t.Errorf("the peer did not receive every record within 30s of the load's end")
+					}
+				}
+				if res.Failed > 0 {
+					t.Logf("%d connections failed", res.Failed)
+				}
+			})
+		}
+	}
+	med := func(xs []float64) float64 {
+		s := slices.Clone(xs)
+		slices.Sort(s)
+		if len(s) == 0 {
+			return 0
+		}
+		return s[len(s)/2]
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "| new connections/s, each a new source-address record (%d workers, %s × %d rounds) | median | rounds |\n|---|---|---|\n", workers, dur, rounds)
+	fmt.Fprintf(&b, "| persistence, not mirrored | %.0f | %v |\n", med(rate[persistLocal]), roundAll(rate[persistLocal]))
+	fmt.Fprintf(&b, "| persistence mirrored to the peer | %.0f | %v |\n", med(rate[persistMirrored]), roundAll(rate[persistMirrored]))
+	mean := 0.0
+	if lagSamples > 0 {
+		mean = float64(lagSum) / float64(lagSamples)
+	}
+	fmt.Fprintf(&b, "\nmirrored / not mirrored: %.2f; mirror lag during load: mean %.1f, max %d messages (sampled every 50 ms); peer caught up %v after the load ended\n",
+		med(rate[persistMirrored])/med(rate[persistLocal]), mean, maxLag, drain)
+	t.Logf("\n%s", b.String())
+	writeOut(t, b.String())
+}
+
+func roundAll(xs []float64) []int {
+	out := make([]int, len(xs))
+	for i, x := range xs {
+		out[i] = int(x)
+	}
+	return out
 }

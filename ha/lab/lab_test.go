@@ -29,6 +29,9 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(loadgenEnv) != "" {
+		os.Exit(loadgen())
+	}
 	code := func() int {
 		if os.Geteuid() != 0 {
 			return m.Run() // every test skips
@@ -57,6 +60,8 @@ var (
 	lanAddr = map[string]string{"a": "10.77.0.1", "b": "10.77.0.2"}
 	hal     = map[string]string{"a": "10.78.0.1", "b": "10.78.0.2"}
 	client  = "10.77.0.100"
+	// clientSources are the client's extra source addresses (local routes).
+	clientSources = []string{"10.79.0.0/16", "172.16.0.0/12"}
 )
 
 // device is one Fulcrum device of the lab: a namespace with eth0 on the LAN
@@ -92,16 +97,27 @@ type settings struct {
 // newLab builds the namespaces (ns names start with prefix, at most 6
 // characters) and the devices' configurations; nothing runs yet.
 func newLab(t *testing.T, prefix string, s settings, extra string) *lab {
-	return newLabWith(t, prefix, s, extra, false)
+	return newLabWith(t, prefix, s, extra, noPersistence)
 }
 
-// newLabWith is newLab; with mirror, the devices mirror persistence to
-// each other (mirror addresses: the LAN address, then the direct link),
-// the virtual server has a mirrored source-address persistence profile,
-// its pool has two members per device (127.0.0.1:9000 and :9001,
-// answering "DEVICE MEMBER"), and the client owns 10.79.0.0/16 as
-// source addresses (a local route) that the devices route back to it.
-func newLabWith(t *testing.T, prefix string, s settings, extra string, mirror bool) *lab {
+// persistMode is what newLabWith sets up for persistence.
+type persistMode int
+
+const (
+	noPersistence persistMode = iota
+	persistLocal              // a source-address profile, not mirrored (mirror addresses set)
+	persistMirrored           // the same profile with mirror: true
+)
+
+// newLabWith is newLab with persistence: the devices have mirror
+// addresses (the LAN address, then the direct link), the virtual server
+// has a source-address persistence profile (mirrored with
+// persistMirrored), its pool has two members per device (127.0.0.1:9000
+// and :9001, answering "DEVICE MEMBER"), and the client owns 10.79.0.0/16
+// and 172.16.0.0/12 as source addresses (local routes) that the devices
+// route back to it.
+func newLabWith(t *testing.T, prefix string, s settings, extra string, mode persistMode) *lab {
+	mirror := mode != noPersistence
 	t.Helper()
 	testnet.SkipIfNotRoot(t)
 	l := &lab{t: t, prefix: prefix, dir: t.TempDir(), devs: map[string]*device{}}
@@ -151,11 +167,18 @@ func newLabWith(t *testing.T, prefix string, s settings, extra string, mirror bo
 			if err != nil {
 				return err
 			}
-			_, dst, _ := net.ParseCIDR("10.79.0.0/16")
-			return netlink.RouteAdd(&netlink.Route{LinkIndex: lo.Attrs().Index, Dst: dst, Type: unix.RTN_LOCAL, Table: unix.RT_TABLE_LOCAL, Scope: netlink.SCOPE_HOST})
+			for _, p := range clientSources {
+				_, dst, _ := net.ParseCIDR(p)
+				if err := netlink.RouteAdd(&netlink.Route{LinkIndex: lo.Attrs().Index, Dst: dst, Type: unix.RTN_LOCAL, Table: unix.RT_TABLE_LOCAL, Scope: netlink.SCOPE_HOST}); err != nil {
+					return err
+				}
+			}
+			return nil
 		}))
 		for _, n := range []string{"a", "b"} {
-			must(t, l.devs[n].ns.AddRoute(netip.MustParsePrefix("10.79.0.0/16"), netip.MustParseAddr(client), "eth0"))
+			for _, p := range clientSources {
+				must(t, l.devs[n].ns.AddRoute(netip.MustParsePrefix(p), netip.MustParseAddr(client), "eth0"))
+			}
 		}
 	}
 	// Trust: a initialises, b gets its certificate.
@@ -171,8 +194,9 @@ func newLabWith(t *testing.T, prefix string, s settings, extra string, mirror bo
 			persistence = `
 profiles:
   persistence:
-    sticky: {type: source_addr, mirror: true, timeout: 1h}
+    sticky: {type: source_addr, mirror: %v, timeout: 1h}
 `
+			persistence = fmt.Sprintf(persistence, mode == persistMirrored)
 			members = `{address: "127.0.0.1:9000"}, {address: "127.0.0.1:9001"}`
 		}
 		cfg := fmt.Sprintf(`local: {device: %s, trust_dir: %s}

@@ -85,7 +85,7 @@ func (l *lab) visit(t *testing.T, n, workers int) []string {
 func TestPersistenceMirroring(t *testing.T) {
 	t.Parallel()
 	const clients = 10000
-	l := newLabWith(t, "hm", ciSettings, "", true)
+	l := newLabWith(t, "hm", ciSettings, "", persistMirrored)
 	l.start("a")
 	l.start("b")
 	p := l.startProber()
