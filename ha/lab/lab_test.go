@@ -104,9 +104,9 @@ func newLab(t *testing.T, prefix string, s settings, extra string) *lab {
 type persistMode int
 
 const (
-	noPersistence persistMode = iota
-	persistLocal              // a source-address profile, not mirrored (mirror addresses set)
-	persistMirrored           // the same profile with mirror: true
+	noPersistence   persistMode = iota
+	persistLocal                // a source-address profile, not mirrored (mirror addresses set)
+	persistMirrored             // the same profile with mirror: true
 )
 
 // newLabWith is newLab with persistence: the devices have mirror
