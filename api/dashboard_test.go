@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -52,6 +53,7 @@ func TestDashboardScript(t *testing.T) {
 	check("pools", "127.0.0.1:8081 enabled up 1 0 3 100 390 2.0 KiB 1.5 KiB 0 monitor http: 200 OK")
 	check("pools", "No members.")
 	check("msg", "(none)")
+	check("ha shown", "none") // no device group: the section stays hidden
 	// app pool offline; web members: available, disabled, offline (the
 	// first render after the click shows 8081 disabled).
 	check("dots", "dot offline,dot available,dot disabled,dot disabled,dot offline")
@@ -59,5 +61,76 @@ func TestDashboardScript(t *testing.T) {
 	check("calls", "PATCH /api/v1/pools/web/members/127.0.0.1%3A8081 auth=Bearer tok")
 	if s := fb.member("web", "127.0.0.1:8081").State; s != "disabled" {
 		t.Errorf("member state after clicking Disable: %q", s)
+	}
+}
+
+type fakeHA struct {
+	mu        sync.Mutex
+	failovers []string
+}
+
+func (f *fakeHA) HAStatus() any {
+	return map[string]any{
+		"device": "a", "interval_ns": 100e6, "dead_time_ns": 3e9,
+		"devices": []map[string]any{{"name": "a", "self": true, "up": true},
+			{"name": "b", "up": true, "paths": []map[string]any{{"remote": "10.0.0.2:1026", "last_heard": time.Now().Format(time.RFC3339Nano)}}}},
+		"traffic_groups": []map[string]any{{"name": "tg1", "state": "active", "active_on": "a", "next_active": "b",
+			"generation": 3, "failovers": 2, "changed": time.Now().Add(-time.Minute).Format(time.RFC3339Nano), "reason": "handed over by b"}},
+	}
+}
+
+func (f *fakeHA) Failover(ctx context.Context, group, target string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failovers = append(f.failovers, group+"->"+target)
+	return nil
+}
+
+type fakeMirroring struct{}
+
+func (fakeMirroring) MirrorStatus() any {
+	return map[string]any{"traffic_groups": []map[string]any{{"name": "tg1", "role": "sending", "peer": "b", "connected": "10.0.0.2:1029", "lag": 7}}}
+}
+
+type fakeSync struct{}
+
+func (fakeSync) SyncStatus() any {
+	return map[string]any{"mode": "automatic", "sync": "behind", "local": map[string]any{"generation": 5}}
+}
+func (fakeSync) Push(context.Context, bool) error { return nil }
+func (fakeSync) Pull(context.Context) error       { return nil }
+
+// TestDashboardDeviceGroup: with a device group the dashboard shows the
+// traffic groups (where active, next active, mirroring lag), the devices,
+// config sync, and moves a group with the Failover button.
+func TestDashboardDeviceGroup(t *testing.T) {
+	t.Parallel()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed")
+	}
+	h := &fakeHA{}
+	srv := httptest.NewServer(NewHandler(newFake(), nil, Options{Token: "tok", HA: h, Mirroring: fakeMirroring{}, Sync: fakeSync{}}))
+	defer srv.Close()
+	_, rest, _ := strings.Cut(string(dashboardHTML), "<script>")
+	script, _, _ := strings.Cut(rest, "</script>")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "testdata/dashboard_harness.js", srv.URL, "tok")
+	cmd.Stdin = strings.NewReader(script)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node: %v\n%s", err, out)
+	}
+	for _, want := range []string{"ha shown: block", "tg1 active a b 3 2 to b, lag 7", "handed over by b",
+		"Config sync (automatic): behind, generation 5", "b up 0: 10.0.0.2:1026"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("dashboard output lacks %q:\n%s", want, out)
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.failovers) != 1 || h.failovers[0] != "tg1->" {
+		t.Errorf("failover calls: %v", h.failovers)
 	}
 }

@@ -221,7 +221,7 @@ func TestTwoDevicesElectFirstInOrder(t *testing.T) {
 	a := startNode(t, "a", port, "")
 	b := startNode(t, "b", port, "")
 	waitFor(t, 2*time.Second, "a active", func() bool { return activeOn(a) })
-	waitFor(t, time.Second, "b sees a active", func() bool { return b.group(t).ActiveOn == "a" })
+	waitFor(t, 3*time.Second, "b sees a active", func() bool { return b.group(t).ActiveOn == "a" })
 	if activeOn(b) || b.addrs.has("192.0.2.10/24 dev eth0") {
 		t.Fatal("both devices active")
 	}
@@ -244,11 +244,14 @@ func TestPeerSilentTakeoverThenHigherGenerationWins(t *testing.T) {
 	a := startNode(t, "a", port, "")
 	b := startNode(t, "b", port, "")
 	waitFor(t, 2*time.Second, "a active", func() bool { return activeOn(a) })
+	// b must have heard a's claim (generation 1) before the cut, or its
+	// takeover ties with a's generation and HA order gives a the group.
+	waitFor(t, 3*time.Second, "b sees a active", func() bool { return b.group(t).ActiveOn == "a" })
 	// Every path cut, both ways: b takes over after dead_time, a keeps it
 	// (two devices, no majority: as F5 and VRRP).
 	a.auth.refuse.Store(true)
 	b.auth.refuse.Store(true)
-	took := waitFor(t, time.Second, "b active", func() bool { return activeOn(b) })
+	took := waitFor(t, 3*time.Second, "b active", func() bool { return activeOn(b) })
 	if took < 90*time.Millisecond {
 		t.Errorf("b took over after %s, before dead_time 100ms", took)
 	}
@@ -258,7 +261,7 @@ func TestPeerSilentTakeoverThenHigherGenerationWins(t *testing.T) {
 	// Paths back: b's generation is higher, a steps down.
 	a.auth.refuse.Store(false)
 	b.auth.refuse.Store(false)
-	waitFor(t, time.Second, "a standby", func() bool { return !a.eng.is("tg1") && !a.addrs.has("192.0.2.10/24 dev eth0") })
+	waitFor(t, 3*time.Second, "a standby", func() bool { return !a.eng.is("tg1") && !a.addrs.has("192.0.2.10/24 dev eth0") })
 	if !activeOn(b) || b.group(t).Generation != 2 {
 		t.Errorf("b: %+v", b.group(t))
 	}
@@ -269,11 +272,12 @@ func TestShutdownHandsOverAtOnce(t *testing.T) {
 	a := startNode(t, "a", port, "")
 	b := startNode(t, "b", port, "")
 	waitFor(t, 2*time.Second, "a active", func() bool { return activeOn(a) })
+	waitFor(t, 3*time.Second, "b sees a active", func() bool { return b.group(t).ActiveOn == "a" })
 	a.stop()
 	if a.eng.is("tg1") || a.addrs.has("192.0.2.10/24 dev eth0") {
 		t.Fatal("a still holds the group after shutting down")
 	}
-	took := waitFor(t, time.Second, "b active", func() bool { return activeOn(b) })
+	took := waitFor(t, 3*time.Second, "b active", func() bool { return activeOn(b) })
 	if took > 60*time.Millisecond {
 		t.Errorf("b took %s after a's orderly shutdown: the hand-over should not wait for dead_time", took)
 	}
@@ -284,12 +288,13 @@ func TestOperatorFailoverFromEitherDevice(t *testing.T) {
 	a := startNode(t, "a", port, "")
 	b := startNode(t, "b", port, "")
 	waitFor(t, 2*time.Second, "a active", func() bool { return activeOn(a) })
+	waitFor(t, 3*time.Second, "b sees a active", func() bool { return b.group(t).ActiveOn == "a" })
 	ctx := context.Background()
 	// On the active device.
 	if err := a.m.Failover(ctx, "tg1", ""); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Second, "b active", func() bool { return activeOn(b) })
+	waitFor(t, 3*time.Second, "b active", func() bool { return activeOn(b) })
 	if a.eng.is("tg1") {
 		t.Fatal("a kept serving")
 	}
@@ -297,7 +302,7 @@ func TestOperatorFailoverFromEitherDevice(t *testing.T) {
 	if err := a.m.Failover(ctx, "tg1", "a"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Second, "a active again", func() bool { return activeOn(a) })
+	waitFor(t, 3*time.Second, "a active again", func() bool { return activeOn(a) })
 	if b.eng.is("tg1") {
 		t.Fatal("b kept serving")
 	}
@@ -317,6 +322,7 @@ func TestOperatorFailoverStaysWithoutAutoFailback(t *testing.T) {
 	a := startNode(t, "a", port, "")
 	b := startNode(t, "b", port, "")
 	waitFor(t, 2*time.Second, "a active", func() bool { return activeOn(a) })
+	waitFor(t, 3*time.Second, "b sees a active", func() bool { return b.group(t).ActiveOn == "a" })
 	if err := a.m.Failover(context.Background(), "tg1", "b"); err != nil {
 		t.Fatal(err)
 	}
@@ -368,12 +374,12 @@ func TestRefusedHeartbeatsAreCounted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, time.Second, "counters", func() bool {
+	waitFor(t, 3*time.Second, "counters", func() bool {
 		r := a.m.Status().Refused
 		return r.Malformed == 1 && r.Unauthenticated == 1 && r.UnknownDevice == 1 && r.WrongSource == 1 && r.Replayed == 1
 	})
 	// The one authentic claim (generation 99) made a step down.
-	waitFor(t, time.Second, "a standby", func() bool { return !a.eng.is("tg1") })
+	waitFor(t, 3*time.Second, "a standby", func() bool { return !a.eng.is("tg1") })
 }
 
 func must(b []byte, err error) []byte {
@@ -456,9 +462,9 @@ func TestLateHeartbeatIsIgnored(t *testing.T) {
 		}
 	}
 	send(path0, 0, 10, false, 1) // now: b is standby
-	waitFor(t, time.Second, "b up", func() bool { return a.m.Status().Devices[1].Up })
+	waitFor(t, 3*time.Second, "b up", func() bool { return a.m.Status().Devices[1].Up })
 	send(path1, 1, 5, true, 99) // queued long ago on path 1
-	waitFor(t, time.Second, "late counted", func() bool { return a.m.Status().Refused.Late == 1 })
+	waitFor(t, 3*time.Second, "late counted", func() bool { return a.m.Status().Refused.Late == 1 })
 	time.Sleep(50 * time.Millisecond)
 	if !a.eng.is("tg1") {
 		t.Fatal("a stepped down on a late heartbeat")
@@ -466,5 +472,5 @@ func TestLateHeartbeatIsIgnored(t *testing.T) {
 	// The same claim as news (a newer round) does move it: the check above
 	// could fail.
 	send(path1, 1, 11, true, 99)
-	waitFor(t, time.Second, "a standby", func() bool { return !a.eng.is("tg1") })
+	waitFor(t, 3*time.Second, "a standby", func() bool { return !a.eng.is("tg1") })
 }

@@ -13,7 +13,7 @@ class El {
   get textContent() { return this._text + this.children.map(c => c.textContent).join(' '); }
 }
 const ids = {};
-for (const id of ['status', 'login', 'token', 'msg', 'virtuals', 'pools']) ids[id] = new El('div');
+for (const id of ['status', 'login', 'token', 'msg', 'virtuals', 'pools', 'ha', 'hasection']) ids[id] = new El('div');
 global.document = {
   getElementById: id => ids[id],
   createElement: t => new El(t),
@@ -47,6 +47,10 @@ const dots = () => find(ids.pools, e => e.tag === 'i').map(e => e.className).joi
   console.log('status:', ids.status.textContent);
   console.log('virtuals:', ids.virtuals.textContent.replace(/\s+/g, ' '));
   console.log('pools:', ids.pools.textContent.replace(/\s+/g, ' '));
+  console.log('ha shown:', ids.hasection.style.display || '(unset)');
+  console.log('ha:', ids.ha.textContent.replace(/\s+/g, ' '));
+  const fo = find(ids.ha, e => e.tag === 'button').find(b => b._text === 'Failover' && !b.disabled);
+  if (fo) { fo.listeners.click(); await waitFor('failover call', () => calls.some(c => c.startsWith('POST /api/v1/traffic-groups/'))); }
   const before = dots();
   const dis = find(ids.pools, e => e.tag === 'button').find(b => b._text === 'Disable' && !b.disabled);
   dis.listeners.click();

