@@ -256,3 +256,44 @@ func TestHashRank(t *testing.T) {
 		t.Fatalf("owners %v, want %v (the hash changed: devices on different versions would disagree)", got, want)
 	}
 }
+
+func TestSSLLearnsServerSessionID(t *testing.T) {
+	t.Parallel()
+	p := mustProfile(t, ProfileConfig{Name: "tls", Type: TypeSSL, Timeout: time.Minute})
+	if !p.LearnsFromServer() || mustProfile(t, ProfileConfig{Name: "s", Type: TypeSIP, Timeout: time.Minute}).LearnsFromServer() {
+		t.Fatal("only ssl learns from the server")
+	}
+	m := ap("10.0.0.2:443")
+	tb := NewTable()
+	// First connection: a TLS 1.2 ClientHello without a session ID.
+	hello := withoutSessionID(fragment(append([]byte{22, 3, 1, 0, 0}, helloBody(0)...), 1<<14))
+	first := &Request{Virtual: "vs", Pool: "p", Payload: hello}
+	if p.HasIdentity(first) {
+		t.Fatal("empty session ID is an identity")
+	}
+	// The member's ServerHello assigns session ID 0x5a...
+	sh := helloBody(0x5a)
+	sh[0] = tlsServerHello
+	server := fragment(append([]byte{22, 3, 3, 0, 0}, sh...), 1<<14)
+	if done, id := p.InspectServer(server[:20]); done || id {
+		t.Fatalf("partial ServerHello: %v %v", done, id)
+	}
+	if done, id := p.InspectServer(server); !done || !id {
+		t.Fatalf("ServerHello: %v %v", done, id)
+	}
+	if done, id := p.InspectServer(hello); !done || id {
+		t.Fatal("a ClientHello taken for a ServerHello")
+	}
+	p.LearnServer(tb, first, server, Target{Member: m}, t0)
+	// The resuming ClientHello carries that ID and finds the member.
+	resume := &Request{Virtual: "vs", Pool: "p", Payload: fragment(append([]byte{22, 3, 1, 0, 0}, helloBody(0x5a)...), 1<<14)}
+	if got, ok := p.Lookup(tb, resume, t0.Add(time.Second)); !ok || got.Member != m {
+		t.Fatalf("resumption: %+v %v", got, ok)
+	}
+	// Garbage from the server teaches nothing.
+	tb2 := NewTable()
+	p.LearnServer(tb2, first, []byte("HTTP/1.1 400 Bad Request\r\n"), Target{Member: m}, t0)
+	if tb2.Len() != 0 {
+		t.Fatal("learned from garbage")
+	}
+}

@@ -336,6 +336,39 @@ func (p *Profile) peeked(b []byte) []byte {
 	return b
 }
 
+// LearnsFromServer reports whether the profile learns from the member's
+// first bytes (ssl: the session ID the ServerHello assigns), so the proxy
+// should read them with Peek's bounds and give them to LearnServer.
+func (p *Profile) LearnsFromServer() bool { return p.cfg.Type == TypeSSL }
+
+// InspectServer is Inspect for the member's first bytes (ssl: a
+// ServerHello up to its session ID).
+func (p *Profile) InspectServer(b []byte) (done, hasID bool) {
+	if p.cfg.Type != TypeSSL {
+		return true, false
+	}
+	_, s := parseServerSessionID(p.peeked(b))
+	return s != needMore || len(b) >= p.cfg.PeekMaxBytes, s == found
+}
+
+// LearnServer is for ssl: the member tgt answered req with first (its first
+// bytes); when they hold a ServerHello with a session ID, that ID now leads
+// to tgt, so the client's next ClientHello, resuming the session with that
+// ID, goes back to the member that holds the session (F5 SSL persistence
+// reads both hellos the same way). A TLS 1.3 ServerHello only echoes the
+// client's random ID, already recorded. No-op for other types.
+func (p *Profile) LearnServer(t *Table, req *Request, first []byte, tgt Target, now time.Time) {
+	if p.cfg.Type != TypeSSL || t == nil || req == nil || !tgt.Member.IsValid() {
+		return
+	}
+	if tgt.Pool == "" {
+		tgt.Pool = req.Pool
+	}
+	if v, s := parseServerSessionID(p.peeked(first)); s == found {
+		p.store(t, req, v, tgt, now)
+	}
+}
+
 // Peek reports whether the profile keys on the first bytes the client sends
 // (msrdp, sip, ssl) and, if so, how many bytes and how long the proxy may
 // wait for them before choosing a member.

@@ -217,17 +217,27 @@ func plausibleSIPStart(b []byte) bool {
 //	record:    type=22 | version (2, 0x03xx) | length (2, 1..2^14) | fragment
 //	handshake: type=1 | length (3) | client_version (2) | random (32) |
 //	           session_id length (1, 0..32) | session_id
+//
+// A ServerHello (type 2) has the same layout up to its session ID: the ID
+// the server gives the session, which a TLS <= 1.2 client presents in its
+// next ClientHello to resume it.
 const (
-	tlsRecordHeader   = 5
-	tlsMaxFragment    = 1 << 14
-	tlsHandshakeHello = 1
-	tlsSIDOffset      = 4 + 2 + 32 // handshake header, version, random
-	tlsMaxSID         = 32
+	tlsRecordHeader = 5
+	tlsMaxFragment  = 1 << 14
+	tlsClientHello  = 1
+	tlsServerHello  = 2
+	tlsSIDOffset    = 4 + 2 + 32 // handshake header, version, random
+	tlsMaxSID       = 32
 )
 
 // parseTLSSessionID returns the legacy session ID of a ClientHello as lower
 // case hex; an empty session ID is absent.
-func parseTLSSessionID(b []byte) (string, scan) {
+func parseTLSSessionID(b []byte) (string, scan) { return parseHelloSessionID(b, tlsClientHello) }
+
+// parseServerSessionID returns the session ID of a ServerHello.
+func parseServerSessionID(b []byte) (string, scan) { return parseHelloSessionID(b, tlsServerHello) }
+
+func parseHelloSessionID(b []byte, hsType byte) (string, scan) {
 	// Gather the handshake bytes up to the end of the session ID from
 	// consecutive handshake records; at most tlsSIDOffset+1+tlsMaxSID are
 	// needed, so a record header is read at most that many times.
@@ -257,7 +267,7 @@ func parseTLSSessionID(b []byte) (string, scan) {
 			n++
 			switch n {
 			case 1:
-				if hs[0] != tlsHandshakeHello {
+				if hs[0] != hsType {
 					return "", invalid
 				}
 			case 4:

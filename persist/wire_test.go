@@ -324,6 +324,7 @@ func FuzzTLSSessionID(f *testing.F) {
 	// Seeds live in testdata/fuzz/FuzzTLSSessionID.
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkDoneIsFinal(t, b, parseTLSSessionID)
+		checkDoneIsFinal(t, b, parseServerSessionID)
 		if v, s := parseTLSSessionID(b); s == found {
 			raw, err := hex.DecodeString(v)
 			if err != nil || len(raw) == 0 || len(raw) > tlsMaxSID {
