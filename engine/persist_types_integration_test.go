@@ -136,8 +136,13 @@ func TestMSRDPPersistence(t *testing.T) {
 	// No cookie: the source address keys the record (every test client is
 	// 127.0.0.1, so they all stick together) and it counts as a fallback.
 	plain := sendFirst(t, addr, rdpRequest(""))
+	start := time.Now()
 	if again := sendFirst(t, addr, []byte("SSH-2.0-OpenSSH_9.6\r\n")); again != plain {
 		t.Fatalf("source-address fallback: %s then %s", plain, again)
+	}
+	// Garbage is recognised as not RDP at once: no wait for the timeout.
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("a garbage client waited %v for a member", d)
 	}
 	if n := virtualStatus(t, e, "vs").PersistFallbacks; n != 2 {
 		t.Fatalf("fallbacks %d, want 2", n)
@@ -152,7 +157,7 @@ func TestMSRDPPersistence(t *testing.T) {
 	}
 	defer silent.Close()
 	silent.SetDeadline(time.Now().Add(5 * time.Second))
-	start := time.Now()
+	start = time.Now()
 	if got := sendFirst(t, addr, rdpRequest("mstshash=alice")); got != owner["alice"] {
 		t.Fatalf("alice went to %s while another client was silent", got)
 	}

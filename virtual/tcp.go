@@ -211,6 +211,10 @@ func (p *Plan) learnFromServer(c, s net.Conn, e *conntrack.Entry, m *pool.Member
 	maxBytes, wait, _ := p.Persist.Peek()
 	b, err := readFirst(s, maxBytes, wait, func(b []byte) bool { done, _ := p.Persist.InspectServer(b); return done })
 	if len(b) > 0 {
+		// Record before the client sees the ServerHello: it may resume the
+		// session on a new connection the moment it has the ID.
+		req := &persist.Request{Virtual: p.Name, Pool: p.Pool.Name(), Client: id.client, Local: id.local, Payload: id.payload}
+		p.Persist.LearnServer(p.PersistTable, req, b, persist.Target{Pool: m.PoolName(), Member: m.Addr()}, time.Now())
 		if p.ConnectTimeout > 0 {
 			c.SetWriteDeadline(time.Now().Add(p.ConnectTimeout))
 			defer c.SetWriteDeadline(time.Time{})
@@ -222,8 +226,6 @@ func (p *Plan) learnFromServer(c, s net.Conn, e *conntrack.Entry, m *pool.Member
 		e.AddOut(n)
 		p.Stats.BytesOut.Add(uint64(n))
 		m.AddBytes(0, n)
-		req := &persist.Request{Virtual: p.Name, Pool: p.Pool.Name(), Client: id.client, Local: id.local, Payload: id.payload}
-		p.Persist.LearnServer(p.PersistTable, req, b, persist.Target{Pool: m.PoolName(), Member: m.Addr()}, time.Now())
 	}
 	return err
 }
