@@ -92,7 +92,7 @@ var memberStates = []string{"enabled", "disabled", "forced-offline"}
 type backendCollector struct {
 	b Backend
 
-	vActive, vTotal, vRequests, vBytesIn, vBytesOut, vErrors, vClientErrors, vAvailable *prometheus.Desc
+	vActive, vTotal, vRequests, vBytesIn, vBytesOut, vErrors, vClientErrors, vPersistFallbacks, vAvailable *prometheus.Desc
 
 	pAvailable, pTotal, pActive, pConns, pRequests, pBytesIn, pBytesOut, pErrors *prometheus.Desc
 
@@ -107,15 +107,16 @@ func newBackendCollector(b Backend) *backendCollector {
 		return prometheus.NewDesc("fulcrum_"+name, help, labels, nil)
 	}
 	return &backendCollector{
-		b:             b,
-		vActive:       d("virtual_connections_active", "Client connections open on the virtual server.", v),
-		vTotal:        d("virtual_connections_total", "Client connections the virtual server accepted.", v),
-		vRequests:     d("virtual_requests_total", "HTTP requests (or UDP datagrams) the virtual server handled.", v),
-		vBytesIn:      d("virtual_bytes_in_total", "Bytes received from clients.", v),
-		vBytesOut:     d("virtual_bytes_out_total", "Bytes sent to clients.", v),
-		vErrors:       d("virtual_errors_total", "Connections or requests that ended in an error charged to a member or to Fulcrum itself.", v),
-		vClientErrors: d("virtual_client_errors_total", "Requests the client broke (truncated, malformed or stalled body, gone mid-response); never charged to a member.", v),
-		vAvailable:    d("virtual_available", "1 when the virtual server is enabled and its pool has an available member.", v),
+		b:                 b,
+		vActive:           d("virtual_connections_active", "Client connections open on the virtual server.", v),
+		vTotal:            d("virtual_connections_total", "Client connections the virtual server accepted.", v),
+		vRequests:         d("virtual_requests_total", "HTTP requests (or UDP datagrams) the virtual server handled.", v),
+		vBytesIn:          d("virtual_bytes_in_total", "Bytes received from clients.", v),
+		vBytesOut:         d("virtual_bytes_out_total", "Bytes sent to clients.", v),
+		vErrors:           d("virtual_errors_total", "Connections or requests that ended in an error charged to a member or to Fulcrum itself.", v),
+		vClientErrors:     d("virtual_client_errors_total", "Requests the client broke (truncated, malformed or stalled body, gone mid-response); never charged to a member.", v),
+		vPersistFallbacks: d("virtual_persist_fallbacks_total", "Connections or datagrams whose first bytes gave a msrdp, sip or ssl persistence profile no key (nothing in time, garbage, no cookie, Call-ID or session ID); they were balanced without it.", v),
+		vAvailable:        d("virtual_available", "1 when the virtual server is enabled and its pool has an available member.", v),
 
 		pAvailable: d("pool_members_available", "Members of the pool that may take new connections.", p),
 		pTotal:     d("pool_members_total", "Members configured in the pool.", p),
@@ -142,7 +143,7 @@ func newBackendCollector(b Backend) *backendCollector {
 
 func (c *backendCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.vActive, c.vTotal, c.vRequests, c.vBytesIn, c.vBytesOut, c.vErrors, c.vClientErrors, c.vAvailable,
+		c.vActive, c.vTotal, c.vRequests, c.vBytesIn, c.vBytesOut, c.vErrors, c.vClientErrors, c.vPersistFallbacks, c.vAvailable,
 		c.pAvailable, c.pTotal, c.pActive, c.pConns, c.pRequests, c.pBytesIn, c.pBytesOut, c.pErrors,
 		c.mUp, c.mState, c.mActive, c.mTotal, c.mRequests, c.mBytesIn, c.mBytesOut, c.mErrors, c.mPassive, c.mLatency, c.mMonitorUp,
 	} {
@@ -165,6 +166,7 @@ func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.vBytesOut, v.BytesOut, v.Name)
 		counter(c.vErrors, v.Errors, v.Name)
 		counter(c.vClientErrors, v.ClientErrors, v.Name)
+		counter(c.vPersistFallbacks, v.PersistFallbacks, v.Name)
 		gauge(c.vAvailable, b2f(v.Availability == "available"), v.Name)
 	}
 	for _, p := range c.b.Pools() {

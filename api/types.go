@@ -34,6 +34,10 @@ type VirtualStatus struct {
 	// ClientErrors are exchanges the client broke (truncated, malformed or
 	// stalled request body, gone mid-response): never charged to a member.
 	ClientErrors uint64 `json:"client_errors"`
+	// PersistFallbacks are connections or datagrams whose first bytes gave
+	// a msrdp, sip or ssl persistence profile no key (nothing in time,
+	// garbage, no cookie, Call-ID or session ID): balanced without it.
+	PersistFallbacks uint64 `json:"persist_fallbacks"`
 	// FastL4 says how a fastl4 virtual relays (nil for other types).
 	FastL4 *FastL4Status `json:"fastl4,omitempty"`
 }

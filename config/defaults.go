@@ -52,6 +52,8 @@ const (
 	DefaultPrefixV4           = 32
 	DefaultPrefixV6           = 128
 	DefaultCookiePath         = "/"
+	DefaultPeekTimeout        = Duration(5 * time.Second) // msrdp, sip, ssl
+	DefaultPeekMaxBytes       = Size(4 << 10)
 
 	DefaultFastL4IdleTimeout = Duration(300 * time.Second) // F5 fastl4 idle-timeout
 	DefaultFastL4Mode        = "preserve"                  // tcp_timestamp_mode, tcp_wscale_mode
@@ -342,9 +344,18 @@ func (v *validator) complete() {
 
 	for name, pp := range c.Profiles.Persistence {
 		path := "profiles.persistence." + name
-		if !p.has(path+".timeout") && pp.Type != "cookie_insert" {
-			// cookie_insert: no timeout means a session cookie (F5 default).
+		if !p.has(path+".timeout") && pp.Type != "cookie_insert" && pp.Type != "hash" {
+			// cookie_insert: no timeout means a session cookie (F5 default);
+			// hash keeps no records, so nothing times out.
 			pp.Timeout = DefaultPersistenceTimeout
+		}
+		if peeks(pp.Type) {
+			if !p.has(path + ".peek_timeout") {
+				pp.PeekTimeout = DefaultPeekTimeout
+			}
+			if !p.has(path + ".peek_max_bytes") {
+				pp.PeekMaxBytes = DefaultPeekMaxBytes
+			}
 		}
 		if pp.PrefixV4 == nil {
 			pp.PrefixV4 = ptr(DefaultPrefixV4)

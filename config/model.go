@@ -176,17 +176,19 @@ type ServerSSLProfile struct {
 
 // PersistenceProfile is a session-persistence method (F5: persistence profile).
 type PersistenceProfile struct {
-	Type               string   `yaml:"type"`                  // source_addr | cookie_insert | cookie_passive | universal
-	Timeout            Duration `yaml:"timeout"`               // default 180s (table entries); cookie_insert: cookie expiry, 0 = session cookie
-	PrefixV4           *int     `yaml:"prefix_v4"`             // source_addr: IPv4 mask length (default 32)
-	PrefixV6           *int     `yaml:"prefix_v6"`             // source_addr: IPv6 mask length (default 128)
+	Type               string   `yaml:"type"`                  // source_addr | dest_addr | cookie_insert | cookie_passive | universal | hash | msrdp | sip | ssl
+	Timeout            Duration `yaml:"timeout"`               // default 180s (table entries); cookie_insert: cookie expiry, 0 = session cookie; hash: none (no table)
+	PrefixV4           *int     `yaml:"prefix_v4"`             // source_addr, dest_addr, msrdp fallback, hash source_addr: IPv4 mask length (default 32)
+	PrefixV6           *int     `yaml:"prefix_v6"`             // the same for IPv6 (default 128)
 	CookieName         string   `yaml:"cookie_name"`           // cookie_insert default FULCRUM_<pool>; cookie_passive: required
 	CookiePath         string   `yaml:"cookie_path"`           // default /
 	CookieDomain       string   `yaml:"cookie_domain"`         // default none
 	HTTPOnly           *bool    `yaml:"httponly"`              // default true
 	Secure             bool     `yaml:"secure"`                // default false
 	Secret             string   `yaml:"secret"`                // cookie_insert HMAC key; default random per start
-	Key                string   `yaml:"key"`                   // universal: header:NAME | uri | query:NAME | cookie:NAME
+	Key                string   `yaml:"key"`                   // universal: header:NAME | uri | query:NAME | cookie:NAME; hash: the same or source_addr
+	PeekTimeout        Duration `yaml:"peek_timeout"`          // msrdp, sip, ssl: longest wait for the client's first bytes (default 5s)
+	PeekMaxBytes       Size     `yaml:"peek_max_bytes"`        // msrdp, sip, ssl: most first bytes read before choosing (default 4KiB)
 	MatchAcrossVirtual bool     `yaml:"match_across_virtuals"` // one record shared by every virtual
 	MatchAcrossPools   bool     `yaml:"match_across_pools"`    // a record may point into another pool
 	Mirror             bool     `yaml:"mirror"`                // replicate records to the traffic group's next-active device (HA)

@@ -591,22 +591,77 @@ func (v *validator) serverSSL() {
 	}
 }
 
-// persistenceNeedsHTTP reports whether a persistence type reads HTTP.
-func persistenceNeedsHTTP(typ string) bool {
-	return typ == "cookie_insert" || typ == "cookie_passive" || typ == "universal"
+// persistenceNeedsHTTP reports whether a persistence profile reads HTTP.
+func persistenceNeedsHTTP(pp *PersistenceProfile) bool {
+	switch pp.Type {
+	case "cookie_insert", "cookie_passive", "universal":
+		return true
+	case "hash":
+		k, err := persist.ParseKey(pp.Key)
+		return err == nil && k.HTTP()
+	}
+	return false
 }
+
+// peeks reports whether a persistence type reads the client's first bytes
+// before a member is chosen.
+func peeks(typ string) bool { return typ == "msrdp" || typ == "sip" || typ == "ssl" }
+
+// persistenceVirtualTypes is the virtual types a persistence type that
+// reads the client's first bytes works on (nil: every type).
+func persistenceVirtualTypes(typ string) []string {
+	switch typ {
+	case "msrdp", "ssl":
+		return []string{"tcp"}
+	case "sip":
+		return []string{"tcp", "udp"}
+	}
+	return nil
+}
+
+// maxPeekTimeout bounds peek_timeout: a connection that sends nothing
+// holds its goroutine and socket this long before it is balanced.
+const maxPeekTimeout = Duration(time.Minute)
 
 func (v *validator) persistence() {
 	for _, name := range sortedKeys(v.cfg.Profiles.Persistence) {
 		pp := v.cfg.Profiles.Persistence[name]
 		path := "profiles.persistence." + name
-		if !v.oneOf(path+".type", "type", pp.Type, "source_addr", "cookie_insert", "cookie_passive", "universal") {
+		if !v.oneOf(path+".type", "type", pp.Type, persist.Types()...) {
 			continue
 		}
-		if pp.Type == "cookie_insert" {
+		switch {
+		case pp.Type == "cookie_insert":
 			v.finite(path+".timeout", "a cookie_insert timeout (cookie expiry; 0 = session cookie)", pp.Timeout)
-		} else {
+		case pp.Type == "hash":
+			if v.p.has(path + ".timeout") {
+				v.errorf(path+".timeout", "hash persistence keeps no records, so nothing times out: remove timeout")
+			}
+			for _, k := range []struct {
+				key string
+				set bool
+			}{{"match_across_virtuals", pp.MatchAcrossVirtual}, {"match_across_pools", pp.MatchAcrossPools}} {
+				if k.set {
+					v.errorf(path+"."+k.key, "%s needs persistence records; hash persistence keeps none (every virtual using the same pool already hashes the same key to the same member)", k.key)
+				}
+			}
+		default:
 			v.positive(path+".timeout", "timeout", pp.Timeout, true)
+		}
+		if peeks(pp.Type) {
+			v.positive(path+".peek_timeout", "peek_timeout", pp.PeekTimeout, false)
+			if pp.PeekTimeout > maxPeekTimeout {
+				v.errorf(path+".peek_timeout", "peek_timeout %s is longer than %s: a client that sends nothing holds a connection that long before it is balanced", pp.PeekTimeout, maxPeekTimeout)
+			}
+			if n := int64(pp.PeekMaxBytes); n < persist.MinPeekMaxBytes || n > persist.MaxPeekMaxBytes {
+				v.errorf(path+".peek_max_bytes", "peek_max_bytes %d is out of range: use %d to %d bytes", n, persist.MinPeekMaxBytes, persist.MaxPeekMaxBytes)
+			}
+		} else {
+			for _, k := range []string{"peek_timeout", "peek_max_bytes"} {
+				if v.p.has(path + "." + k) {
+					v.errorf(path+"."+k, "%s applies only to msrdp, sip and ssl persistence (this profile is %s)", k, pp.Type)
+				}
+			}
 		}
 		if *pp.PrefixV4 < 0 || *pp.PrefixV4 > 32 {
 			v.errorf(path+".prefix_v4", "prefix_v4 %d is out of range: use 0 to 32", *pp.PrefixV4)
@@ -636,8 +691,14 @@ func (v *validator) persistence() {
 			if _, err := persist.ParseUniversalKey(pp.Key); err != nil {
 				v.errorf(path+".key", "%v", err)
 			}
+		case pp.Type == "hash" && pp.Key == "":
+			v.errorf(path+".key", "hash persistence needs key: source_addr, uri, header:NAME, query:NAME or cookie:NAME")
+		case pp.Type == "hash":
+			if _, err := persist.ParseKey(pp.Key); err != nil {
+				v.errorf(path+".key", "%v", err)
+			}
 		case pp.Key != "":
-			v.errorf(path+".key", "key applies only to universal persistence (this profile is %s)", pp.Type)
+			v.errorf(path+".key", "key applies only to universal and hash persistence (this profile is %s)", pp.Type)
 		}
 	}
 }
@@ -828,8 +889,18 @@ func (v *validator) virtuals() {
 		var primary *PersistenceProfile
 		if vs.Persistence != "" && refCheck(v, path+".persistence", "persistence profile", vs.Persistence, c.Profiles.Persistence) {
 			primary = c.Profiles.Persistence[vs.Persistence]
-			if typeOK && persistenceNeedsHTTP(primary.Type) && vs.Type != "http" {
-				v.errorf(path+".persistence", "persistence profile %q is %s, which reads HTTP: it needs a virtual of type http (this one is %s)", vs.Persistence, primary.Type, vs.Type)
+			only := persistenceVirtualTypes(primary.Type)
+			switch {
+			case typeOK && persistenceNeedsHTTP(primary) && vs.Type != "http":
+				what := primary.Type
+				if primary.Type == "hash" {
+					what = "hash with key " + primary.Key
+				}
+				v.errorf(path+".persistence", "persistence profile %q is %s, which reads HTTP: it needs a virtual of type http (this one is %s)", vs.Persistence, what, vs.Type)
+			case typeOK && only != nil && !slices.Contains(only, vs.Type):
+				v.errorf(path+".persistence", "persistence profile %q is %s, which reads the client's first bytes: it works on virtuals of type %s (this one is %s)", vs.Persistence, primary.Type, strings.Join(only, " or "), vs.Type)
+			case (primary.Type == "ssl" || primary.Type == "msrdp") && vs.ClientSSL != "":
+				v.errorf(path+".persistence", "persistence profile %q is %s, which reads what the client sends before any TLS: it cannot work on a virtual that terminates TLS (client_ssl); remove client_ssl, or use source_addr", vs.Persistence, primary.Type)
 			}
 			v.cookieSecretNotice(vs.Persistence, primary)
 		}

@@ -225,8 +225,8 @@ pools:
 profiles:
   persistence:
     p:
-      type: ssl  #<-
-`, "profiles.persistence.p.type", `type "ssl" is not valid`},
+      type: ssl_id  #<-
+`, "profiles.persistence.p.type", `type "ssl_id" is not valid`},
 		{"tls min_version", poolWeb + vsWeb + `
 profiles:
   server_ssl:

@@ -58,6 +58,7 @@ func (e *Engine) Virtuals() []api.VirtualStatus {
 			vs.Errors = st.Errors.Load()
 			vs.Rejected = st.Rejected.Load()
 			vs.ClientErrors = st.ClientErrors.Load()
+			vs.PersistFallbacks = st.PersistFallbacks.Load()
 			if v.Type == "fastl4" {
 				f := &st.FastL4
 				vs.FastL4 = &api.FastL4Status{Relay: f.RelayMode(), KernelFlows: f.KernelFlows.Load(),

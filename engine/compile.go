@@ -88,6 +88,8 @@ func (e *Engine) compile(cfg *config.Config) (*compiled, error) {
 			HTTPOnly:            pp.HTTPOnly == nil || *pp.HTTPOnly,
 			Secure:              pp.Secure,
 			Key:                 pp.Key,
+			PeekTimeout:         pp.PeekTimeout.D(),
+			PeekMaxBytes:        int(pp.PeekMaxBytes),
 			MatchAcrossVirtuals: pp.MatchAcrossVirtual,
 			MatchAcrossPools:    pp.MatchAcrossPools,
 		}

@@ -3,8 +3,8 @@
 // persistence profiles that decide what that identity is.
 //
 // F5 equivalent: LTM persistence profiles (ltm persistence source-addr,
-// cookie, universal) and the persistence records that `show ltm persistence
-// persist-records` prints. HAProxy equivalent: stick tables with
+// dest-addr, cookie, universal, hash, msrdp, sip, ssl) and the persistence
+// records that `show ltm persistence persist-records` prints. HAProxy equivalent: stick tables with
 // `stick on src`, `cookie NAME insert` and `stick store-response res.cook()`.
 //
 // Profile types:
@@ -25,6 +25,17 @@
 //   - universal: any HTTP request attribute (a header, a query parameter, a
 //     cookie or the URI path) as the identity (F5 Universal persistence with
 //     an iRule, HAProxy `stick on <expr>`). Table based.
+//   - dest_addr: the virtual-side (destination) address masked to a prefix
+//     (F5 Destination Address Affinity, HAProxy `stick on dst`). Table based.
+//   - hash: a key (source_addr or a universal key) ranked over the pool's
+//     members by rendezvous hashing (hash.go): no table, the same answer on
+//     every device (F5 Hash persistence, HAProxy `hash-type consistent`).
+//   - msrdp, sip, ssl: the first bytes the client sends, read by the
+//     bounded parsers in wire.go: the RDP routing token or mstshash cookie
+//     (the source address without one), the SIP Call-ID, the TLS session
+//     ID (also learnt from the ServerHello). F5 Microsoft Remote Desktop,
+//     SIP and SSL persistence. Table based; Peek and Inspect tell the proxy
+//     how far and how long to read.
 //
 // Records are plain values with no pointers into the table, and every change
 // is published on an events.Hub (created, updated, expired), so the HA mirror

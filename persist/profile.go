@@ -17,6 +17,25 @@ const (
 	TypeCookieInsert  = "cookie_insert"
 	TypeCookiePassive = "cookie_passive"
 	TypeUniversal     = "universal"
+	TypeDestAddr      = "dest_addr"
+	TypeHash          = "hash"
+	TypeMSRDP         = "msrdp"
+	TypeSIP           = "sip"
+	TypeSSL           = "ssl"
+)
+
+// Types lists every profile type, in documentation order.
+func Types() []string {
+	return []string{TypeSourceAddr, TypeDestAddr, TypeCookieInsert, TypeCookiePassive, TypeUniversal, TypeHash, TypeMSRDP, TypeSIP, TypeSSL}
+}
+
+// Peek defaults and bounds for the types that read the first client bytes
+// (msrdp, sip, ssl).
+const (
+	DefaultPeekTimeout  = 5 * time.Second
+	DefaultPeekMaxBytes = 4096
+	MinPeekMaxBytes     = 64
+	MaxPeekMaxBytes     = 64 << 10
 )
 
 // DefaultCookiePrefix prefixes the pool name to form the cookie_insert cookie
@@ -45,22 +64,30 @@ type Request struct {
 	Virtual string
 	Pool    string // the virtual's pool
 	Client  netip.Addr
+	Local   netip.Addr  // the virtual-side (destination) address the client connected to
 	HTTP    HTTPRequest // nil for L4 virtuals
+	// Payload is the first bytes the client sent (a tcp virtual's peek, a
+	// udp virtual's datagram); nil when the profile does not read them.
+	Payload []byte
 }
 
 // ProfileConfig is a persistence profile as configured.
 type ProfileConfig struct {
 	Name                     string
-	Type                     string        // source_addr | cookie_insert | cookie_passive | universal
-	Timeout                  time.Duration // table entry lifetime; cookie_insert: cookie Max-Age (0 = session cookie)
-	PrefixV4, PrefixV6       int           // source_addr masks
+	Type                     string        // one of Types()
+	Timeout                  time.Duration // table entry lifetime; cookie_insert: cookie Max-Age (0 = session cookie); unused by hash
+	PrefixV4, PrefixV6       int           // source_addr, dest_addr, msrdp's fallback and hash's source_addr key: masks
 	CookieName               string        // cookie_insert: "" => "FULCRUM_" + pool name; cookie_passive: the application's cookie, required
 	CookiePath, CookieDomain string
 	HTTPOnly, Secure         bool
 	Secret                   []byte // cookie_insert HMAC key (>= 16 bytes; the caller supplies a random one when the operator set none)
-	Key                      string // universal: "header:NAME" | "uri" | "query:NAME" | "cookie:NAME"
-	MatchAcrossVirtuals      bool   // records are shared by all virtuals (scope excludes the virtual name)
-	MatchAcrossPools         bool   // records are shared across pools too (scope excludes pool name) and may point into another pool
+	Key                      string // universal: "header:NAME" | "uri" | "query:NAME" | "cookie:NAME"; hash: the same or "source_addr"
+	// PeekTimeout and PeekMaxBytes bound how long and how far msrdp, sip
+	// and ssl read the first client bytes (0: the defaults).
+	PeekTimeout         time.Duration
+	PeekMaxBytes        int
+	MatchAcrossVirtuals bool // records are shared by all virtuals (scope excludes the virtual name)
+	MatchAcrossPools    bool // records are shared across pools too (scope excludes pool name) and may point into another pool
 }
 
 // Profile is a validated, immutable persistence profile. It is safe for
@@ -68,7 +95,7 @@ type ProfileConfig struct {
 // the Table passed to each call.
 type Profile struct {
 	cfg    ProfileConfig
-	uniKey Key // universal: what the key reads
+	uniKey Key // universal and hash: what the key reads
 	cookie *cookieCodec
 	// attrs is the fixed tail of a cookie_insert Set-Cookie header.
 	attrs string
@@ -89,7 +116,22 @@ func NewProfile(cfg ProfileConfig) (*Profile, error) {
 		return nil, fmt.Errorf("persistence profile %q: timeout %v is negative", name, cfg.Timeout)
 	}
 	switch cfg.Type {
-	case TypeSourceAddr:
+	case TypeMSRDP, TypeSIP, TypeSSL:
+		if cfg.PeekTimeout < 0 {
+			return nil, fmt.Errorf("persistence profile %q: peek_timeout %v is negative", name, cfg.PeekTimeout)
+		}
+		if cfg.PeekTimeout == 0 {
+			p.cfg.PeekTimeout = DefaultPeekTimeout
+		}
+		if cfg.PeekMaxBytes == 0 {
+			p.cfg.PeekMaxBytes = DefaultPeekMaxBytes
+		}
+		if n := p.cfg.PeekMaxBytes; n < MinPeekMaxBytes || n > MaxPeekMaxBytes {
+			return nil, fmt.Errorf("persistence profile %q: peek_max_bytes %d is out of range %d..%d", name, n, MinPeekMaxBytes, MaxPeekMaxBytes)
+		}
+	}
+	switch cfg.Type {
+	case TypeSourceAddr, TypeDestAddr, TypeMSRDP:
 		if cfg.PrefixV4 < 0 || cfg.PrefixV4 > 32 {
 			return nil, fmt.Errorf("persistence profile %q: prefix_v4 %d is out of range 0..32", name, cfg.PrefixV4)
 		}
@@ -127,12 +169,22 @@ func NewProfile(cfg ProfileConfig) (*Profile, error) {
 			return nil, fmt.Errorf("persistence profile %q: %w", name, err)
 		}
 		p.uniKey = k
+	case TypeHash:
+		k, err := ParseKey(cfg.Key)
+		if err != nil {
+			return nil, fmt.Errorf("persistence profile %q: %w", name, err)
+		}
+		if k.Kind == KeySourceAddr && (cfg.PrefixV4 < 0 || cfg.PrefixV4 > 32 || cfg.PrefixV6 < 0 || cfg.PrefixV6 > 128) {
+			return nil, fmt.Errorf("persistence profile %q: prefix_v4/prefix_v6 out of range 0..32/0..128", name)
+		}
+		p.uniKey = k
+	case TypeSIP, TypeSSL:
 	case "":
-		return nil, fmt.Errorf("persistence profile %q: type is required (source_addr, cookie_insert, cookie_passive or universal)", name)
+		return nil, fmt.Errorf("persistence profile %q: type is required (%s)", name, strings.Join(Types(), ", "))
 	default:
-		return nil, fmt.Errorf("persistence profile %q: unknown type %q (valid: source_addr, cookie_insert, cookie_passive, universal)", name, cfg.Type)
+		return nil, fmt.Errorf("persistence profile %q: unknown type %q (valid: %s)", name, cfg.Type, strings.Join(Types(), ", "))
 	}
-	if cfg.Type != TypeCookieInsert && cfg.Timeout == 0 {
+	if cfg.Type != TypeCookieInsert && cfg.Type != TypeHash && cfg.Timeout == 0 {
 		return nil, fmt.Errorf("persistence profile %q: %s needs a timeout > 0 (records would never expire; F5's default is 180s)", name, cfg.Type)
 	}
 	return p, nil
@@ -179,9 +231,17 @@ func (p *Profile) Config() ProfileConfig {
 	return c
 }
 
-// NeedsHTTP reports whether the profile reads HTTP requests (every type but
-// source_addr: cookies, and all universal keys are HTTP attributes).
-func (p *Profile) NeedsHTTP() bool { return p.cfg.Type != TypeSourceAddr }
+// NeedsHTTP reports whether the profile reads HTTP requests: the cookie
+// types, universal, and hash with a key other than source_addr.
+func (p *Profile) NeedsHTTP() bool {
+	switch p.cfg.Type {
+	case TypeCookieInsert, TypeCookiePassive, TypeUniversal:
+		return true
+	case TypeHash:
+		return p.uniKey.HTTP()
+	}
+	return false
+}
 
 // Target is where a persisted client should go.
 type Target struct {
@@ -209,7 +269,25 @@ func (p *Profile) identity(req *Request) (string, bool) {
 	}
 	switch p.cfg.Type {
 	case TypeSourceAddr:
-		return p.maskClient(req.Client)
+		return p.maskAddr(req.Client)
+	case TypeDestAddr:
+		return p.maskAddr(req.Local)
+	case TypeMSRDP:
+		if v, s := parseRDPCookie(p.peeked(req.Payload)); s == found {
+			return v, true
+		}
+		return p.maskAddr(req.Client) // F5 msrdp without a cookie: source address
+	case TypeSIP:
+		v, s := parseSIPCallID(p.peeked(req.Payload))
+		return v, s == found
+	case TypeSSL:
+		v, s := parseTLSSessionID(p.peeked(req.Payload))
+		return v, s == found
+	case TypeHash:
+		if p.uniKey.Kind == KeySourceAddr {
+			return p.maskAddr(req.Client)
+		}
+		return p.httpIdentity(req)
 	case TypeCookiePassive:
 		if req.HTTP == nil {
 			return "", false
@@ -223,25 +301,104 @@ func (p *Profile) identity(req *Request) (string, bool) {
 		v, ok := req.HTTP.Cookie(p.CookieName(req.Pool))
 		return v, ok && v != ""
 	case TypeUniversal:
-		if req.HTTP == nil {
-			return "", false
-		}
-		var v string
-		var ok bool
-		switch p.uniKey.Kind {
-		case KeyHeader:
-			v, ok = req.HTTP.Header(p.uniKey.Name)
-		case KeyQuery:
-			v, ok = req.HTTP.Query(p.uniKey.Name)
-		case KeyCookie:
-			v, ok = req.HTTP.Cookie(p.uniKey.Name)
-		case KeyURI:
-			v = req.HTTP.Path()
-			ok = true
-		}
-		return v, ok && v != ""
+		return p.httpIdentity(req)
 	}
 	return "", false
+}
+
+// httpIdentity is what the universal (or hash) key reads from the request.
+func (p *Profile) httpIdentity(req *Request) (string, bool) {
+	if req.HTTP == nil {
+		return "", false
+	}
+	var v string
+	var ok bool
+	switch p.uniKey.Kind {
+	case KeyHeader:
+		v, ok = req.HTTP.Header(p.uniKey.Name)
+	case KeyQuery:
+		v, ok = req.HTTP.Query(p.uniKey.Name)
+	case KeyCookie:
+		v, ok = req.HTTP.Cookie(p.uniKey.Name)
+	case KeyURI:
+		v = req.HTTP.Path()
+		ok = true
+	}
+	return v, ok && v != ""
+}
+
+// peeked is b cut to the profile's peek bound: a udp datagram or a tcp peek
+// is never scanned further than peek_max_bytes.
+func (p *Profile) peeked(b []byte) []byte {
+	if len(b) > p.cfg.PeekMaxBytes {
+		return b[:p.cfg.PeekMaxBytes]
+	}
+	return b
+}
+
+// LearnsFromServer reports whether the profile learns from the member's
+// first bytes (ssl: the session ID the ServerHello assigns), so the proxy
+// should read them with Peek's bounds and give them to LearnServer.
+func (p *Profile) LearnsFromServer() bool { return p.cfg.Type == TypeSSL }
+
+// InspectServer is Inspect for the member's first bytes (ssl: a
+// ServerHello up to its session ID).
+func (p *Profile) InspectServer(b []byte) (done, hasID bool) {
+	if p.cfg.Type != TypeSSL {
+		return true, false
+	}
+	_, s := parseServerSessionID(p.peeked(b))
+	return s != needMore || len(b) >= p.cfg.PeekMaxBytes, s == found
+}
+
+// LearnServer is for ssl: the member tgt answered req with first (its first
+// bytes); when they hold a ServerHello with a session ID, that ID now leads
+// to tgt, so the client's next ClientHello, resuming the session with that
+// ID, goes back to the member that holds the session (F5 SSL persistence
+// reads both hellos the same way). A TLS 1.3 ServerHello only echoes the
+// client's random ID, already recorded. No-op for other types.
+func (p *Profile) LearnServer(t *Table, req *Request, first []byte, tgt Target, now time.Time) {
+	if p.cfg.Type != TypeSSL || t == nil || req == nil || !tgt.Member.IsValid() {
+		return
+	}
+	if tgt.Pool == "" {
+		tgt.Pool = req.Pool
+	}
+	if v, s := parseServerSessionID(p.peeked(first)); s == found {
+		p.store(t, req, v, tgt, now)
+	}
+}
+
+// Peek reports whether the profile keys on the first bytes the client sends
+// (msrdp, sip, ssl) and, if so, how many bytes and how long the proxy may
+// wait for them before choosing a member.
+func (p *Profile) Peek() (maxBytes int, timeout time.Duration, ok bool) {
+	switch p.cfg.Type {
+	case TypeMSRDP, TypeSIP, TypeSSL:
+		return p.cfg.PeekMaxBytes, p.cfg.PeekTimeout, true
+	}
+	return 0, 0, false
+}
+
+// Inspect looks at b, the first bytes a client sent so far: done reports
+// that more bytes cannot change the outcome (the identity is complete, or
+// the bytes are not this protocol or carry none), hasID that they hold the
+// identity this profile keys on (an RDP cookie, a Call-ID, a non-empty TLS
+// session ID). b beyond PeekMaxBytes is not looked at, and reaching that
+// bound is done. Types that do not peek return done, !found.
+func (p *Profile) Inspect(b []byte) (done, hasID bool) {
+	var s scan
+	switch p.cfg.Type {
+	case TypeMSRDP:
+		_, s = parseRDPCookie(p.peeked(b))
+	case TypeSIP:
+		_, s = parseSIPCallID(p.peeked(b))
+	case TypeSSL:
+		_, s = parseTLSSessionID(p.peeked(b))
+	default:
+		return true, false
+	}
+	return s != needMore || len(b) >= p.cfg.PeekMaxBytes, s == found
 }
 
 // HasIdentity reports whether req carries what this profile keys on: always
@@ -253,10 +410,11 @@ func (p *Profile) HasIdentity(req *Request) bool {
 	return ok
 }
 
-// maskClient masks a client address to the configured prefix. IPv4-mapped
-// IPv6 addresses (a dual-stack listener's view of an IPv4 client) are
-// treated as IPv4 so both listeners produce the same identity.
-func (p *Profile) maskClient(a netip.Addr) (string, bool) {
+// maskAddr masks an address (the client's, or the virtual-side one for
+// dest_addr) to the configured prefix. IPv4-mapped IPv6 addresses (a
+// dual-stack listener's view of an IPv4 client) are treated as IPv4 so both
+// listeners produce the same identity.
+func (p *Profile) maskAddr(a netip.Addr) (string, bool) {
 	if !a.IsValid() {
 		return "", false
 	}
@@ -317,6 +475,9 @@ func displayValue(v string) string {
 // the target may be in another pool and the proxy decides whether to honour
 // it (F5 match-across-pools).
 func (p *Profile) Lookup(t *Table, req *Request, now time.Time) (tgt Target, ok bool) {
+	if p.cfg.Type == TypeHash {
+		return Target{}, false // no table: the proxy ranks members with HashRank
+	}
 	value, ok := p.identity(req)
 	if !ok {
 		return Target{}, false
@@ -342,8 +503,9 @@ func (p *Profile) Lookup(t *Table, req *Request, now time.Time) (tgt Target, ok 
 // including after a persisted member turned out to be unusable and another
 // was chosen: the record or cookie then points at the new member.
 //
-// source_addr and universal store or refresh a record keyed on the request's
-// identity (nothing when it has none). cookie_passive does the same when the
+// The table-based types (source_addr, dest_addr, universal, msrdp, sip,
+// ssl) store or refresh a record keyed on the request's identity (nothing
+// when it has none); hash stores nothing. cookie_passive does the same when the
 // request already carries the application's cookie (the first response's
 // Set-Cookie is handled by Learn). cookie_insert stores nothing and returns
 // the Set-Cookie header value to add to the response; every other type
@@ -360,7 +522,7 @@ func (p *Profile) Record(t *Table, req *Request, tgt Target, now time.Time) (set
 		return name + "=" + p.cookie.encode(name, tgt.Pool, tgt.Member) + p.attrs
 	}
 	value, ok := p.identity(req)
-	if !ok || t == nil {
+	if !ok || t == nil || p.cfg.Type == TypeHash {
 		return ""
 	}
 	p.store(t, req, value, tgt, now)

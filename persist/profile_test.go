@@ -50,7 +50,7 @@ func TestNewProfileValidation(t *testing.T) {
 		{"no name", ProfileConfig{Type: "source_addr", Timeout: time.Minute}, "name is required"},
 		{"pipe in name", ProfileConfig{Name: "a|b", Type: "source_addr", Timeout: time.Minute}, "must not contain"},
 		{"no type", ProfileConfig{Name: "x"}, "type is required"},
-		{"bad type", ProfileConfig{Name: "x", Type: "ssl", Timeout: time.Minute}, `unknown type "ssl"`},
+		{"bad type", ProfileConfig{Name: "x", Type: "ssl_session", Timeout: time.Minute}, `unknown type "ssl_session"`},
 		{"v4 prefix", ProfileConfig{Name: "x", Type: "source_addr", Timeout: time.Minute, PrefixV4: 33}, "prefix_v4"},
 		{"v6 prefix", ProfileConfig{Name: "x", Type: "source_addr", Timeout: time.Minute, PrefixV6: -1}, "prefix_v6"},
 		{"zero timeout table", ProfileConfig{Name: "x", Type: "source_addr"}, "timeout > 0"},

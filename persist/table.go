@@ -16,7 +16,7 @@ import (
 // the expiry), which is what the HA mirror sends.
 type Record struct {
 	Key     string         `json:"key"`     // full table key (scope + type + value)
-	Type    string         `json:"type"`    // source_addr | cookie_passive | universal
+	Type    string         `json:"type"`    // the profile type: source_addr, dest_addr, cookie_passive, universal, msrdp, sip or ssl
 	Value   string         `json:"value"`   // human-readable identity (masked client address, cookie value, header value)
 	Profile string         `json:"profile"` // profile that created it
 	Virtual string         `json:"virtual"` // virtual that created it

@@ -241,7 +241,7 @@ func (x *exchange) connect() bool {
 	for {
 		t0 := time.Now()
 		if x.ch.member == nil {
-			ch, err := p.choose(h.client.Addr(), reqView{x.req}, x.key, t0, x.tried)
+			ch, err := p.choose(ident{client: h.client.Addr(), local: h.e.VirtualAddr.Addr(), http: reqView{x.req}}, x.key, t0, x.tried)
 			if err != nil {
 				if len(x.tried) > 0 {
 					x.fail(502, "no pool member could be reached", termConnect)

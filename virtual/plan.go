@@ -151,6 +151,11 @@ type Stats struct {
 	// request body, an upload that stalled, a client that left mid-response.
 	// They are charged here, never to the member.
 	ClientErrors atomic.Uint64
+	// PersistFallbacks counts connections (tcp) and datagrams (udp) whose
+	// first bytes did not give a peeking persistence profile (msrdp, sip,
+	// ssl) its identity in time (nothing sent, garbage, no cookie,
+	// Call-ID or session ID): they were balanced without that key.
+	PersistFallbacks atomic.Uint64
 
 	FastL4 FastL4Stats // fastl4 virtuals only
 }

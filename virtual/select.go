@@ -25,19 +25,36 @@ type choice struct {
 	setCookie string // Set-Cookie value to add to the response (cookie insert)
 }
 
+// ident is what persistence may key on for one connection, request or
+// datagram.
+type ident struct {
+	client  netip.Addr
+	local   netip.Addr          // the virtual-side address the client reached (dest_addr)
+	http    persist.HTTPRequest // nil on L4 virtuals
+	payload []byte              // the client's first bytes (msrdp, sip, ssl); nil otherwise
+}
+
 // choose applies persistence, then the pool's LB method. The member returned
 // has been Acquire()d; the caller must Release() it (through a lease).
 // exclude are members this flow already failed to connect to: a persistence
 // record naming one of them is ignored and the new pick re-persists (HAProxy
 // option redispatch), and balancing skips them (so a priority group they
 // exhaust spills over into the next).
-func (p *Plan) choose(client netip.Addr, hreq persist.HTTPRequest, hashKey []byte, now time.Time, exclude []*pool.Member) (choice, error) {
+func (p *Plan) choose(id ident, hashKey []byte, now time.Time, exclude []*pool.Member) (choice, error) {
 	var preq *persist.Request
 	if p.Persist != nil {
-		preq = &persist.Request{Virtual: p.Name, Pool: p.Pool.Name(), Client: client, HTTP: hreq}
-		tgt, ok := p.Persist.Lookup(p.PersistTable, preq, now)
-		viaFallback := false
-		if !ok && p.Fallback != nil {
+		preq = &persist.Request{Virtual: p.Name, Pool: p.Pool.Name(), Client: id.client, Local: id.local, HTTP: id.http, Payload: id.payload}
+		var tgt persist.Target
+		var ok, viaFallback, keyed bool
+		if p.Persist.Type() == persist.TypeHash {
+			var m *pool.Member
+			if m, keyed = p.hashMember(preq, exclude); m != nil {
+				return choice{member: m, persisted: true}, nil
+			}
+		} else {
+			tgt, ok = p.Persist.Lookup(p.PersistTable, preq, now)
+		}
+		if !ok && !keyed && p.Fallback != nil {
 			tgt, ok = p.Fallback.Lookup(p.PersistTable, preq, now)
 			viaFallback = ok
 		}
@@ -66,6 +83,28 @@ func (p *Plan) choose(client netip.Addr, hreq persist.HTTPRequest, hashKey []byt
 		}
 	}
 	return c, nil
+}
+
+// hashMember is hash persistence: the first member in the key's
+// rendezvous order that may take a new connection (available, not
+// excluded, below its limit), Acquire()d. keyed reports whether req
+// carried the key at all; m is nil when it did not or when no member in
+// the pool can take the connection (the pool's LB then reports why).
+// Priority groups are not consulted: the order is over every member, so
+// that it is the same on every device.
+func (p *Plan) hashMember(req *persist.Request, exclude []*pool.Member) (m *pool.Member, keyed bool) {
+	members := p.Pool.Members()
+	addrs := make([]netip.AddrPort, len(members))
+	for i, m := range members {
+		addrs[i] = m.Addr()
+	}
+	order, keyed := p.Persist.HashRank(req, addrs)
+	for _, i := range order {
+		if m := members[i]; m.Available() && !slices.Contains(exclude, m) && m.Acquire() {
+			return m, true
+		}
+	}
+	return nil, keyed
 }
 
 // memberFor resolves a persistence target to a live member, honouring

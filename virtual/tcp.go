@@ -2,11 +2,15 @@ package virtual
 
 import (
 	"crypto/tls"
+	"errors"
+	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/fulcrum-adc/fulcrum/conntrack"
+	"github.com/fulcrum-adc/fulcrum/persist"
 	"github.com/fulcrum-adc/fulcrum/pool"
 	"github.com/fulcrum-adc/fulcrum/profile/tcp"
 )
@@ -74,6 +78,16 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 		c = tc
 	}
 
+	id := ident{client: clientAP.Addr(), local: e.VirtualAddr.Addr()}
+	if p.Persist != nil {
+		if maxBytes, wait, ok := p.Persist.Peek(); ok {
+			var alive bool
+			if id.payload, alive = p.peekFirst(c, maxBytes, wait, clientAP); !alive {
+				return
+			}
+		}
+	}
+
 	var key []byte
 	if p.HashKey.Kind == HashSourceAddr {
 		b := clientAP.Addr().As16()
@@ -86,7 +100,7 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 	var ls lease
 	defer func() { ls.release() }() // every path, panics included
 	for {
-		ch, err := p.choose(clientAP.Addr(), nil, key, time.Now(), tried)
+		ch, err := p.choose(id, key, time.Now(), tried)
 		if err != nil {
 			if len(tried) > 0 {
 				p.Stats.Errors.Add(1)
@@ -100,6 +114,9 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 		ls = lease{ch.member}
 		m := ch.member
 		s, err := p.dialMember(l.ctx, clientAP.Addr(), p.clientMSS(raw), m, l.seed, nil)
+		if err == nil && len(id.payload) > 0 {
+			err = p.forwardPeeked(s, e, m, id.payload)
+		}
 		if err != nil {
 			ls.release()
 			if p.connectFailed(l.ctx, m, clientAP, err) {
@@ -117,6 +134,13 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 		server = s
 		mu.Unlock()
 		e.SetServer(m.PoolName(), addrPortOf(s.LocalAddr()), m.Addr())
+		if len(id.payload) > 0 && p.Persist.LearnsFromServer() {
+			if err := p.learnFromServer(c, s, e, m, id); err != nil {
+				p.Log.Debug("connection ended during the TLS hellos", "client", clientAP, "member", m.String(), "err", err)
+				ls.release()
+				return
+			}
+		}
 		member := func(in, out int64) { m.AddBytes(in, out) }
 		if p.Type == "fastl4" {
 			l.relayFastL4(p, e, c, s, member)
@@ -126,6 +150,102 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 		ls.release()
 		return
 	}
+}
+
+// readFirst reads c's first bytes until done says more cannot change what
+// they mean, maxBytes arrived, wait passed or c stopped sending. Every pass
+// reads at least one byte or ends, and the passes are bounded by maxBytes
+// even for a Read that returns nothing. A timeout or EOF is not an error
+// here: the caller carries on with what arrived.
+func readFirst(c net.Conn, maxBytes int, wait time.Duration, done func([]byte) bool) ([]byte, error) {
+	buf := make([]byte, maxBytes)
+	n := 0
+	c.SetReadDeadline(time.Now().Add(wait))
+	defer c.SetReadDeadline(time.Time{})
+	var err error
+	for range maxBytes {
+		var k int
+		k, err = c.Read(buf[n:])
+		n += k
+		if done(buf[:n]) || err != nil || n == maxBytes {
+			break
+		}
+	}
+	var ne net.Error
+	if err == io.EOF || errors.As(err, &ne) && ne.Timeout() {
+		err = nil
+	}
+	return buf[:n], err
+}
+
+// peekFirst reads the client's first bytes for a persistence profile that
+// keys on them (msrdp, sip, ssl), within the profile's bounds. The bytes
+// are forwarded to the member before the relay starts. A client that sends
+// nothing or garbage costs only this connection's wait; it is then balanced
+// without the key (counted in Stats.PersistFallbacks). alive is false when
+// the client broke the connection (a reset): nothing is left to forward to.
+func (p *Plan) peekFirst(c net.Conn, maxBytes int, wait time.Duration, client netip.AddrPort) (b []byte, alive bool) {
+	b, err := readFirst(c, maxBytes, wait, func(b []byte) bool { done, _ := p.Persist.Inspect(b); return done })
+	if err != nil {
+		p.reject("client_aborted")
+		p.Log.Debug("client gone while its first bytes were read for persistence", "client", client, "err", err)
+		return nil, false
+	}
+	if _, found := p.Persist.Inspect(b); !found {
+		p.Stats.PersistFallbacks.Add(1)
+		why := "no " + p.Persist.Type() + " identity in the first bytes"
+		if len(b) == 0 {
+			why = "nothing sent in time"
+		}
+		p.Log.Debug("persistence key not found: balancing without it", "client", client, "profile", p.Persist.Name(), "bytes", len(b), "reason", why)
+	}
+	return b, true
+}
+
+// learnFromServer is for ssl persistence: the member's first bytes (its
+// ServerHello, read within the profile's bounds while the client waits for
+// it) are forwarded to the client and the session ID they assign is
+// recorded for the member. A member that says nothing in time is simply
+// relayed; its failure to answer is the relay's business.
+func (p *Plan) learnFromServer(c, s net.Conn, e *conntrack.Entry, m *pool.Member, id ident) error {
+	maxBytes, wait, _ := p.Persist.Peek()
+	b, err := readFirst(s, maxBytes, wait, func(b []byte) bool { done, _ := p.Persist.InspectServer(b); return done })
+	if len(b) > 0 {
+		// Record before the client sees the ServerHello: it may resume the
+		// session on a new connection the moment it has the ID.
+		req := &persist.Request{Virtual: p.Name, Pool: p.Pool.Name(), Client: id.client, Local: id.local, Payload: id.payload}
+		p.Persist.LearnServer(p.PersistTable, req, b, persist.Target{Pool: m.PoolName(), Member: m.Addr()}, time.Now())
+		if p.ConnectTimeout > 0 {
+			c.SetWriteDeadline(time.Now().Add(p.ConnectTimeout))
+			defer c.SetWriteDeadline(time.Time{})
+		}
+		if _, werr := c.Write(b); werr != nil {
+			return werr
+		}
+		n := int64(len(b))
+		e.AddOut(n)
+		p.Stats.BytesOut.Add(uint64(n))
+		m.AddBytes(0, n)
+	}
+	return err
+}
+
+// forwardPeeked sends the bytes peekFirst read to the member, unchanged,
+// before the relay takes over.
+func (p *Plan) forwardPeeked(s net.Conn, e *conntrack.Entry, m *pool.Member, b []byte) error {
+	if p.ConnectTimeout > 0 {
+		s.SetWriteDeadline(time.Now().Add(p.ConnectTimeout))
+		defer s.SetWriteDeadline(time.Time{})
+	}
+	if _, err := s.Write(b); err != nil {
+		s.Close()
+		return err
+	}
+	n := int64(len(b))
+	e.AddIn(n)
+	p.Stats.BytesIn.Add(uint64(n))
+	m.AddBytes(n, 0)
+	return nil
 }
 
 // proxyStreams relays both directions through their proxy buffers. When one

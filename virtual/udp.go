@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fulcrum-adc/fulcrum/conntrack"
+	"github.com/fulcrum-adc/fulcrum/persist"
 	"github.com/fulcrum-adc/fulcrum/pool"
 )
 
@@ -41,11 +42,19 @@ func dialUDP(ctx context.Context, p *Plan, client netip.Addr, member netip.AddrP
 	return c.(*net.UDPConn), nil
 }
 
+// udpKey identifies a flow: the client's address and port, and, on a
+// virtual with sip persistence, the member its calls go to (one client may
+// have calls on several members; every other flow has a zero member).
+type udpKey struct {
+	client netip.AddrPort
+	member netip.AddrPort
+}
+
 // udpFlows is the UDP virtual's flow table.
 type udpFlows struct {
 	mu     sync.Mutex
-	flows  map[netip.AddrPort]*udpFlow // by client address
-	byID   map[uint64]*udpFlow         // by the token registered in the epoll set
+	flows  map[udpKey]*udpFlow // by client address (and member, see udpKey)
+	byID   map[uint64]*udpFlow // by the token registered in the epoll set
 	nextID uint64
 	closed bool // closeAll ran: no new flows
 	// dial is the real dialer except in tests, which inject socket errors.
@@ -63,6 +72,7 @@ type udpFlows struct {
 
 type udpFlow struct {
 	id     uint64
+	key    udpKey
 	client netip.AddrPort
 	server *net.UDPConn
 	raw    syscall.RawConn // server's, for reads driven by the epoll set
@@ -94,7 +104,7 @@ func newUDPPoller() (*udpPoller, error) {
 }
 
 func newUDPFlows() *udpFlows {
-	return &udpFlows{flows: make(map[netip.AddrPort]*udpFlow), byID: make(map[uint64]*udpFlow), dial: dialUDP}
+	return &udpFlows{flows: make(map[udpKey]*udpFlow), byID: make(map[uint64]*udpFlow), dial: dialUDP}
 }
 
 // setDial replaces the dialer (tests).
@@ -125,9 +135,9 @@ func (u *udpFlows) closeAll() {
 	}
 }
 
-func (u *udpFlows) get(client netip.AddrPort) *udpFlow {
+func (u *udpFlows) get(k udpKey) *udpFlow {
 	u.mu.Lock()
-	f := u.flows[client]
+	f := u.flows[k]
 	u.mu.Unlock()
 	return f
 }
@@ -181,10 +191,17 @@ func (l *Listener) serveUDP() {
 // forwardUDP sends one client datagram to the member of its flow, making
 // the flow if there is none.
 func (l *Listener) forwardUDP(client netip.AddrPort, d []byte) {
-	f := l.udp.get(client)
+	k, byCall, known := udpKey{client: client}, false, true
+	if p := l.plan.Load(); p.Persist != nil && p.Persist.Type() == persist.TypeSIP {
+		k, byCall, known = l.sipFlowKey(p, client, d)
+	}
+	var f *udpFlow
+	if known {
+		f = l.udp.get(k)
+	}
 	for try := 0; try < 2; try++ {
 		if f == nil {
-			if f = l.newUDPFlow(client); f == nil {
+			if f = l.newUDPFlow(client, d, byCall); f == nil {
 				return
 			}
 		}
@@ -227,10 +244,34 @@ func (l *Listener) flowError(f *udpFlow, err error) {
 	}
 }
 
-// newUDPFlow picks a member for client and registers the flow's socket for
-// replies. It returns nil (the datagram is dropped and counted) when the
-// table is full, no member can take the flow, or a socket cannot be made.
-func (l *Listener) newUDPFlow(client netip.AddrPort) *udpFlow {
+// sipFlowKey is the flow a datagram on a virtual with sip persistence
+// belongs to: every datagram is keyed on its own Call-ID (F5 SIP
+// persistence), so one client's calls may go to several members, each call
+// through the flow to its member. byCall is false for a datagram without a
+// Call-ID (a keep-alive, garbage): it takes the client's plain flow,
+// balanced normally, and is counted in Stats.PersistFallbacks. When the
+// Call-ID has no record yet, the member is not known before newUDPFlow
+// chooses it: known is false then.
+func (l *Listener) sipFlowKey(p *Plan, client netip.AddrPort, d []byte) (k udpKey, byCall, known bool) {
+	k = udpKey{client: client}
+	if _, found := p.Persist.Inspect(d); !found {
+		p.Stats.PersistFallbacks.Add(1)
+		return k, false, true
+	}
+	req := &persist.Request{Virtual: p.Name, Pool: p.Pool.Name(), Client: client.Addr(), Payload: d}
+	tgt, ok := p.Persist.Lookup(p.PersistTable, req, time.Now())
+	k.member = tgt.Member
+	return k, true, ok
+}
+
+// newUDPFlow picks a member for client (persistence may read d, the
+// datagram that starts the flow) and registers the flow's socket for
+// replies. byCall makes the flow one call's on a sip virtual, keyed on the
+// member as well (an existing flow of the client to the chosen member is
+// used instead of a new one). It returns nil (the datagram is dropped and
+// counted) when the table is full, no member can take the flow, or a
+// socket cannot be made.
+func (l *Listener) newUDPFlow(client netip.AddrPort, d []byte, byCall bool) *udpFlow {
 	p := l.plan.Load()
 	u := l.udp
 	u.mu.Lock()
@@ -258,12 +299,21 @@ func (l *Listener) newUDPFlow(client netip.AddrPort) *udpFlow {
 		b := client.Addr().As16()
 		key = b[:]
 	}
-	ch, err := p.choose(client.Addr(), nil, key, time.Now(), nil)
+	local := addrPortOf(l.pc.LocalAddr())
+	ch, err := p.choose(ident{client: client.Addr(), local: local.Addr(), payload: d}, key, time.Now(), nil)
 	if err != nil {
 		p.reject("no_member")
 		return nil
 	}
 	m := ch.member
+	fk := udpKey{client: client}
+	if byCall {
+		fk.member = m.Addr()
+		if f := u.get(fk); f != nil {
+			m.Release() // this call joins the client's flow to that member
+			return f
+		}
+	}
 	sc, err := dial(l.ctx, p, client.Addr(), m.Addr(), l.seed)
 	if err != nil {
 		m.Release()
@@ -285,12 +335,12 @@ func (l *Listener) newUDPFlow(client netip.AddrPort) *udpFlow {
 		p.Stats.Errors.Add(1)
 		return nil
 	}
-	f := &udpFlow{client: client, server: sc, raw: raw, member: m, p: p, l: l}
+	f := &udpFlow{key: fk, client: client, server: sc, raw: raw, member: m, p: p, l: l}
 	f.entry = &conntrack.Entry{
 		Virtual:     p.Name,
 		Proto:       "udp",
 		Client:      client,
-		VirtualAddr: addrPortOf(l.pc.LocalAddr()),
+		VirtualAddr: local,
 		Created:     time.Now(),
 		IdleTimeout: p.IdleTimeout,
 	}
@@ -303,7 +353,7 @@ func (l *Listener) newUDPFlow(client netip.AddrPort) *udpFlow {
 	}
 	u.nextID++
 	f.id = u.nextID
-	u.flows[client] = f
+	u.flows[fk] = f
 	u.byID[f.id] = f
 	u.mu.Unlock()
 	p.Stats.Active.Add(1)
@@ -336,8 +386,8 @@ func (f *udpFlow) end() {
 	f.ended.Do(func() {
 		u := f.l.udp
 		u.mu.Lock()
-		if u.flows[f.client] == f {
-			delete(u.flows, f.client)
+		if u.flows[f.key] == f {
+			delete(u.flows, f.key)
 		}
 		delete(u.byID, f.id)
 		u.mu.Unlock()
