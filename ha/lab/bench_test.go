@@ -404,7 +404,10 @@ func TestBenchMirroringCost(t *testing.T) {
 					}
 				}
 				if res.Failed > 0 {
-					t.Logf("%d connections failed", res.Failed)
+					t.Logf("%d of %d connections failed, e.g. %q", res.Failed, res.Failed+res.Connections, res.Errors)
+				}
+				if g := l.group("b"); g.Failovers > 0 {
+					t.Logf("b took the group over %d times during the load: %+v", g.Failovers, g)
 				}
 			})
 		}

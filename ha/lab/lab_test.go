@@ -159,6 +159,7 @@ func newLabWith(t *testing.T, prefix string, s settings, extra string, mode pers
 		}
 	}
 	l.plug(l.client, "pc", client)
+	must(t, l.client.SetSysctl("net.ipv4.ip_local_port_range", "1024 65000"))
 	must(t, testnet.AddVeth(l.devs["a"].ns, "ha1", l.devs["b"].ns, "ha1", testnet.VethOptions{}))
 	for _, n := range []string{"a", "b"} {
 		d := l.devs[n]

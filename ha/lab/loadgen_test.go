@@ -11,7 +11,10 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The lab's load generator runs as a child process (this test binary with
@@ -26,6 +29,7 @@ type loadResult struct {
 	Connections uint64 `json:"connections"`
 	Failed      uint64 `json:"failed"`
 	Seconds     float64
+	Errors      []string `json:"errors"` // the first few, for the log
 }
 
 func loadgen() int {
@@ -40,6 +44,16 @@ func loadgen() int {
 	first := uint32(base[0])<<24 | uint32(base[1])<<16
 	const span = 1 << 20
 	var next, ok, failed atomic.Uint64
+	var emu sync.Mutex
+	var errs []string
+	note := func(err error) {
+		failed.Add(1)
+		emu.Lock()
+		if len(errs) < 5 {
+			errs = append(errs, err.Error())
+		}
+		emu.Unlock()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
 	defer cancel()
 	start := time.Now()
@@ -56,17 +70,25 @@ func loadgen() int {
 				}
 				v := first + uint32(i)
 				src := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
-				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}, Timeout: time.Second}
+				// IP_BIND_ADDRESS_NO_PORT: the port is picked at connect
+				// from the whole 4-tuple; a bind to port 0 of tens of
+				// thousands of addresses slows down to timeouts.
+				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}, Timeout: time.Second,
+					Control: func(_, _ string, rc syscall.RawConn) error {
+						var serr error
+						rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1) })
+						return serr
+					}}
 				c, err := d.DialContext(ctx, "tcp", target)
 				if err != nil {
 					if ctx.Err() == nil {
-						failed.Add(1)
+						note(err)
 					}
 					continue
 				}
 				c.SetDeadline(time.Now().Add(time.Second))
 				if _, err := io.ReadAtLeast(c, buf, 3); err != nil {
-					failed.Add(1)
+					note(err)
 				} else {
 					ok.Add(1)
 				}
@@ -75,6 +97,6 @@ func loadgen() int {
 		}()
 	}
 	wg.Wait()
-	json.NewEncoder(os.Stdout).Encode(loadResult{Connections: ok.Load(), Failed: failed.Load(), Seconds: time.Since(start).Seconds()})
+	json.NewEncoder(os.Stdout).Encode(loadResult{Connections: ok.Load(), Failed: failed.Load(), Seconds: time.Since(start).Seconds(), Errors: errs})
 	return 0
 }
