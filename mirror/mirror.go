@@ -253,6 +253,9 @@ func (m *Mirror) sender(ctx context.Context, g *group) {
 		if ctx.Err() != nil {
 			break
 		}
+		if err == nil {
+			err = errors.New("connection ended")
+		}
 		g.setConn("", err.Error())
 		m.log.Warn("mirroring to peer interrupted; records are kept and resent in full on reconnect",
 			"traffic_group", g.name, "peer", g.peer, "error", err.Error())

@@ -441,3 +441,81 @@ func roundAll(xs []float64) []int {
 	}
 	return out
 }
+
+// failoverEvent makes device a give up tg1; it returns when it acted.
+type failoverEvent struct {
+	name string
+	do   func(t *testing.T, l *lab)
+}
+
+var failoverEvents = []failoverEvent{
+	{"kill -9 of the active", func(t *testing.T, l *lab) { l.signal("a", syscall.SIGKILL) }},
+	{"SIGSTOP of the active", func(t *testing.T, l *lab) { l.signal("a", syscall.SIGSTOP) }},
+	{"every HA path cut (a's LAN port and the direct link)", func(t *testing.T, l *lab) {
+		setLink(t, l.devs["a"].ns, "ha1", false)
+		setLink(t, l.lan, "pa", false)
+	}},
+	{"operator: fulcrum failover tg1 (run on the active)", func(t *testing.T, l *lab) {
+		go l.failover("a", "b")
+	}},
+	{"SIGTERM of the active (hand-over)", func(t *testing.T, l *lab) { l.signal("a", syscall.SIGTERM) }},
+}
+
+// TestBenchFailoverEvents: Fulcrum's tuned setting, every way a traffic
+// group leaves the active device, repeated: when b decided (its API's
+// last change) and when the client's first connection reached b, after
+// the event.
+func TestBenchFailoverEvents(t *testing.T) {
+	benchEnabled(t)
+	const runs = 5
+	tuned := contenders[1].fulcrum
+	var b strings.Builder
+	fmt.Fprintf(&b, "| Fulcrum `interval: %s`, `dead_time: %s`, %d runs each | b decided (median, max) | first request served by b (median, max) | probes unanswered (median) |\n|---|---|---|---|\n",
+		tuned.interval, tuned.deadTime, runs)
+	for ei, ev := range failoverEvents {
+		var decided, served []time.Duration
+		var failed []int
+		for r := 0; r < runs; r++ {
+			t.Run(fmt.Sprintf("e%d-%d", ei, r), func(t *testing.T) {
+				l := newLab(t, fmt.Sprintf("be%d%d", ei, r), tuned, "")
+				l.start("a")
+				l.start("b")
+				p := l.startProber()
+				l.waitActive(p, "a", 15*time.Second)
+				time.Sleep(300 * time.Millisecond)
+				t0 := time.Now()
+				ev.do(t, l)
+				at, ok := p.first("b", t0, 10*time.Second)
+				if !ok {
+					t.Errorf("%s: b never served", ev.name)
+					return
+				}
+				served = append(served, at.Sub(t0))
+				if g := l.group("b"); !g.Changed.IsZero() {
+					decided = append(decided, g.Changed.Sub(t0))
+				}
+				got := p.between(t0, at)
+				failed = append(failed, got[""]+got["a"])
+			})
+		}
+		med := func(ds []time.Duration) (time.Duration, time.Duration) {
+			s := slices.Clone(ds)
+			slices.Sort(s)
+			if len(s) == 0 {
+				return 0, 0
+			}
+			return s[len(s)/2], s[len(s)-1]
+		}
+		dm, dx := med(decided)
+		sm, sx := med(served)
+		f := slices.Clone(failed)
+		slices.Sort(f)
+		fm := 0
+		if len(f) > 0 {
+			fm = f[len(f)/2]
+		}
+		fmt.Fprintf(&b, "| %s | %s, %s | %s, %s | %d |\n", ev.name, ms(dm), ms(dx), ms(sm), ms(sx), fm)
+	}
+	t.Logf("\n%s", b.String())
+	writeOut(t, b.String())
+}
