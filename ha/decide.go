@@ -13,6 +13,8 @@ type peer struct {
 	lastSeq     []uint64    // per path: highest sequence accepted (anti-replay)
 	maxSeq      uint64      // highest sequence accepted on any path: the newest news
 	lastHeard   []time.Time // per path: when an authentic heartbeat last arrived
+	pathUp      []bool      // per path: heard within dead_time at the last tick
+	pathDowns   []uint64    // per path: times it went silent for dead_time
 	upSince     time.Time   // when it last became live (or restarted)
 	alive       bool
 	claims      map[string]groupClaim

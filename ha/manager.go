@@ -169,7 +169,8 @@ func New(opt Options) (*Manager, error) {
 			aps = append(aps, netip.AddrPortFrom(a.Unmap(), uint16(m.port)))
 		}
 		m.peerAddr[name] = aps
-		m.peers[name] = &peer{name: name, lastSeq: make([]uint64, len(aps)), lastHeard: make([]time.Time, len(aps))}
+		m.peers[name] = &peer{name: name, lastSeq: make([]uint64, len(aps)), lastHeard: make([]time.Time, len(aps)),
+			pathUp: make([]bool, len(aps)), pathDowns: make([]uint64, len(aps))}
 	}
 	for _, name := range sortedKeys(c.TrafficGroups) {
 		tg := c.TrafficGroups[name]
@@ -359,6 +360,7 @@ func (m *Manager) accept(in inbound) {
 		m.log.Info("HA path delivers heartbeats again", "peer", p.name, "path", in.path)
 	}
 	p.lastHeard[in.path] = in.at
+	p.pathUp[in.path] = true
 	p.received++
 	if !p.alive {
 		p.alive = true
@@ -425,6 +427,15 @@ func (m *Manager) tick(now time.Time) {
 	}
 	for _, name := range sortedKeys(m.peers) {
 		p := m.peers[name]
+		for i, t := range p.lastHeard {
+			up := !t.IsZero() && now.Sub(t) < m.deadTime
+			if p.pathUp[i] && !up && !m.pending() {
+				p.pathDowns[i]++
+				m.log.Warn("HA path silent: no heartbeat on it for dead_time (a failover needs every path silent)",
+					"peer", p.name, "path", i, "remote", m.peerAddr[p.name][i].String(), "dead_time", m.deadTime)
+				p.pathUp[i] = false
+			}
+		}
 		if p.alive && !p.heardWithin(now, m.deadTime) {
 			if m.pending() {
 				continue // our reader is behind, not the peer

@@ -20,6 +20,10 @@ var (
 		"Authentic heartbeats received, per HA path.", []string{"path"}, nil)
 	descSendErr = prometheus.NewDesc("fulcrum_ha_heartbeat_send_errors_total",
 		"Heartbeats the kernel refused to send, per HA path (an unreachable path).", []string{"path"}, nil)
+	descPathUp = prometheus.NewDesc("fulcrum_ha_path_up",
+		"1 while the HA path to the peer delivers heartbeats (heard within dead_time).", []string{"device", "path"}, nil)
+	descPathDowns = prometheus.NewDesc("fulcrum_ha_path_down_total",
+		"Times the HA path to the peer went silent for dead_time.", []string{"device", "path"}, nil)
 	descRefused = prometheus.NewDesc("fulcrum_ha_heartbeats_refused_total",
 		"Heartbeats refused, by reason.", []string{"reason"}, nil)
 )
@@ -31,7 +35,7 @@ func (m *Manager) Collector() prometheus.Collector { return collector{m} }
 type collector struct{ m *Manager }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descActive, descFailovers, descPeerUp, descHeard, descSendErr, descRefused} {
+	for _, d := range []*prometheus.Desc{descActive, descFailovers, descPeerUp, descHeard, descSendErr, descRefused, descPathUp, descPathDowns} {
 		ch <- d
 	}
 }
@@ -55,6 +59,14 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			v = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descPeerUp, prometheus.GaugeValue, v, d.Name)
+		for i, p := range d.Paths {
+			up := 0.0
+			if p.Up {
+				up = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descPathUp, prometheus.GaugeValue, up, d.Name, strconv.Itoa(i))
+			ch <- prometheus.MustNewConstMetric(descPathDowns, prometheus.CounterValue, float64(p.Downs), d.Name, strconv.Itoa(i))
+		}
 	}
 	for i := range c.m.recvd {
 		p := strconv.Itoa(i)

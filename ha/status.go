@@ -32,6 +32,8 @@ type PathStatus struct {
 	LastHeard  time.Time `json:"last_heard,omitzero"`
 	Received   uint64    `json:"received"`    // authentic heartbeats on this path (every peer)
 	SendErrors uint64    `json:"send_errors"` // heartbeats the kernel refused to send
+	Up         bool      `json:"up"`          // heard within dead_time
+	Downs      uint64    `json:"downs"`       // times the path went silent for dead_time
 }
 
 // GroupStatus is one traffic group.
@@ -94,7 +96,8 @@ func (m *Manager) publish(now time.Time) {
 		ds := DeviceStatus{Name: n, Up: p.alive, UpSince: p.upSince}
 		for i, ap := range m.peerAddr[n] {
 			ds.Paths = append(ds.Paths, PathStatus{Local: m.local[i].String(), Remote: ap.String(),
-				LastHeard: p.lastHeard[i], Received: m.recvd[i].Load(), SendErrors: m.sendErrs[i].Load()})
+				LastHeard: p.lastHeard[i], Received: m.recvd[i].Load(), SendErrors: m.sendErrs[i].Load(),
+				Up: p.pathUp[i], Downs: p.pathDowns[i]})
 		}
 		s.Devices = append(s.Devices, ds)
 	}

@@ -186,7 +186,7 @@ func (c *apiCLI) showHA(what string, st *ha.Status, out string) int {
 	if what == "devices" {
 		fmt.Fprintf(tw, "heartbeat every %s, peer down after %s of silence on every path; floating-address lifetime %s\n\n",
 			st.Interval, st.DeadTime, st.Lifetime)
-		fmt.Fprintln(tw, "DEVICE\tSTATE\tUP SINCE\tPATH\tLOCAL\tREMOTE\tLAST HEARD\tSEND ERRORS")
+		fmt.Fprintln(tw, "DEVICE\tSTATE\tUP SINCE\tPATH\tLOCAL\tREMOTE\tPATH STATE\tLAST HEARD\tWENT SILENT\tSEND ERRORS")
 		for _, d := range st.Devices {
 			state := "down"
 			if d.Self {
@@ -199,14 +199,18 @@ func (c *apiCLI) showHA(what string, st *ha.Status, out string) int {
 				up = ago(d.UpSince)
 			}
 			if len(d.Paths) == 0 {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\t\t\n", d.Name, state, up)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t\t\t\t\t\t\t\n", d.Name, state, up)
 			}
 			for i, p := range d.Paths {
 				name, st, u := d.Name, state, up
 				if i > 0 {
 					name, st, u = "", "", ""
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", name, st, u, i, p.Local, p.Remote, ago(p.LastHeard), p.SendErrors)
+				ps := "silent"
+				if p.Up {
+					ps = "up"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%d\n", name, st, u, i, p.Local, p.Remote, ps, ago(p.LastHeard), p.Downs, p.SendErrors)
 			}
 		}
 		r := st.Refused

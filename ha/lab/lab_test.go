@@ -654,8 +654,14 @@ func TestPathCuts(t *testing.T) {
 	st, err := l.status("b")
 	must(t, err)
 	for _, d := range st.Devices {
-		if d.Name == "a" && !d.Up {
+		if d.Name != "a" {
+			continue
+		}
+		if !d.Up {
 			t.Errorf("b sees a down with one path left: %+v", d)
+		}
+		if len(d.Paths) != 2 || !d.Paths[0].Up || d.Paths[1].Up || d.Paths[1].Downs != 1 || d.Paths[0].Downs != 0 {
+			t.Errorf("b's view of the paths to a with the direct link cut: %+v", d.Paths)
 		}
 	}
 	// Every path: a's LAN port too (a is cut off from the client as well).
