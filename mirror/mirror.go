@@ -30,7 +30,12 @@ const (
 	eventQueue     = 1 << 16 // events buffered per sender before it must resynchronise
 	maxBackoff     = 2 * time.Second
 	handshakeLimit = 5 * time.Second
-	maxInbound     = 8 // concurrent mirroring connections accepted per listener
+	// maxPending bounds connections per listener that have not proven to
+	// be the peer yet (each has handshakeLimit to do so); maxPeerConns
+	// bounds the peer's authenticated connections per group. Kept apart so
+	// that strangers holding handshakes open cannot lock the peer out.
+	maxPending   = 64
+	maxPeerConns = 4
 )
 
 // Configs gives the running configuration (the engine): which virtuals
@@ -59,6 +64,7 @@ type Mirror struct {
 	trust   *trust.Store
 	log     *slog.Logger
 	groups  map[string]*group
+	allowed map[netip.Addr]bool // the peers' mirror addresses: the only sources accepted
 	lns     []net.Listener
 	ctx     context.Context
 	bg      sync.WaitGroup
@@ -72,6 +78,7 @@ type group struct {
 	port  int
 	peer  string           // the device this one mirrors to when active here
 	addrs []netip.AddrPort // the peer's mirror addresses (primary, secondary), at port
+	local []netip.Addr     // this device's mirror addresses: the i-th dials the peer's i-th
 
 	stop context.CancelFunc // running sender, nil when none
 	done chan struct{}
@@ -97,9 +104,27 @@ func New(opt Options) (*Mirror, error) {
 		return nil, errors.New("mirror: this device has no mirror_addresses")
 	}
 	m := &Mirror{self: c.Local.Device, configs: opt.Configs, table: opt.Table, trust: opt.Trust,
-		log: opt.Log.With("subsystem", "mirror"), groups: map[string]*group{}}
+		log: opt.Log.With("subsystem", "mirror"), groups: map[string]*group{}, allowed: map[netip.Addr]bool{}}
+	var local []netip.Addr
+	for _, s := range me.MirrorAddresses {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("mirror: devices.%s.mirror_addresses: %w", m.self, err)
+		}
+		local = append(local, a.Unmap())
+	}
+	for name, d := range c.Devices {
+		if name == m.self {
+			continue
+		}
+		for _, s := range d.MirrorAddresses {
+			if a, err := netip.ParseAddr(s); err == nil {
+				m.allowed[a.Unmap()] = true
+			}
+		}
+	}
 	for name, tg := range c.TrafficGroups {
-		g := &group{name: name, port: c.Failover.MirrorPort + tg.Index}
+		g := &group{name: name, port: c.Failover.MirrorPort + tg.Index, local: local}
 		for _, d := range tg.HAOrder {
 			if d != m.self {
 				g.peer = d
@@ -277,8 +302,13 @@ func (g *group) setConn(addr, errText string) {
 // dial connects to the peer's primary mirror address, else its secondary.
 func (m *Mirror) dial(ctx context.Context, g *group) (*tls.Conn, netip.AddrPort, error) {
 	var errs []error
-	for _, a := range g.addrs {
-		d := tls.Dialer{NetDialer: &net.Dialer{Timeout: dialTimeout}, Config: m.trust.ClientTLS(g.peer)}
+	for i, a := range g.addrs {
+		nd := &net.Dialer{Timeout: dialTimeout}
+		if i < len(g.local) {
+			// From our i-th mirror address: the peer accepts only those.
+			nd.LocalAddr = &net.TCPAddr{IP: g.local[i].AsSlice()}
+		}
+		d := tls.Dialer{NetDialer: nd, Config: m.trust.ClientTLS(g.peer)}
 		dctx, cancel := context.WithTimeout(ctx, handshakeLimit)
 		c, err := d.DialContext(dctx, "tcp", a.String())
 		cancel()
@@ -439,7 +469,7 @@ func (m *Mirror) follow(ctx context.Context, g *group, sub *events.Subscription[
 
 // accept serves one listener of group g.
 func (m *Mirror) accept(ctx context.Context, ln net.Listener, g *group) {
-	sem := make(chan struct{}, maxInbound)
+	pending := make(chan struct{}, maxPending)
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -449,29 +479,40 @@ func (m *Mirror) accept(ctx context.Context, ln net.Listener, g *group) {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err != nil || !m.allowed[ap.Addr().Unmap()] {
+			c.Close() // not from a peer's mirror address
+			if n := g.refused.Add(1); n&(n-1) == 0 {
+				m.log.Warn("mirroring connection refused: not from a peer's mirror address", "traffic_group", g.name, "remote", c.RemoteAddr().String(), "refused", n)
+			}
+			continue
+		}
 		select {
-		case sem <- struct{}{}:
+		case pending <- struct{}{}:
 		default:
-			c.Close() // more connections than any peer needs
+			c.Close() // a flood of unauthenticated connections
 			g.refused.Add(1)
 			continue
 		}
 		m.bg.Add(1)
 		go func() {
 			defer m.bg.Done()
-			defer func() { <-sem }()
 			defer c.Close()
 			stop := context.AfterFunc(ctx, func() { c.Close() })
 			defer stop()
-			if err := m.receive(c, g); err != nil && ctx.Err() == nil {
+			if err := m.receive(c, g, func() { <-pending }); err != nil && ctx.Err() == nil {
 				m.log.Warn("mirroring connection from peer ended", "traffic_group", g.name, "remote", c.RemoteAddr().String(), "error", err.Error())
 			}
 		}()
 	}
 }
 
-// receive authenticates a peer and applies what it mirrors.
-func (m *Mirror) receive(c net.Conn, g *group) error {
+// receive authenticates a peer and applies what it mirrors; authenticated
+// is called once the connection has proven to be the peer, or when it
+// ends before that.
+func (m *Mirror) receive(c net.Conn, g *group, authenticated func()) error {
+	var once sync.Once
+	proven := func() { once.Do(authenticated) }
+	defer proven()
 	tc := tls.Server(c, m.trust.ServerTLS())
 	tc.SetDeadline(time.Now().Add(handshakeLimit))
 	if err := tc.Handshake(); err != nil {
@@ -491,7 +532,12 @@ func (m *Mirror) receive(c net.Conn, g *group) error {
 		return fmt.Errorf("refused hello from %q: type %d version %d group %q device %q", peer, f.typ, f.version, f.group, f.device)
 	}
 	tc.SetDeadline(time.Time{})
-	g.inbound.Add(1)
+	proven()
+	if n := g.inbound.Add(1); n > maxPeerConns {
+		g.inbound.Add(^uint64(0))
+		g.refused.Add(1)
+		return fmt.Errorf("more than %d mirroring connections from %s", maxPeerConns, peer)
+	}
 	defer g.inbound.Add(^uint64(0))
 	g.mu.Lock()
 	g.recvFrom = peer

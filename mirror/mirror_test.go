@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -279,7 +280,10 @@ func TestMirrorRefusesUnknownDevice(t *testing.T) {
 	cc.Local.Device = "c"
 	m := &Mirror{self: "c", configs: staticConfig{cc}, table: persist.NewTable(), trust: cst,
 		log: slog.New(slog.NewTextHandler(io.Discard, nil)), groups: map[string]*group{}}
-	g := &group{name: "tg1", port: p, peer: "b", addrs: []netip.AddrPort{netip.MustParseAddrPort(fmt.Sprintf("127.0.2.2:%d", p))}}
+	// From a's mirror address (the address filter passes), with c's
+	// certificate: device trust must refuse it.
+	g := &group{name: "tg1", port: p, peer: "b", addrs: []netip.AddrPort{netip.MustParseAddrPort(fmt.Sprintf("127.0.2.2:%d", p))},
+		local: []netip.Addr{netip.MustParseAddr("127.0.2.1")}}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	conn, _, err := m.dial(ctx, g)
@@ -297,4 +301,17 @@ func TestMirrorRefusesUnknownDevice(t *testing.T) {
 	if tb.Len() != 0 {
 		t.Error("records arrived from an unknown device")
 	}
+	// A connection from an address that is no peer's mirror address is
+	// closed before any TLS.
+	before := b.m.Status().Groups[0].Refused
+	raw, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.2.2:%d", p), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := raw.Read(make([]byte, 1)); err == nil {
+		t.Error("a stranger's connection was kept open")
+	}
+	raw.Close()
+	waitFor(t, 2*time.Second, "stranger refused", func() bool { return b.m.Status().Groups[0].Refused > before })
 }
