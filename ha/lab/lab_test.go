@@ -211,7 +211,7 @@ devices:
 failover: {interval: %s, dead_time: %s, garp_count: 3, garp_interval: 50ms}
 traffic_groups:
   tg1:
-    addresses: [{address: %s/24, interface: eth0}]
+    addresses: [{address: %s/24, interface: eth0}, {address: "%s/64", interface: eth0}]
 %s
 management: {address: "127.0.0.1:9090"}
 %s
@@ -219,8 +219,10 @@ pools:
   p: {members: [%s]}
 virtuals:
   v: {destination: "%s:%d", type: tcp, pool: p%s}
+  v6: {destination: "[%s]:%d", type: tcp, pool: p}
 `, n, filepath.Join(l.dir, "trust-"+n), lanAddr["a"], hal["a"], mirrorA, lanAddr["b"], hal["b"], mirrorB,
-			s.interval, s.deadTime, vip, extra, persistence, members, vip, vipPort, map[bool]string{true: ", persistence: sticky"}[mirror])
+			s.interval, s.deadTime, vip, v6Of(vip.String()), extra, persistence, members, vip, vipPort, map[bool]string{true: ", persistence: sticky"}[mirror],
+			v6Of(vip.String()), vipPort)
 		must(t, os.WriteFile(d.config, []byte(cfg), 0o600))
 	}
 	t.Cleanup(l.stopAll)
@@ -247,7 +249,16 @@ func (l *lab) plug(ns *testnet.NS, port, addr string) {
 		return netlink.LinkSetUp(p)
 	}))
 	must(t, ns.AddAddr("eth0", netip.MustParsePrefix(addr+"/24")))
+	// IPv6 beside it (fd77::LAST-OCTET), usable at once: no DAD.
+	must(t, ns.SetSysctl("net.ipv6.conf.eth0.accept_dad", "0"))
+	must(t, ns.AddAddr("eth0", netip.MustParsePrefix(v6Of(addr).String()+"/64")))
 	must(t, ns.LinkUp("eth0"))
+}
+
+// v6Of is the lab's IPv6 address for an IPv4 one: fd77:: and its last octet.
+func v6Of(v4 string) netip.Addr {
+	b := netip.MustParseAddr(v4).As4()
+	return netip.AddrFrom16([16]byte{0: 0xfd, 1: 0x77, 15: b[3]})
 }
 
 func serveName(ln net.Listener, name string) {
@@ -388,12 +399,19 @@ func (l *lab) hasVIP(n string) bool {
 }
 
 // clientNeigh is the MAC the client's neighbour table has for the VIP.
-func (l *lab) clientNeigh() net.HardwareAddr {
+func (l *lab) clientNeigh() net.HardwareAddr { return l.clientNeighOf(vip) }
+
+// clientNeighOf is the MAC the client's neighbour table has for ip.
+func (l *lab) clientNeighOf(want netip.Addr) net.HardwareAddr {
 	var mac net.HardwareAddr
+	fam := netlink.FAMILY_V4
+	if want.Is6() {
+		fam = netlink.FAMILY_V6
+	}
 	must(l.t, l.client.Do(func() error {
-		ns, err := netlink.NeighList(0, netlink.FAMILY_V4)
+		ns, err := netlink.NeighList(0, fam)
 		for _, n := range ns {
-			if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap() == vip {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap() == want {
 				mac = n.HardwareAddr
 			}
 		}
@@ -423,10 +441,13 @@ const (
 	maxProbes    = 200000 // bounds a runaway test's memory: 1000 s of probes
 )
 
-func (l *lab) startProber() *prober {
+func (l *lab) startProber() *prober { return l.startProberTo(vip) }
+
+// startProberTo probes the virtual server on address ip.
+func (l *lab) startProberTo(ip netip.Addr) *prober {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &prober{cancel: cancel, done: make(chan struct{})}
-	addr := netip.AddrPortFrom(vip, uint16(vipPort)).String()
+	addr := netip.AddrPortFrom(ip, uint16(vipPort)).String()
 	go func() {
 		defer close(p.done)
 		tick := time.NewTicker(probeEvery)
@@ -759,5 +780,32 @@ func TestOperatorFailoverAndShutdown(t *testing.T) {
 	}
 	if l.hasVIP("a") {
 		t.Error("a exited holding the floating address")
+	}
+}
+
+// TestKillActiveIPv6: the same takeover for an IPv6 floating address: the
+// new active adds it without DAD, its virtual server (bound with
+// IPV6_FREEBIND while standby) answers, and its unsolicited neighbour
+// advertisement repoints the client.
+func TestKillActiveIPv6(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, "h6", ciSettings, "")
+	l.start("a")
+	l.start("b")
+	vip6 := v6Of(vip.String())
+	p := l.startProberTo(vip6)
+	l.waitActive(p, "a", 5*time.Second)
+	if mac := l.clientNeighOf(vip6); !bytes.Equal(mac, l.devs["a"].mac) {
+		t.Fatalf("before: the client's neighbour entry for %s is %s, want a's %s", vip6, mac, l.devs["a"].mac)
+	}
+	killed := time.Now()
+	l.signal("a", syscall.SIGKILL)
+	at, ok := p.first("b", killed, ciSettings.deadTime+3*time.Second)
+	if !ok {
+		t.Fatalf("b did not serve %s after the kill", vip6)
+	}
+	t.Logf("IPv6, kill -9: first request served by b %s after the kill", at.Sub(killed).Round(time.Millisecond))
+	if mac := l.clientNeighOf(vip6); !bytes.Equal(mac, l.devs["b"].mac) {
+		t.Errorf("after: the client's neighbour entry for %s is %s, want b's %s", vip6, mac, l.devs["b"].mac)
 	}
 }
