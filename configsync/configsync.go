@@ -38,6 +38,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -192,7 +193,7 @@ func New(opt Options) (*Syncer, error) {
 	mux.HandleFunc("POST /sync/v1/push", s.servePush)
 	tc := opt.Trust.ServerTLS()
 	s.server = &http.Server{Handler: mux, TLSConfig: tc, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+		WriteTimeout: 30 * time.Second, ErrorLog: log.New(&rateLimitedLog{log: s.log}, "", 0)}
 	ln, err := net.Listen("tcp", s.listen)
 	if err != nil {
 		return nil, fmt.Errorf("configsync: listen on %s: %w", s.listen, err)
@@ -582,6 +583,11 @@ func (s *Syncer) apply(from State, part []byte, force bool) error {
 // fromPeer checks that a request comes from the group's other device.
 func (s *Syncer) fromPeer(w http.ResponseWriter, r *http.Request) bool {
 	if r.TLS == nil || trust.PeerDevice(*r.TLS) != s.peer {
+		who := ""
+		if r.TLS != nil {
+			who = trust.PeerDevice(*r.TLS)
+		}
+		s.log.Warn("config sync request refused: not this device's peer", "remote", r.RemoteAddr, "device", who)
 		writeErr(w, http.StatusForbidden, "not this device's peer")
 		return false
 	}
@@ -660,4 +666,34 @@ func newClientFor(store *trust.Store, peer string) *http.Client {
 			IdleConnTimeout:     time.Minute,
 		},
 	}
+}
+
+// rateLimitedLog turns the HTTPS server's own messages (refused TLS
+// handshakes: a device outside the trust domain, a scanner) into warnings,
+// at most 10 a minute, so that a flood cannot fill the log; the rest are
+// counted and reported.
+type rateLimitedLog struct {
+	log        *slog.Logger
+	mu         sync.Mutex
+	window     time.Time
+	n, dropped int
+}
+
+func (r *rateLimitedLog) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	if now.Sub(r.window) >= time.Minute {
+		if r.dropped > 0 {
+			r.log.Warn("config sync listener: more messages suppressed", "count", r.dropped)
+		}
+		r.window, r.n, r.dropped = now, 0, 0
+	}
+	if r.n >= 10 {
+		r.dropped++
+		return len(p), nil
+	}
+	r.n++
+	r.log.Warn("config sync listener: " + string(bytes.TrimSpace(p)))
+	return len(p), nil
 }
