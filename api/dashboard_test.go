@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"os/exec"
 	"strings"
@@ -21,19 +22,7 @@ func TestDashboardScript(t *testing.T) {
 		t.Skip("node not installed")
 	}
 	fb := newFake()
-	srv := httptest.NewServer(NewHandler(fb, nil, Options{Token: "tok"}))
-	defer srv.Close()
-
-	_, rest, _ := strings.Cut(string(dashboardHTML), "<script>")
-	script, _, _ := strings.Cut(rest, "</script>")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "testdata/dashboard_harness.js", srv.URL, "tok")
-	cmd.Stdin = strings.NewReader(script)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("node: %v\n%s", err, out)
-	}
+	out := runDashboard(t, node, NewHandler(fb, nil, Options{Token: "tok"}))
 	got := map[string]string{}
 	for _, l := range strings.Split(string(out), "\n") {
 		if k, v, ok := strings.Cut(l, ": "); ok {
@@ -110,18 +99,7 @@ func TestDashboardDeviceGroup(t *testing.T) {
 		t.Skip("node not installed")
 	}
 	h := &fakeHA{}
-	srv := httptest.NewServer(NewHandler(newFake(), nil, Options{Token: "tok", HA: h, Mirroring: fakeMirroring{}, Sync: fakeSync{}}))
-	defer srv.Close()
-	_, rest, _ := strings.Cut(string(dashboardHTML), "<script>")
-	script, _, _ := strings.Cut(rest, "</script>")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "testdata/dashboard_harness.js", srv.URL, "tok")
-	cmd.Stdin = strings.NewReader(script)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("node: %v\n%s", err, out)
-	}
+	out := runDashboard(t, node, NewHandler(newFake(), nil, Options{Token: "tok", HA: h, Mirroring: fakeMirroring{}, Sync: fakeSync{}}))
 	for _, want := range []string{"ha shown: block", "tg1 active a b 3 2 to b, lag 7", "handed over by b",
 		"Config sync (automatic): behind, generation 5", "b up 0: 10.0.0.2:1026"} {
 		if !strings.Contains(string(out), want) {
@@ -133,4 +111,24 @@ func TestDashboardDeviceGroup(t *testing.T) {
 	if len(h.failovers) != 1 || h.failovers[0] != "tg1->" {
 		t.Errorf("failover calls: %v", h.failovers)
 	}
+}
+
+// runDashboard serves handler and runs the dashboard's script against it in
+// Node (testdata/dashboard_harness.js, token "tok"); it returns what the
+// harness printed.
+func runDashboard(t *testing.T, node string, handler http.Handler) []byte {
+	t.Helper()
+	srv := httptest.NewServer(handler)
+	defer srv.Close()
+	_, rest, _ := strings.Cut(string(dashboardHTML), "<script>")
+	script, _, _ := strings.Cut(rest, "</script>")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "testdata/dashboard_harness.js", srv.URL, "tok")
+	cmd.Stdin = strings.NewReader(script)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node: %v\n%s", err, out)
+	}
+	return out
 }

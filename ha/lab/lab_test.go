@@ -534,6 +534,18 @@ func (l *lab) groupOrNil(n string) any {
 	return st.Groups
 }
 
+// startPair builds a lab, starts both devices and a prober, and waits
+// until a serves.
+func startPair(t *testing.T, prefix string, s settings, extra string) (*lab, *prober) {
+	t.Helper()
+	l := newLab(t, prefix, s, extra)
+	l.start("a")
+	l.start("b")
+	p := l.startProber()
+	l.waitActive(p, "a", 5*time.Second)
+	return l, p
+}
+
 // eventually polls cond every 10 ms for up to timeout.
 func eventually(timeout time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(timeout)
@@ -557,11 +569,7 @@ var ciSettings = settings{interval: 20 * time.Millisecond, deadTime: 300 * time.
 // nothing it should not.
 func TestKillActive(t *testing.T) {
 	t.Parallel()
-	l := newLab(t, "hk", ciSettings, "")
-	l.start("a")
-	l.start("b")
-	p := l.startProber()
-	l.waitActive(p, "a", 5*time.Second)
+	l, p := startPair(t, "hk", ciSettings, "")
 	if !l.hasVIP("a") || l.hasVIP("b") {
 		t.Fatalf("before: VIP on a %v, on b %v", l.hasVIP("a"), l.hasVIP("b"))
 	}
@@ -604,11 +612,7 @@ func TestKillActive(t *testing.T) {
 // group before doing anything else, and never serves the address again.
 func TestStopContinue(t *testing.T) {
 	t.Parallel()
-	l := newLab(t, "hs", ciSettings, "")
-	l.start("a")
-	l.start("b")
-	p := l.startProber()
-	l.waitActive(p, "a", 5*time.Second)
+	l, p := startPair(t, "hs", ciSettings, "")
 	stopped := time.Now()
 	l.signal("a", syscall.SIGSTOP)
 	at, ok := p.first("b", stopped, ciSettings.deadTime+3*time.Second)
@@ -657,11 +661,7 @@ func setLink(t *testing.T, ns *testnet.NS, dev string, up bool) {
 // releases the address.
 func TestPathCuts(t *testing.T) {
 	t.Parallel()
-	l := newLab(t, "hp", ciSettings, "")
-	l.start("a")
-	l.start("b")
-	p := l.startProber()
-	l.waitActive(p, "a", 5*time.Second)
+	l, p := startPair(t, "hp", ciSettings, "")
 	cut := time.Now()
 	setLink(t, l.devs["a"].ns, "ha1", false)
 	time.Sleep(5 * ciSettings.deadTime)
@@ -731,11 +731,7 @@ func (l *lab) failover(on, to string) ([]byte, error) {
 // group over at once instead of letting the peer wait for dead_time.
 func TestOperatorFailoverAndShutdown(t *testing.T) {
 	t.Parallel()
-	l := newLab(t, "ho", ciSettings, "")
-	l.start("a")
-	l.start("b")
-	p := l.startProber()
-	l.waitActive(p, "a", 5*time.Second)
+	l, p := startPair(t, "ho", ciSettings, "")
 	asked := time.Now()
 	if out, err := l.failover("a", "b"); err != nil || !strings.Contains(string(out), "active on b") {
 		t.Fatalf("fulcrum failover tg1 -to b on a: %v: %s", err, out)
