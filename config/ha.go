@@ -99,10 +99,13 @@ const (
 	DefaultSyncInterval      = Duration(2 * time.Second)
 )
 
-// MaxDevices is the largest device group Fulcrum runs today: failover
-// among three or more devices must be decided by a consensus engine
-// (majority), which is not built yet.
-const MaxDevices = 2
+// MaxDevices is the largest device group: with three or more devices
+// failover is decided by a majority on the raft group (ha/quorum), whose
+// every decision waits for a majority of them.
+const MaxDevices = 8
+
+// QuorumDevices is the size from which a device group decides on raft.
+const QuorumDevices = 3
 
 // maxHAPaths bounds ha_addresses per device.
 const maxHAPaths = 4
@@ -213,7 +216,9 @@ func (v *validator) ha() {
 	case len(c.Devices) < 2:
 		v.errorf("devices", "a device group needs at least two devices (has %d)", len(c.Devices))
 	case len(c.Devices) > MaxDevices:
-		v.errorf("devices", "device groups of %d devices are not built yet: with three or more devices failover must be decided by a majority on a consensus engine, which Fulcrum does not have yet; use two devices (docs/ha.md)", len(c.Devices))
+		v.errorf("devices", "a device group has at most %d devices (has %d)", MaxDevices, len(c.Devices))
+	case len(c.Devices) >= QuorumDevices && c.Failover.DeadTime < Duration(20*time.Millisecond):
+		v.errorf("failover.dead_time", "with %d devices dead_time must be at least 20ms: the raft timeouts are derived from it (election after half, leader lease a quarter)", len(c.Devices))
 	}
 	if c.Local.Device == "" {
 		v.errorAt("devices", "local.device", "local.device is required with devices: the name of this device (defined: %s)", strings.Join(sortedKeys(c.Devices), ", "))
@@ -255,6 +260,8 @@ func (v *validator) persistenceMirror() {
 			v.errorf(path, "hash persistence keeps no records, so there is nothing to mirror: every device maps a key to the same member")
 		case !c.HAEnabled():
 			v.errorf(path, "mirror: true needs a device group (devices, local, traffic_groups): records are mirrored to the traffic group's next-active device")
+		case len(c.Devices) >= QuorumDevices:
+			v.errorf(path, "persistence mirroring in a group of %d devices is not built yet (it mirrors to one peer; with three or more the next-active device is the quorum's choice): use two devices, or no mirror", len(c.Devices))
 		default:
 			for _, d := range sortedKeys(c.Devices) {
 				if len(c.Devices[d].MirrorAddresses) == 0 {
@@ -363,6 +370,9 @@ func (v *validator) failover() {
 
 func (v *validator) configSync() {
 	cs := &v.cfg.ConfigSync
+	if len(v.cfg.Devices) >= QuorumDevices && v.p.has("config_sync") {
+		v.errorf("config_sync", "config sync in a group of %d devices is not built yet (it will ride the quorum's log): keep the files equal by other means, or use two devices", len(v.cfg.Devices))
+	}
 	if cs.Mode != "manual" && cs.Mode != "automatic" {
 		v.errorf("config_sync.mode", "mode %q: want manual or automatic", cs.Mode)
 	}

@@ -62,8 +62,14 @@ func TestHAConfigErrors(t *testing.T) {
 	dir := trustFiles(t, "a")
 	local := "local: {device: a, trust_dir: " + dir + "}\n"
 	cases := []struct{ name, src, want string }{
-		{"three devices", local + strings.Replace(haBase, "devices:\n", "devices:\n  c: {ha_addresses: [10.0.0.3, 192.168.0.3]}\n", 1),
-			"devices: device groups of 3 devices are not built yet"},
+		{"nine devices", local + strings.Replace(haBase, "devices:\n", "devices:\n  c: {ha_addresses: [10.0.0.3, 192.168.0.3]}\n  d: {ha_addresses: [10.0.0.4, 192.168.0.4]}\n  e: {ha_addresses: [10.0.0.5, 192.168.0.5]}\n  f: {ha_addresses: [10.0.0.6, 192.168.0.6]}\n  g: {ha_addresses: [10.0.0.7, 192.168.0.7]}\n  h: {ha_addresses: [10.0.0.8, 192.168.0.8]}\n  i: {ha_addresses: [10.0.0.9, 192.168.0.9]}\n", 1),
+			"devices: a device group has at most 8 devices (has 9)"},
+		{"three devices and config sync", local + "config_sync: {mode: automatic}\n" + strings.Replace(haBase, "devices:\n", "devices:\n  c: {ha_addresses: [10.0.0.3, 192.168.0.3]}\n", 1),
+			"config sync in a group of 3 devices is not built yet"},
+		{"three devices and mirroring", local + "profiles: {persistence: {s: {type: source_addr, mirror: true}}}\n" + strings.Replace(haBase, "devices:\n", "devices:\n  c: {ha_addresses: [10.0.0.3, 192.168.0.3]}\n", 1),
+			"persistence mirroring in a group of 3 devices is not built yet"},
+		{"three devices, dead time too short", local + "failover: {interval: 1ms, dead_time: 10ms}\n" + strings.Replace(haBase, "devices:\n", "devices:\n  c: {ha_addresses: [10.0.0.3, 192.168.0.3]}\n", 1),
+			"with 3 devices dead_time must be at least 20ms"},
 		{"no local", haBase, "local.device: local.device is required"},
 		{"unknown local", "local: {device: zz, trust_dir: " + dir + "}\n" + haBase, `local.device: device "zz" does not exist`},
 		{"trust files missing", "local: {device: b, trust_dir: " + dir + "}\n" + haBase, "b.pem"},
@@ -110,5 +116,18 @@ func TestHAMirrorAddressesAccepted(t *testing.T) {
 	}
 	if !c.Profiles.Persistence["s"].Mirror || len(c.Devices["b"].MirrorAddresses) != 2 {
 		t.Errorf("mirror settings not kept: %+v %+v", c.Profiles.Persistence["s"], c.Devices["b"])
+	}
+}
+
+func TestHAThreeDevicesAccepted(t *testing.T) {
+	t.Parallel()
+	dir := trustFiles(t, "a")
+	src := "local: {device: a, trust_dir: " + dir + "}\n" + strings.Replace(haBase, "devices:\n", "devices:\n  c: {ha_addresses: [10.0.0.3, 192.168.0.3]}\n", 1)
+	c, err := Parse([]byte(src), "ha.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Devices) != 3 || strings.Join(c.TrafficGroups["tg1"].HAOrder, ",") != "a,b,c" {
+		t.Errorf("three devices: %d devices, ha_order %v", len(c.Devices), c.TrafficGroups["tg1"].HAOrder)
 	}
 }

@@ -160,6 +160,9 @@ type Syncer struct {
 // down, and opens the listener.
 func New(opt Options) (*Syncer, error) {
 	c := opt.Config
+	if len(c.Devices) != 2 {
+		return nil, fmt.Errorf("configsync: config sync runs between two devices; this group has %d", len(c.Devices))
+	}
 	self := c.Local.Device
 	var peer string
 	for _, d := range slices.Sorted(mapKeys(c.Devices)) {

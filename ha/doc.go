@@ -23,8 +23,9 @@
 //
 // With two devices this is the behaviour of F5 network failover and of
 // VRRP: if every HA path is cut, both devices go active. Groups of three or
-// more devices need a majority decision on a consensus engine and are
-// refused by the configuration until that is built (docs/ha.md).
+// more devices decide by majority instead (quorum_mode.go, ha/quorum): the
+// raft leader assigns each group, and a device serves only while it is
+// assigned the group and in touch with a majority.
 //
 // # Stalls and crashes
 //

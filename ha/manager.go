@@ -15,6 +15,7 @@ import (
 
 	"github.com/fulcrum-adc/fulcrum/api"
 	"github.com/fulcrum-adc/fulcrum/config"
+	"github.com/fulcrum-adc/fulcrum/ha/quorum"
 	"github.com/fulcrum-adc/fulcrum/netcfg"
 	"golang.org/x/sys/unix"
 )
@@ -56,6 +57,20 @@ type Options struct {
 	Auth      Authenticator
 	Log       *slog.Logger
 	Addresses Addresses // nil: the host's, through netcfg
+	// Quorum is required with three or more devices: which device holds
+	// each group is then decided by the raft group (ha/quorum), and a
+	// device serves only while it is in touch with a majority.
+	Quorum Quorum
+}
+
+// Quorum is the consensus a group of three or more devices decides on
+// (the ha/quorum package's Node).
+type Quorum interface {
+	Leader() bool
+	LeaderName() string
+	InMajority() bool
+	Assignments() map[string]quorum.Assignment
+	Assign(group, device string, gen uint64, timeout time.Duration) error
 }
 
 // Manager runs this device's part of the device group.
@@ -68,6 +83,7 @@ type Manager struct {
 	garpN    int
 	garpGap  time.Duration
 	engine   Lifecycle
+	q        Quorum // nil: a two-device group (decide.go's rule)
 	auth     Authenticator
 	log      *slog.Logger
 	addrs    Addresses
@@ -86,16 +102,17 @@ type Manager struct {
 	announce   map[string]context.CancelFunc // group -> its running announcer
 
 	// Owned by the loop goroutine.
-	peers       map[string]*peer
-	groups      []*group
-	incarnation uint64
-	seq         uint64
-	lastTick    time.Time
-	startUntil  time.Time
-	lastRenew   time.Time
-	outgoing    []failoverRequest // requests made here for groups held elsewhere
-	outExpiry   []time.Time
-	bg          sync.WaitGroup
+	peers         map[string]*peer
+	groups        []*group
+	incarnation   uint64
+	seq           uint64
+	lastTick      time.Time
+	startUntil    time.Time
+	lastRenew     time.Time
+	majoritySince time.Time         // quorum mode: in touch with the majority since
+	outgoing      []failoverRequest // requests made here for groups held elsewhere
+	outExpiry     []time.Time
+	bg            sync.WaitGroup
 }
 
 type counters struct {
@@ -122,6 +139,9 @@ func New(opt Options) (*Manager, error) {
 	if opt.Engine == nil || opt.Auth == nil || opt.Log == nil {
 		return nil, errors.New("ha: Engine, Auth and Log are required")
 	}
+	if len(c.Devices) >= 3 && opt.Quorum == nil {
+		return nil, errors.New("ha: a group of three or more devices needs its quorum (ha/quorum)")
+	}
 	self := c.Local.Device
 	me := c.Devices[self]
 	if me == nil {
@@ -136,6 +156,7 @@ func New(opt Options) (*Manager, error) {
 		garpN:    c.Failover.GARPCount,
 		garpGap:  time.Duration(c.Failover.GARPInterval),
 		engine:   opt.Engine,
+		q:        opt.Quorum,
 		auth:     opt.Auth,
 		log:      opt.Log.With("subsystem", "ha"),
 		addrs:    opt.Addresses,
@@ -474,6 +495,10 @@ func (m *Manager) holdFor() time.Duration { return max(2*m.deadTime, time.Second
 
 // evaluate runs decide on every group and carries out its verdicts.
 func (m *Manager) evaluate(now time.Time) {
+	if m.q != nil {
+		m.evaluateQuorum(now)
+		return
+	}
 	d := m.decider(now)
 	changed := false
 	for _, g := range m.groups {
@@ -627,10 +652,16 @@ func (m *Manager) request(r *localRequest, now time.Time) error {
 	if r.target != "" && !slices.Contains(g.order, r.target) {
 		return fmt.Errorf("%w: device %q is not in traffic group %s's ha_order (%v)", api.ErrBadRequest, r.target, g.name, g.order)
 	}
-	if g.active {
-		if r.target == m.self {
-			return fmt.Errorf("%w: traffic group %s is already active on %s", api.ErrBadRequest, g.name, m.self)
-		}
+	if g.active && r.target == m.self {
+		return fmt.Errorf("%w: traffic group %s is already active on %s", api.ErrBadRequest, g.name, m.self)
+	}
+	if m.q != nil && m.q.Leader() {
+		// The quorum's leader assigns: at once, from here.
+		g.local = &failoverRequest{Group: g.name, Target: r.target}
+		m.evaluate(now)
+		return nil
+	}
+	if g.active && m.q == nil {
 		g.local = &failoverRequest{Group: g.name, Target: r.target}
 		m.evaluate(now)
 		if g.active {

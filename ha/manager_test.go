@@ -22,9 +22,10 @@ import (
 // testAuth is an HMAC-SHA256 heartbeat MAC keyed per sender, like device
 // trust's; refuse makes Open fail for every sender (every path cut).
 type testAuth struct {
-	self   string
-	key    []byte
-	refuse atomic.Bool
+	self       string
+	key        []byte
+	refuse     atomic.Bool
+	refuseFrom sync.Map // sender -> true: that sender's heartbeats are lost (a partition)
 }
 
 func (a *testAuth) mac(sender string, msg []byte) []byte {
@@ -38,7 +39,7 @@ func (a *testAuth) mac(sender string, msg []byte) []byte {
 func (a *testAuth) Seal(msg []byte) []byte { return append(msg, a.mac(a.self, msg)...) }
 
 func (a *testAuth) Open(sender string, msg []byte) ([]byte, bool) {
-	if a.refuse.Load() || len(msg) < 16 {
+	if _, cut := a.refuseFrom.Load(sender); cut || a.refuse.Load() || len(msg) < 16 {
 		return nil, false
 	}
 	body := msg[:len(msg)-16]

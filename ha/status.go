@@ -14,6 +14,13 @@ type Status struct {
 	Devices  []DeviceStatus `json:"devices"`
 	Groups   []GroupStatus  `json:"traffic_groups"`
 	Refused  Refused        `json:"refused"`
+	Quorum   *QuorumStatus  `json:"quorum,omitempty"` // groups of three or more devices
+}
+
+// QuorumStatus is this device's view of the consensus (3+ devices).
+type QuorumStatus struct {
+	Leader     string `json:"leader"`      // "" : none known
+	InMajority bool   `json:"in_majority"` // this device may serve
 }
 
 // DeviceStatus is one device as this device sees it.
@@ -100,6 +107,9 @@ func (m *Manager) publish(now time.Time) {
 				Up: p.pathUp[i], Downs: p.pathDowns[i]})
 		}
 		s.Devices = append(s.Devices, ds)
+	}
+	if m.q != nil {
+		s.Quorum = &QuorumStatus{Leader: m.q.LeaderName(), InMajority: m.q.InMajority()}
 	}
 	for _, g := range m.groups {
 		gs := GroupStatus{Name: g.name, State: "standby", Generation: g.generation, Reason: g.reason, Changed: g.changed,

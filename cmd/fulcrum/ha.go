@@ -184,8 +184,16 @@ func (c *apiCLI) showHA(what string, st *ha.Status, out string) int {
 		return now.Sub(t).Round(time.Millisecond).String() + " ago"
 	}
 	if what == "devices" {
-		fmt.Fprintf(tw, "heartbeat every %s, peer down after %s of silence on every path; floating-address lifetime %s\n\n",
+		fmt.Fprintf(tw, "heartbeat every %s, peer down after %s of silence on every path; floating-address lifetime %s\n",
 			st.Interval, st.DeadTime, st.Lifetime)
+		if q := st.Quorum; q != nil {
+			leader := q.Leader
+			if leader == "" {
+				leader = "(none)"
+			}
+			fmt.Fprintf(tw, "quorum (raft): leader %s; this device in touch with the majority: %v\n", leader, q.InMajority)
+		}
+		fmt.Fprintln(tw)
 		fmt.Fprintln(tw, "DEVICE\tSTATE\tUP SINCE\tPATH\tLOCAL\tREMOTE\tPATH STATE\tLAST HEARD\tWENT SILENT\tSEND ERRORS")
 		for _, d := range st.Devices {
 			state := "down"

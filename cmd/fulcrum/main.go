@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,6 +34,7 @@ import (
 	"github.com/fulcrum-adc/fulcrum/engine"
 	"github.com/fulcrum-adc/fulcrum/examples"
 	"github.com/fulcrum-adc/fulcrum/ha"
+	"github.com/fulcrum-adc/fulcrum/ha/quorum"
 	"github.com/fulcrum-adc/fulcrum/ha/trust"
 	"github.com/fulcrum-adc/fulcrum/internal/accesslog"
 	"github.com/fulcrum-adc/fulcrum/mirror"
@@ -373,7 +375,10 @@ func serve(cfg *config.Config, path string, stdout, stderr io.Writer, ready func
 			eng.Close(context.Background())
 			return 1
 		}
-		haAPI, syncAPI = m, syn
+		haAPI = m
+		if syn != nil {
+			syncAPI = syn
+		}
 		if mir != nil {
 			mirrorAPI = mir
 		}
@@ -460,19 +465,44 @@ func startHA(ctx context.Context, cfg *config.Config, group *trust.Store, eng *e
 		}
 		eng.Metrics().Registry().MustRegister(mir.Collector())
 	}
-	syn, err := configsync.New(configsync.Options{Config: cfg, Engine: eng, Trust: group, Log: log})
-	if err != nil {
+	var syn *configsync.Syncer
+	var q *quorum.Node
+	closeAll := func() {
 		if mir != nil {
 			mir.Close()
 		}
+		if syn != nil {
+			syn.Close()
+		}
+		if q != nil {
+			q.Close()
+		}
+	}
+	var err error
+	if len(cfg.Devices) >= config.QuorumDevices {
+		// Three or more devices decide on raft; config sync between
+		// them is not built (the configuration refuses config_sync).
+		peers := map[string]string{}
+		for name, d := range cfg.Devices {
+			peers[name] = net.JoinHostPort(d.HAAddresses[0], strconv.Itoa(cfg.Failover.Port))
+		}
+		q, err = quorum.New(quorum.Options{Self: cfg.Local.Device, Peers: peers, StateDir: stateDir(cfg, ".raft"),
+			Trust: group, DeadTime: time.Duration(cfg.Failover.DeadTime), Log: log})
+		if err != nil {
+			closeAll()
+			return nil, nil, nil, err
+		}
+	} else if syn, err = configsync.New(configsync.Options{Config: cfg, Engine: eng, Trust: group, Log: log}); err != nil {
+		closeAll()
 		return nil, nil, nil, err
 	}
-	m, err := ha.New(ha.Options{Config: cfg, Engine: lifecycle{eng, mir}, Auth: group, Log: log})
+	opts := ha.Options{Config: cfg, Engine: lifecycle{eng, mir}, Auth: group, Log: log}
+	if q != nil {
+		opts.Quorum = q
+	}
+	m, err := ha.New(opts)
 	if err != nil {
-		if mir != nil {
-			mir.Close()
-		}
-		syn.Close()
+		closeAll()
 		return nil, nil, nil, err
 	}
 	eng.Metrics().Registry().MustRegister(m.Collector())
@@ -482,8 +512,10 @@ func startHA(ctx context.Context, cfg *config.Config, group *trust.Store, eng *e
 		wg.Add(1)
 		go func() { defer wg.Done(); mir.Run(rest) }()
 	}
-	wg.Add(1)
-	go func() { defer wg.Done(); syn.Run(rest) }()
+	if syn != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); syn.Run(rest) }()
+	}
 	go func() {
 		defer close(done)
 		if err := m.Run(ctx); err != nil {
@@ -491,8 +523,17 @@ func startHA(ctx context.Context, cfg *config.Config, group *trust.Store, eng *e
 		}
 		restStop()
 		wg.Wait()
+		if q != nil {
+			q.Close()
+		}
 	}()
 	return m, mir, syn, nil
+}
+
+// stateDir is where device-group state lives beside the configuration
+// file (FILE.raft): raft's log, vote and snapshots.
+func stateDir(cfg *config.Config, suffix string) string {
+	return cfg.File + suffix
 }
 
 // lifecycle starts and stops a traffic group's virtual servers and its

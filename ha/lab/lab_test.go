@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -261,6 +262,15 @@ func v6Of(v4 string) netip.Addr {
 	return netip.AddrFrom16([16]byte{0: 0xfd, 1: 0x77, 15: b[3]})
 }
 
+func sortedDevices(m map[string]*device) []string {
+	var out []string
+	for n := range m {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
 func serveName(ln net.Listener, name string) {
 	for {
 		c, err := ln.Accept()
@@ -338,7 +348,7 @@ func (l *lab) stopAll() {
 		<-d.waited
 	}
 	if l.t.Failed() {
-		for _, n := range []string{"a", "b"} {
+		for _, n := range sortedDevices(l.devs) {
 			l.t.Logf("log of device %s:\n%s", n, l.log(n))
 		}
 	}
