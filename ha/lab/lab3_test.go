@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -147,4 +149,51 @@ func TestThreeDevices(t *testing.T) {
 	if got := p.between(healed, time.Now()); got["c"] == 0 || len(got) != 1 {
 		t.Errorf("after the heal probes were answered by %v, want c only", got)
 	}
+}
+
+// TestBenchThreeDevices: three devices, Fulcrum's tuned setting, 5 runs
+// each of kill -9 of the holder and of the holder cut off alone: time to
+// the first request served by the device the majority chose.
+func TestBenchThreeDevices(t *testing.T) {
+	benchEnabled(t)
+	const runs = 5
+	tuned := settings{10 * time.Millisecond, 50 * time.Millisecond}
+	res := map[string][]time.Duration{}
+	for r := 0; r < runs; r++ {
+		for ei, ev := range []string{"kill -9 of the holder", "the holder cut off alone"} {
+			t.Run(fmt.Sprintf("r%d-e%d", r, ei), func(t *testing.T) {
+				l := newLab3(t, fmt.Sprintf("b3%d%d", r, ei), tuned)
+				for _, n := range []string{"a", "b", "c"} {
+					l.start(n)
+				}
+				p := l.startProber()
+				l.waitActive(p, "a", 10*time.Second)
+				time.Sleep(300 * time.Millisecond)
+				t0 := time.Now()
+				if ev[0] == 'k' {
+					l.signal("a", syscall.SIGKILL)
+				} else {
+					setLink(t, l.lan, "qa", false)
+				}
+				at, ok := p.first("b", t0, 10*time.Second)
+				if !ok {
+					t.Errorf("%s: b never served", ev)
+					return
+				}
+				res[ev] = append(res[ev], at.Sub(t0))
+			})
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "| three devices, `interval: %s`, `dead_time: %s`, %d runs | first request served by the next device: min / median / max |\n|---|---|\n", tuned.interval, tuned.deadTime, runs)
+	for _, ev := range []string{"kill -9 of the holder", "the holder cut off alone"} {
+		s := slices.Clone(res[ev])
+		slices.Sort(s)
+		if len(s) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "| %s | %s / %s / %s |\n", ev, ms(s[0]), ms(s[len(s)/2]), ms(s[len(s)-1]))
+	}
+	t.Logf("\n%s", b.String())
+	writeOut(t, b.String())
 }
