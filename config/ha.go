@@ -260,8 +260,6 @@ func (v *validator) persistenceMirror() {
 			v.errorf(path, "hash persistence keeps no records, so there is nothing to mirror: every device maps a key to the same member")
 		case !c.HAEnabled():
 			v.errorf(path, "mirror: true needs a device group (devices, local, traffic_groups): records are mirrored to the traffic group's next-active device")
-		case len(c.Devices) >= QuorumDevices:
-			v.errorf(path, "persistence mirroring in a group of %d devices is not built yet (it mirrors to one peer; with three or more the next-active device is the quorum's choice): use two devices, or no mirror", len(c.Devices))
 		default:
 			for _, d := range sortedKeys(c.Devices) {
 				if len(c.Devices[d].MirrorAddresses) == 0 {

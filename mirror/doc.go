@@ -2,8 +2,10 @@
 // group (F5: persistence mirroring over the mirroring channel; HAProxy:
 // the peers protocol): the persistence records of virtual servers whose
 // profile says `mirror: true` are copied from the device where their
-// traffic group is active to the group's next-active device, so that after
-// a failover every record is honoured there.
+// traffic group is active to the group's other devices (with two, the
+// next-active one; with three or more, every other device, whichever the
+// majority picks next), so that after a failover every record is honoured
+// there.
 //
 // It owns one channel per traffic group: a TCP port (failover.mirror_port
 // plus the group's index) on each of this device's mirror addresses, where

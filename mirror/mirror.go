@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,24 +77,34 @@ type Mirror struct {
 type group struct {
 	name  string
 	port  int
-	peer  string           // the device this one mirrors to when active here
-	addrs []netip.AddrPort // the peer's mirror addresses (primary, secondary), at port
-	local []netip.Addr     // this device's mirror addresses: the i-th dials the peer's i-th
+	links []*link      // one per other device of the group, in HA order
+	local []netip.Addr // this device's mirror addresses: the i-th dials a peer's i-th
+
+	mu       sync.Mutex // receiving side, below
+	recvAt   time.Time
+	recvFrom string
+
+	received, refused, inbound atomic.Uint64
+	active                     atomic.Bool
+}
+
+// link is the sender of one group to one peer: with two devices there is
+// one; with more, the device where the group is active mirrors to every
+// other, so whichever the majority picks next has the records.
+type link struct {
+	peer  string           // the device mirrored to
+	addrs []netip.AddrPort // its mirror addresses (primary, secondary), at the group's port
 
 	stop context.CancelFunc // running sender, nil when none
 	done chan struct{}
 
-	mu        sync.Mutex // fields below the line that are not atomic
-	connected string     // address the sender is connected to, "" when not
+	mu        sync.Mutex
+	connected string // address the sender is connected to, "" when not
 	lastErr   string
 	resyncAt  time.Time
 	ackAt     time.Time
-	recvAt    time.Time
-	recvFrom  string
 
 	sent, acked, resyncs, snapshotN atomic.Uint64
-	received, refused, inbound      atomic.Uint64
-	active                          atomic.Bool
 }
 
 // New opens the listeners. It fails when an address cannot be bound.
@@ -126,18 +137,19 @@ func New(opt Options) (*Mirror, error) {
 	for name, tg := range c.TrafficGroups {
 		g := &group{name: name, port: c.Failover.MirrorPort + tg.Index, local: local}
 		for _, d := range tg.HAOrder {
-			if d != m.self {
-				g.peer = d
-				break
+			if d == m.self {
+				continue
 			}
-		}
-		if g.peer != "" {
-			for _, s := range c.Devices[g.peer].MirrorAddresses {
+			l := &link{peer: d}
+			for _, s := range c.Devices[d].MirrorAddresses {
 				a, err := netip.ParseAddr(s)
 				if err != nil {
-					return nil, fmt.Errorf("mirror: devices.%s.mirror_addresses: %w", g.peer, err)
+					return nil, fmt.Errorf("mirror: devices.%s.mirror_addresses: %w", d, err)
 				}
-				g.addrs = append(g.addrs, netip.AddrPortFrom(a.Unmap(), uint16(g.port)))
+				l.addrs = append(l.addrs, netip.AddrPortFrom(a.Unmap(), uint16(g.port)))
+			}
+			if len(l.addrs) > 0 {
+				g.links = append(g.links, l)
 			}
 		}
 		m.groups[name] = g
@@ -185,8 +197,10 @@ func (m *Mirror) Run(ctx context.Context) {
 	m.Close()
 	m.mu.Lock()
 	for _, g := range m.groups {
-		if g.stop != nil {
-			g.stop()
+		for _, l := range g.links {
+			if l.stop != nil {
+				l.stop()
+			}
 		}
 	}
 	m.mu.Unlock()
@@ -209,28 +223,30 @@ func (m *Mirror) SetActive(name string, active bool) {
 	}
 }
 
-// startLocked replaces g's sender with one for its current state (m.mu held).
+// startLocked replaces g's senders with ones for its current state (m.mu held).
 func (m *Mirror) startLocked(g *group) {
-	prev := g.done
-	if g.stop != nil {
-		g.stop()
-		g.stop, g.done = nil, nil
-	}
-	if !g.active.Load() || g.peer == "" || len(g.addrs) == 0 || m.ctx.Err() != nil {
-		return
-	}
-	ctx, cancel := context.WithCancel(m.ctx)
-	done := make(chan struct{})
-	g.stop, g.done = cancel, done
-	m.bg.Add(1)
-	go func() {
-		defer m.bg.Done()
-		defer close(done)
-		if prev != nil {
-			<-prev
+	for _, l := range g.links {
+		prev := l.done
+		if l.stop != nil {
+			l.stop()
+			l.stop, l.done = nil, nil
 		}
-		m.sender(ctx, g)
-	}()
+		if !g.active.Load() || m.ctx.Err() != nil {
+			continue
+		}
+		ctx, cancel := context.WithCancel(m.ctx)
+		done := make(chan struct{})
+		l.stop, l.done = cancel, done
+		m.bg.Add(1)
+		go func() {
+			defer m.bg.Done()
+			defer close(done)
+			if prev != nil {
+				<-prev
+			}
+			m.sender(ctx, g, l)
+		}()
+	}
 }
 
 // scope maps records to traffic groups under one configuration.
@@ -264,14 +280,16 @@ func (m *Mirror) groupOf(r *persist.Record) string {
 
 // sender keeps a connection to the group's peer and streams to it until
 // ctx ends.
-func (m *Mirror) sender(ctx context.Context, g *group) {
+func (m *Mirror) sender(ctx context.Context, g *group, l *link) {
 	backoff := 100 * time.Millisecond
+	logged := ""
 	for ctx.Err() == nil {
-		conn, addr, err := m.dial(ctx, g)
+		conn, addr, err := m.dial(ctx, g, l)
 		if err == nil {
-			g.setConn(addr.String(), "")
-			m.log.Info("mirroring to peer", "traffic_group", g.name, "peer", g.peer, "address", addr.String())
-			err = m.stream(ctx, g, conn)
+			l.setConn(addr.String(), "")
+			m.log.Info("mirroring to peer", "traffic_group", g.name, "peer", l.peer, "address", addr.String())
+			logged = ""
+			err = m.stream(ctx, g, l, conn)
 			conn.Close()
 			backoff = 100 * time.Millisecond
 		}
@@ -281,34 +299,37 @@ func (m *Mirror) sender(ctx context.Context, g *group) {
 		if err == nil {
 			err = errors.New("connection ended")
 		}
-		g.setConn("", err.Error())
-		m.log.Warn("mirroring to peer interrupted; records are kept and resent in full on reconnect",
-			"traffic_group", g.name, "peer", g.peer, "error", err.Error())
+		l.setConn("", err.Error())
+		if err.Error() != logged { // once per distinct failure, not every retry
+			logged = err.Error()
+			m.log.Warn("mirroring to peer interrupted; records are kept and resent in full on reconnect",
+				"traffic_group", g.name, "peer", l.peer, "error", logged)
+		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, maxBackoff)
 	}
-	g.setConn("", "")
+	l.setConn("", "")
 }
 
-func (g *group) setConn(addr, errText string) {
-	g.mu.Lock()
-	g.connected, g.lastErr = addr, errText
-	g.mu.Unlock()
+func (l *link) setConn(addr, errText string) {
+	l.mu.Lock()
+	l.connected, l.lastErr = addr, errText
+	l.mu.Unlock()
 }
 
 // dial connects to the peer's primary mirror address, else its secondary.
-func (m *Mirror) dial(ctx context.Context, g *group) (*tls.Conn, netip.AddrPort, error) {
+func (m *Mirror) dial(ctx context.Context, g *group, l *link) (*tls.Conn, netip.AddrPort, error) {
 	var errs []error
-	for i, a := range g.addrs {
+	for i, a := range l.addrs {
 		nd := &net.Dialer{Timeout: dialTimeout}
 		if i < len(g.local) {
 			// From our i-th mirror address: the peer accepts only those.
 			nd.LocalAddr = &net.TCPAddr{IP: g.local[i].AsSlice()}
 		}
-		d := tls.Dialer{NetDialer: nd, Config: m.trust.ClientTLS(g.peer)}
+		d := tls.Dialer{NetDialer: nd, Config: m.trust.ClientTLS(l.peer)}
 		dctx, cancel := context.WithTimeout(ctx, handshakeLimit)
 		c, err := d.DialContext(dctx, "tcp", a.String())
 		cancel()
@@ -323,7 +344,7 @@ func (m *Mirror) dial(ctx context.Context, g *group) (*tls.Conn, netip.AddrPort,
 // stream sends the hello, then snapshots and events until ctx ends or the
 // connection fails; a subscription that dropped events starts a new
 // snapshot on the same connection.
-func (m *Mirror) stream(ctx context.Context, g *group, conn *tls.Conn) error {
+func (m *Mirror) stream(ctx context.Context, g *group, l *link, conn *tls.Conn) error {
 	bw := bufio.NewWriterSize(conn, 64<<10)
 	var buf []byte
 	var seq uint64
@@ -339,11 +360,11 @@ func (m *Mirror) stream(ctx context.Context, g *group, conn *tls.Conn) error {
 		conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 		return bw.Flush()
 	}
-	g.sent.Store(0)
-	g.acked.Store(0)
-	g.mu.Lock()
-	g.ackAt = time.Now()
-	g.mu.Unlock()
+	l.sent.Store(0)
+	l.acked.Store(0)
+	l.mu.Lock()
+	l.ackAt = time.Now()
+	l.mu.Unlock()
 	if err := write(&frame{typ: frameHello, version: wireVersion, group: g.name, device: m.self}); err != nil {
 		return err
 	}
@@ -362,10 +383,10 @@ func (m *Mirror) stream(ctx context.Context, g *group, conn *tls.Conn) error {
 				ackErr <- err
 				return
 			}
-			g.acked.Store(f.seq)
-			g.mu.Lock()
-			g.ackAt = time.Now()
-			g.mu.Unlock()
+			l.acked.Store(f.seq)
+			l.mu.Lock()
+			l.ackAt = time.Now()
+			l.mu.Unlock()
 		}
 	}()
 	defer conn.Close() // ends the ack reader
@@ -404,13 +425,13 @@ func (m *Mirror) stream(ctx context.Context, g *group, conn *tls.Conn) error {
 			sub.Close()
 			return err
 		}
-		g.sent.Store(seq)
-		g.resyncs.Add(1)
-		g.snapshotN.Store(uint64(len(snap)))
-		g.mu.Lock()
-		g.resyncAt = time.Now()
-		g.mu.Unlock()
-		err := m.follow(ctx, g, sub, &seq, write, flush, ackErr, check.C)
+		l.sent.Store(seq)
+		l.resyncs.Add(1)
+		l.snapshotN.Store(uint64(len(snap)))
+		l.mu.Lock()
+		l.resyncAt = time.Now()
+		l.mu.Unlock()
+		err := m.follow(ctx, g, l, sub, &seq, write, flush, ackErr, check.C)
 		sub.Close()
 		if !errors.Is(err, errResync) {
 			return err
@@ -422,7 +443,7 @@ func (m *Mirror) stream(ctx context.Context, g *group, conn *tls.Conn) error {
 var errResync = errors.New("resynchronise")
 
 // follow streams events after a snapshot; errResync asks for a new one.
-func (m *Mirror) follow(ctx context.Context, g *group, sub *events.Subscription[persist.Record], seq *uint64,
+func (m *Mirror) follow(ctx context.Context, g *group, l *link, sub *events.Subscription[persist.Record], seq *uint64,
 	write func(*frame) error, flush func() error, ackErr <-chan error, tick <-chan time.Time) error {
 	for {
 		select {
@@ -435,10 +456,10 @@ func (m *Mirror) follow(ctx context.Context, g *group, sub *events.Subscription[
 			if sub.Dropped() > 0 {
 				return errResync
 			}
-			g.mu.Lock()
-			ackAt := g.ackAt
-			g.mu.Unlock()
-			if g.acked.Load() < g.sent.Load() && time.Since(ackAt) > ackTimeout {
+			l.mu.Lock()
+			ackAt := l.ackAt
+			l.mu.Unlock()
+			if l.acked.Load() < l.sent.Load() && time.Since(ackAt) > ackTimeout {
 				return fmt.Errorf("no acknowledgement for %s", ackTimeout)
 			}
 		case ev, ok := <-sub.C:
@@ -446,7 +467,7 @@ func (m *Mirror) follow(ctx context.Context, g *group, sub *events.Subscription[
 				return errResync
 			}
 			r := ev.Record
-			if m.groupOf(&r) != g.name || r.Origin == g.peer {
+			if m.groupOf(&r) != g.name || r.Origin == l.peer {
 				continue
 			}
 			*seq++
@@ -461,7 +482,7 @@ func (m *Mirror) follow(ctx context.Context, g *group, sub *events.Subscription[
 				if err := flush(); err != nil {
 					return err
 				}
-				g.sent.Store(*seq)
+				l.sent.Store(*seq)
 			}
 		}
 	}
@@ -613,26 +634,56 @@ type Status struct {
 	Groups []GroupStatus `json:"traffic_groups"`
 }
 
-// GroupStatus is one traffic group's channel.
+// GroupStatus is one traffic group's channel. The sender fields sum up
+// Peers (every other device, when the group is active here): the peers'
+// names and connected addresses joined, the first error, the largest lag,
+// the smallest sent and acknowledged counts, the snapshots added up.
 type GroupStatus struct {
-	Name         string    `json:"name"`
-	Port         int       `json:"port"`
-	Role         string    `json:"role"` // sending (active here) | receiving | idle
-	Peer         string    `json:"peer"`
-	Connected    string    `json:"connected,omitempty"` // sender: the peer address in use
-	Error        string    `json:"error,omitempty"`     // sender: why the last connection failed
-	Sent         uint64    `json:"sent"`                // sender: messages sent this connection
-	Acked        uint64    `json:"acked"`               // sender: messages the peer applied
-	Lag          uint64    `json:"lag"`                 // sent - acked
-	LastAck      time.Time `json:"last_ack,omitzero"`
-	Resyncs      uint64    `json:"resyncs"` // full snapshots sent
-	Snapshot     uint64    `json:"snapshot_records"`
-	LastResync   time.Time `json:"last_resync,omitzero"`
-	Received     uint64    `json:"received"` // receiver: records applied
-	From         string    `json:"from,omitempty"`
-	LastReceived time.Time `json:"last_received,omitzero"`
-	Refused      uint64    `json:"refused"` // connections and records refused
-	Inbound      uint64    `json:"inbound_connections"`
+	Name         string       `json:"name"`
+	Port         int          `json:"port"`
+	Role         string       `json:"role"` // sending (active here) | receiving | idle
+	Peer         string       `json:"peer"`
+	Connected    string       `json:"connected,omitempty"` // sender: the peer address(es) in use
+	Error        string       `json:"error,omitempty"`     // sender: why the last connection failed
+	Sent         uint64       `json:"sent"`                // sender: messages sent this connection
+	Acked        uint64       `json:"acked"`               // sender: messages the peer applied
+	Lag          uint64       `json:"lag"`                 // sent - acked
+	LastAck      time.Time    `json:"last_ack,omitzero"`
+	Resyncs      uint64       `json:"resyncs"` // full snapshots sent
+	Snapshot     uint64       `json:"snapshot_records"`
+	LastResync   time.Time    `json:"last_resync,omitzero"`
+	Peers        []PeerStatus `json:"peers,omitempty"`
+	Received     uint64       `json:"received"` // receiver: records applied
+	From         string       `json:"from,omitempty"`
+	LastReceived time.Time    `json:"last_received,omitzero"`
+	Refused      uint64       `json:"refused"` // connections and records refused
+	Inbound      uint64       `json:"inbound_connections"`
+}
+
+// PeerStatus is the sender to one peer.
+type PeerStatus struct {
+	Peer       string    `json:"peer"`
+	Connected  string    `json:"connected,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	Sent       uint64    `json:"sent"`
+	Acked      uint64    `json:"acked"`
+	Lag        uint64    `json:"lag"`
+	LastAck    time.Time `json:"last_ack,omitzero"`
+	Resyncs    uint64    `json:"resyncs"`
+	Snapshot   uint64    `json:"snapshot_records"`
+	LastResync time.Time `json:"last_resync,omitzero"`
+}
+
+func (l *link) status() PeerStatus {
+	l.mu.Lock()
+	ps := PeerStatus{Peer: l.peer, Connected: l.connected, Error: l.lastErr, LastAck: l.ackAt, LastResync: l.resyncAt}
+	l.mu.Unlock()
+	ps.Sent, ps.Acked = l.sent.Load(), l.acked.Load()
+	if ps.Sent > ps.Acked {
+		ps.Lag = ps.Sent - ps.Acked
+	}
+	ps.Resyncs, ps.Snapshot = l.resyncs.Load(), l.snapshotN.Load()
+	return ps
 }
 
 // Status reports every group.
@@ -646,14 +697,39 @@ func (m *Mirror) Status() *Status {
 	for _, n := range names {
 		g := m.groups[n]
 		g.mu.Lock()
-		gs := GroupStatus{Name: n, Port: g.port, Peer: g.peer, Connected: g.connected, Error: g.lastErr,
-			LastAck: g.ackAt, LastResync: g.resyncAt, From: g.recvFrom, LastReceived: g.recvAt}
+		gs := GroupStatus{Name: n, Port: g.port, From: g.recvFrom, LastReceived: g.recvAt}
 		g.mu.Unlock()
-		gs.Sent, gs.Acked = g.sent.Load(), g.acked.Load()
-		if gs.Sent > gs.Acked {
-			gs.Lag = gs.Sent - gs.Acked
+		var peers, conns []string
+		for i, l := range g.links {
+			ps := l.status()
+			gs.Peers = append(gs.Peers, ps)
+			peers = append(peers, ps.Peer)
+			if ps.Connected != "" {
+				conns = append(conns, ps.Connected)
+			}
+			if gs.Error == "" {
+				gs.Error = ps.Error
+			}
+			if i == 0 || ps.Sent < gs.Sent {
+				gs.Sent = ps.Sent
+			}
+			if i == 0 || ps.Acked < gs.Acked {
+				gs.Acked = ps.Acked
+			}
+			gs.Lag = max(gs.Lag, ps.Lag)
+			if i == 0 || ps.LastAck.Before(gs.LastAck) {
+				gs.LastAck = ps.LastAck
+			}
+			gs.Resyncs += ps.Resyncs
+			gs.Snapshot = max(gs.Snapshot, ps.Snapshot)
+			if ps.LastResync.After(gs.LastResync) {
+				gs.LastResync = ps.LastResync
+			}
 		}
-		gs.Resyncs, gs.Snapshot = g.resyncs.Load(), g.snapshotN.Load()
+		gs.Peer = strings.Join(peers, ",")
+		if len(conns) == len(g.links) {
+			gs.Connected = strings.Join(conns, ",") // "" unless every peer is connected
+		}
 		gs.Received, gs.Refused, gs.Inbound = g.received.Load(), g.refused.Load(), g.inbound.Load()
 		switch {
 		case g.active.Load():

@@ -282,11 +282,11 @@ func TestMirrorRefusesUnknownDevice(t *testing.T) {
 		log: slog.New(slog.NewTextHandler(io.Discard, nil)), groups: map[string]*group{}}
 	// From a's mirror address (the address filter passes), with c's
 	// certificate: device trust must refuse it.
-	g := &group{name: "tg1", port: p, peer: "b", addrs: []netip.AddrPort{netip.MustParseAddrPort(fmt.Sprintf("127.0.2.2:%d", p))},
-		local: []netip.Addr{netip.MustParseAddr("127.0.2.1")}}
+	l := &link{peer: "b", addrs: []netip.AddrPort{netip.MustParseAddrPort(fmt.Sprintf("127.0.2.2:%d", p))}}
+	g := &group{name: "tg1", port: p, links: []*link{l}, local: []netip.Addr{netip.MustParseAddr("127.0.2.1")}}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	conn, _, err := m.dial(ctx, g)
+	conn, _, err := m.dial(ctx, g, l)
 	if err == nil {
 		// TLS 1.3: the client may finish before the server refuses; the
 		// refusal shows on the first read.
@@ -314,4 +314,72 @@ func TestMirrorRefusesUnknownDevice(t *testing.T) {
 	}
 	raw.Close()
 	waitFor(t, 2*time.Second, "stranger refused", func() bool { return b.m.Status().Groups[0].Refused > before })
+}
+
+// TestMirrorThreeDevices: with three devices the device where the group is
+// active mirrors to both others, so whichever the majority picks next has
+// every record.
+func TestMirrorThreeDevices(t *testing.T) {
+	root := trustDomain(t)
+	p := port(t)
+	for _, a := range []string{"127.0.2.3", "127.0.3.3"} {
+		if !free(a, p) {
+			t.Skipf("port %d taken on %s", p, a)
+		}
+	}
+	cfg := func(self string) *config.Config {
+		src := fmt.Sprintf(`
+local: {device: %s, trust_dir: %s}
+devices:
+  a: {ha_addresses: [127.0.2.1], mirror_addresses: [127.0.2.1, 127.0.3.1]}
+  b: {ha_addresses: [127.0.2.2], mirror_addresses: [127.0.2.2, 127.0.3.2]}
+  c: {ha_addresses: [127.0.2.3], mirror_addresses: [127.0.2.3, 127.0.3.3]}
+failover: {mirror_port: %d}
+traffic_groups:
+  tg1: {addresses: [{address: 192.0.2.10/24, interface: eth0}]}
+profiles:
+  persistence:
+    sticky: {type: source_addr, mirror: true}
+pools:
+  p: {members: [{address: 127.0.0.1:9}]}
+virtuals:
+  v: {destination: 192.0.2.10:80, type: tcp, pool: p, persistence: sticky}
+`, self, filepath.Join(root, self), p)
+		c, err := config.Parse([]byte(src), "mirror.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	tables := map[string]*persist.Table{}
+	nodes := map[string]*node{}
+	for _, d := range []string{"a", "b", "c"} {
+		tables[d] = persist.NewTable()
+		st, err := trust.Load(filepath.Join(root, d), d, []string{"a", "b", "c"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := cfg(d)
+		m, err := New(Options{Config: c, Configs: staticConfig{c}, Table: tables[d], Trust: st, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		n := &node{m: m, table: tables[d], cancel: cancel, done: make(chan struct{})}
+		go func() { defer close(n.done); m.Run(ctx) }()
+		t.Cleanup(n.stop)
+		nodes[d] = n
+	}
+	now := time.Now()
+	for i := 0; i < 500; i++ {
+		tables["a"].Store(rec("v", "sticky", i, now))
+	}
+	nodes["a"].m.SetActive("tg1", true)
+	waitFor(t, 5*time.Second, "both others have every record", func() bool { return tables["b"].Len() == 500 && tables["c"].Len() == 500 })
+	tables["a"].Delete(rec("v", "sticky", 1, now).Key)
+	waitFor(t, 5*time.Second, "the deletion reaches both", func() bool { return tables["b"].Len() == 499 && tables["c"].Len() == 499 })
+	waitFor(t, 2*time.Second, "a's status", func() bool {
+		s := nodes["a"].m.Status().Groups[0]
+		return len(s.Peers) == 2 && s.Peer == "b,c" && s.Lag == 0 && strings.Count(s.Connected, ",") == 1
+	})
 }
