@@ -368,9 +368,6 @@ func (v *validator) failover() {
 
 func (v *validator) configSync() {
 	cs := &v.cfg.ConfigSync
-	if len(v.cfg.Devices) >= QuorumDevices && v.p.has("config_sync") {
-		v.errorf("config_sync", "config sync in a group of %d devices is not built yet (it will ride the quorum's log): keep the files equal by other means, or use two devices", len(v.cfg.Devices))
-	}
 	if cs.Mode != "manual" && cs.Mode != "automatic" {
 		v.errorf("config_sync.mode", "mode %q: want manual or automatic", cs.Mode)
 	}

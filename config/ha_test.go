@@ -64,8 +64,6 @@ func TestHAConfigErrors(t *testing.T) {
 	cases := []struct{ name, src, want string }{
 		{"nine devices", local + strings.Replace(haBase, "devices:\n", "devices:\n  c: {ha_addresses: [10.0.0.3, 192.168.0.3]}\n  d: {ha_addresses: [10.0.0.4, 192.168.0.4]}\n  e: {ha_addresses: [10.0.0.5, 192.168.0.5]}\n  f: {ha_addresses: [10.0.0.6, 192.168.0.6]}\n  g: {ha_addresses: [10.0.0.7, 192.168.0.7]}\n  h: {ha_addresses: [10.0.0.8, 192.168.0.8]}\n  i: {ha_addresses: [10.0.0.9, 192.168.0.9]}\n", 1),
 			"devices: a device group has at most 8 devices (has 9)"},
-		{"three devices and config sync", local + "config_sync: {mode: automatic}\n" + strings.Replace(haBase, "devices:\n", "devices:\n  c: {ha_addresses: [10.0.0.3, 192.168.0.3]}\n", 1),
-			"config sync in a group of 3 devices is not built yet"},
 		{"three devices, mirroring without addresses", local + "profiles: {persistence: {s: {type: source_addr, mirror: true}}}\n" + strings.Replace(haBase, "devices:\n", "devices:\n  c: {ha_addresses: [10.0.0.3, 192.168.0.3]}\n", 1),
 			"mirror: true needs mirror_addresses on every device"},
 		{"three devices, dead time too short", local + "failover: {interval: 1ms, dead_time: 10ms}\n" + strings.Replace(haBase, "devices:\n", "devices:\n  c: {ha_addresses: [10.0.0.3, 192.168.0.3]}\n", 1),

@@ -22,6 +22,10 @@
 // Two devices that never synced are in conflict unless their files agree;
 // the first sync is the operator's choice, as on F5.
 //
+// Groups of three or more devices sync through their raft log instead
+// (group.go): a version is a log entry made from a generation, taken only
+// if the group is still there.
+//
 // The channel is HTTPS with mutual TLS 1.3 and the device certificates
 // (ha/trust) on config_sync.port of the device's first HA address. The
 // state (generation, origin, base, digest) is kept beside the configuration
@@ -68,15 +72,19 @@ type Options struct {
 	Trust     *trust.Store
 	StatePath string // "" : the configuration file + ".sync"; state is then not kept if there is no file
 	Log       *slog.Logger
+	// Quorum, with three or more devices, carries the configuration: each
+	// version is an entry of the group's raft log (group.go).
+	Quorum Quorum
 }
 
 // State is one device's configuration version.
 type State struct {
 	Device     string    `json:"device"`
 	Generation uint64    `json:"generation"`
-	Origin     string    `json:"origin"` // device that made this generation
-	Base       uint64    `json:"base"`   // generation both devices last agreed on (0: never)
-	Digest     string    `json:"digest"` // SHA-256 of the synchronised part, hex
+	Origin     string    `json:"origin"`                // device that made this generation
+	Base       uint64    `json:"base"`                  // generation both devices last agreed on (0: never)
+	BaseDigest string    `json:"base_digest,omitempty"` // groups of 3+: the content at Base
+	Digest     string    `json:"digest"`                // SHA-256 of the synchronised part, hex
 	Changed    time.Time `json:"changed,omitzero"`
 	// History is this device's recent versions (generation-digest),
 	// oldest first, the current one last: a peer whose version is in it
@@ -154,14 +162,23 @@ type Syncer struct {
 	lastErr  string
 
 	lastAutoErr string // check's goroutine only
+
+	// Groups of three or more (group.go).
+	q       Quorum
+	devices map[string]string       // device -> https://address:port of its sync listener
+	clients map[string]*http.Client // device -> client that verifies it
+	trustSt *trust.Store
 }
 
 // New loads the saved state, notes a change made while the process was
 // down, and opens the listener.
 func New(opt Options) (*Syncer, error) {
 	c := opt.Config
-	if len(c.Devices) != 2 {
-		return nil, fmt.Errorf("configsync: config sync runs between two devices; this group has %d", len(c.Devices))
+	if len(c.Devices) != 2 && opt.Quorum == nil {
+		return nil, fmt.Errorf("configsync: a group of %d devices syncs through its quorum", len(c.Devices))
+	}
+	if opt.Quorum != nil {
+		return newGroup(opt)
 	}
 	self := c.Local.Device
 	var peer string
@@ -196,7 +213,7 @@ func New(opt Options) (*Syncer, error) {
 	mux.HandleFunc("POST /sync/v1/push", s.servePush)
 	tc := opt.Trust.ServerTLS()
 	s.server = &http.Server{Handler: mux, TLSConfig: tc, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, ErrorLog: log.New(&rateLimitedLog{log: s.log}, "", 0)}
+		WriteTimeout: 30 * time.Second, ErrorLog: newRateLimitedLog(s.log)}
 	ln, err := net.Listen("tcp", s.listen)
 	if err != nil {
 		return nil, fmt.Errorf("configsync: listen on %s: %w", s.listen, err)
@@ -362,6 +379,10 @@ func (s *Syncer) observe() {
 
 // check refreshes the peer's state and, in automatic mode, pushes.
 func (s *Syncer) check(ctx context.Context) {
+	if s.q != nil {
+		s.checkGroup(ctx)
+		return
+	}
 	s.mu.Lock()
 	s.observe()
 	s.mu.Unlock()
@@ -398,6 +419,9 @@ func (s *Syncer) check(ctx context.Context) {
 
 // verdictLocked compares this device with the last peer state (mu held).
 func (s *Syncer) verdictLocked() string {
+	if s.q != nil {
+		return s.groupVerdictLocked()
+	}
 	p := s.peerSt
 	switch {
 	case p == nil:
@@ -490,6 +514,9 @@ type pushBody struct {
 // to-group`). Without force, a peer that changed its configuration since
 // the two last agreed refuses (ErrConflict).
 func (s *Syncer) Push(ctx context.Context, force bool) error {
+	if s.q != nil {
+		return s.pushGroup(ctx, force)
+	}
 	s.mu.Lock()
 	s.observe()
 	c := s.eng.Config()
@@ -529,6 +556,9 @@ type configBody struct {
 // sync from-device`): the operator's choice, so it replaces any change
 // made here.
 func (s *Syncer) Pull(ctx context.Context) error {
+	if s.q != nil {
+		return s.pullGroup()
+	}
 	var cb configBody
 	if err := s.call(ctx, http.MethodGet, "/sync/v1/config", nil, &cb); err != nil {
 		s.mu.Lock()
@@ -670,6 +700,10 @@ func newClientFor(store *trust.Store, peer string) *http.Client {
 		},
 	}
 }
+
+func newRateLimitedLog(l *slog.Logger) *log.Logger { return log.New(&rateLimitedLog{log: l}, "", 0) }
+
+func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
 // rateLimitedLog turns the HTTPS server's own messages (refused TLS
 // handshakes: a device outside the trust domain, a scanner) into warnings,

@@ -480,8 +480,8 @@ func startHA(ctx context.Context, cfg *config.Config, group *trust.Store, eng *e
 	}
 	var err error
 	if len(cfg.Devices) >= config.QuorumDevices {
-		// Three or more devices decide on raft; config sync between
-		// them is not built (the configuration refuses config_sync).
+		// Three or more devices decide on raft, and config sync rides
+		// the same log.
 		peers := map[string]string{}
 		for name, d := range cfg.Devices {
 			peers[name] = net.JoinHostPort(d.HAAddresses[0], strconv.Itoa(cfg.Failover.Port))
@@ -492,7 +492,12 @@ func startHA(ctx context.Context, cfg *config.Config, group *trust.Store, eng *e
 			closeAll()
 			return nil, nil, nil, err
 		}
-	} else if syn, err = configsync.New(configsync.Options{Config: cfg, Engine: eng, Trust: group, Log: log}); err != nil {
+	}
+	so := configsync.Options{Config: cfg, Engine: eng, Trust: group, Log: log}
+	if q != nil {
+		so.Quorum = q
+	}
+	if syn, err = configsync.New(so); err != nil {
 		closeAll()
 		return nil, nil, nil, err
 	}

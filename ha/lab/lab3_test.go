@@ -66,6 +66,7 @@ devices:
   b: {ha_addresses: [%s]}
   c: {ha_addresses: [%s]}
 failover: {interval: %s, dead_time: %s, garp_count: 3, garp_interval: 50ms}
+config_sync: {mode: automatic, interval: 200ms}
 traffic_groups:
   tg1:
     addresses: [{address: %s/24, interface: eth0}]
@@ -148,6 +149,14 @@ func TestThreeDevices(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if got := p.between(healed, time.Now()); got["c"] == 0 || len(got) != 1 {
 		t.Errorf("after the heal probes were answered by %v, want c only", got)
+	}
+	// Config sync rides the quorum: a change reloaded on b reaches a and c.
+	l.addVirtual(t, "b", "w", "81")
+	for _, n := range []string{"a", "c"} {
+		if !eventually(5*time.Second, func() bool { return strings.Contains(l.runningConfig(n), "w: {destination") }) {
+			st, _ := l.syncStatus(n)
+			t.Errorf("%s did not get b's change through the group: %+v", n, st)
+		}
 	}
 }
 

@@ -161,6 +161,32 @@ func (n *Node) Lease() time.Duration { return n.lease }
 // Assignments is the replicated state, copied.
 func (n *Node) Assignments() map[string]Assignment { return n.fsm.snapshot() }
 
+// Config is the group's agreed configuration (zero before the first).
+func (n *Node) Config() Config {
+	n.fsm.mu.Lock()
+	defer n.fsm.mu.Unlock()
+	return n.fsm.config
+}
+
+// ProposeConfig records a new version of the synchronised configuration
+// made from generation base (force: even if the group has moved past it)
+// and returns its generation. Only the leader can; ErrConfigConflict
+// (wrapped) when base is stale and force is not set.
+func (n *Node) ProposeConfig(base uint64, c Config, force bool, timeout time.Duration) (uint64, error) {
+	b, _ := json.Marshal(command{Config: &c, Base: base, Force: force})
+	f := n.raft.Apply(b, timeout)
+	if err := f.Error(); err != nil {
+		return 0, err
+	}
+	switch r := f.Response().(type) {
+	case error:
+		return 0, r
+	case uint64:
+		return r, nil
+	}
+	return 0, errors.New("quorum: unexpected answer to a configuration")
+}
+
 // Assign records, through the log, that group is to be active on device
 // with generation gen. Only the leader can; it waits up to timeout for the
 // majority to commit it.
@@ -169,24 +195,50 @@ func (n *Node) Assign(group, device string, gen uint64, timeout time.Duration) e
 	return n.raft.Apply(b, timeout).Error()
 }
 
-type command struct {
-	Group string `json:"group"`
-	Assignment
+// Config is the synchronised part of the configuration as the group
+// agreed on it (config sync in groups of three or more devices).
+type Config struct {
+	Generation uint64 `json:"generation"`
+	Origin     string `json:"origin"` // device whose change it is
+	Digest     string `json:"digest"`
+	YAML       []byte `json:"yaml"`
 }
 
-// fsm is the replicated assignments.
+// ErrConfigConflict is the answer to a configuration proposed on a base
+// generation the group has moved past (someone else changed it first).
+var ErrConfigConflict = errors.New("the group's configuration changed since this device last had it")
+
+type command struct {
+	Group string `json:"group,omitempty"`
+	Assignment
+	Config *Config `json:"config,omitempty"` // a configuration instead of an assignment
+	Base   uint64  `json:"base,omitempty"`   // Config: the generation it was made from
+	Force  bool    `json:"force,omitempty"`  // Config: even over a later one
+}
+
+// fsm is the replicated assignments and configuration.
 type fsm struct {
 	mu     sync.Mutex
 	assign map[string]Assignment
+	config Config
 }
 
 func (f *fsm) Apply(l *raft.Log) any {
 	var c command
-	if err := json.Unmarshal(l.Data, &c); err != nil || c.Group == "" {
+	if err := json.Unmarshal(l.Data, &c); err != nil || (c.Group == "") == (c.Config == nil) {
 		return fmt.Errorf("quorum: bad log entry %d", l.Index)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if c.Config != nil {
+		if c.Base != f.config.Generation && !c.Force {
+			return fmt.Errorf("%w (it is at generation %d, made on %s; the proposal was made from %d)", ErrConfigConflict, f.config.Generation, f.config.Origin, c.Base)
+		}
+		cfg := *c.Config
+		cfg.Generation = f.config.Generation + 1
+		f.config = cfg
+		return cfg.Generation
+	}
 	if old, ok := f.assign[c.Group]; ok && c.Generation <= old.Generation {
 		return nil // a stale assignment: the later one stands
 	}
@@ -204,24 +256,37 @@ func (f *fsm) snapshot() map[string]Assignment {
 	return out
 }
 
-func (f *fsm) Snapshot() (raft.FSMSnapshot, error) { return fsmSnapshot(f.snapshot()), nil }
+type fsmState struct {
+	Assign map[string]Assignment `json:"assign"`
+	Config Config                `json:"config"`
+}
+
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.Lock()
+	cfg := f.config
+	f.mu.Unlock()
+	return fsmSnapshot{Assign: f.snapshot(), Config: cfg}, nil
+}
 
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	m := map[string]Assignment{}
-	if err := json.NewDecoder(rc).Decode(&m); err != nil {
+	var st fsmState
+	if err := json.NewDecoder(rc).Decode(&st); err != nil {
 		return err
 	}
+	if st.Assign == nil {
+		st.Assign = map[string]Assignment{}
+	}
 	f.mu.Lock()
-	f.assign = m
+	f.assign, f.config = st.Assign, st.Config
 	f.mu.Unlock()
 	return nil
 }
 
-type fsmSnapshot map[string]Assignment
+type fsmSnapshot fsmState
 
 func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if err := json.NewEncoder(sink).Encode(map[string]Assignment(s)); err != nil {
+	if err := json.NewEncoder(sink).Encode(fsmState(s)); err != nil {
 		sink.Cancel()
 		return err
 	}
