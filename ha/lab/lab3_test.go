@@ -169,7 +169,7 @@ func TestBenchThreeDevices(t *testing.T) {
 	tuned := settings{10 * time.Millisecond, 50 * time.Millisecond}
 	res := map[string][]time.Duration{}
 	for r := 0; r < runs; r++ {
-		for ei, ev := range []string{"kill -9 of the holder", "the holder cut off alone"} {
+		for ei, ev := range []string{"kill -9 of the holder", "the holder cut off alone", "SIGSTOP of the holder"} {
 			t.Run(fmt.Sprintf("r%d-e%d", r, ei), func(t *testing.T) {
 				l := newLab3(t, fmt.Sprintf("b3%d%d", r, ei), tuned)
 				for _, n := range []string{"a", "b", "c"} {
@@ -179,10 +179,13 @@ func TestBenchThreeDevices(t *testing.T) {
 				l.waitActive(p, "a", 10*time.Second)
 				time.Sleep(300 * time.Millisecond)
 				t0 := time.Now()
-				if ev[0] == 'k' {
+				switch ei {
+				case 0:
 					l.signal("a", syscall.SIGKILL)
-				} else {
+				case 1:
 					setLink(t, l.lan, "qa", false)
+				case 2:
+					l.signal("a", syscall.SIGSTOP)
 				}
 				at, ok := p.first("b", t0, 10*time.Second)
 				if !ok {
@@ -195,7 +198,7 @@ func TestBenchThreeDevices(t *testing.T) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "| three devices, `interval: %s`, `dead_time: %s`, %d runs | first request served by the next device: min / median / max |\n|---|---|\n", tuned.interval, tuned.deadTime, runs)
-	for _, ev := range []string{"kill -9 of the holder", "the holder cut off alone"} {
+	for _, ev := range []string{"kill -9 of the holder", "the holder cut off alone", "SIGSTOP of the holder"} {
 		s := slices.Clone(res[ev])
 		slices.Sort(s)
 		if len(s) == 0 {
