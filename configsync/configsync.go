@@ -167,7 +167,6 @@ type Syncer struct {
 	q       Quorum
 	devices map[string]string       // device -> https://address:port of its sync listener
 	clients map[string]*http.Client // device -> client that verifies it
-	trustSt *trust.Store
 }
 
 // New loads the saved state, notes a change made while the process was
@@ -200,26 +199,35 @@ func New(opt Options) (*Syncer, error) {
 		log:       opt.Log.With("subsystem", "configsync"),
 		statePath: opt.StatePath,
 	}
-	if s.statePath == "" && c.File != "" && c.File != "api" {
-		s.statePath = c.File + ".sync"
-	}
 	s.client = newClientFor(opt.Trust, peer)
-	if err := s.loadState(c); err != nil {
-		return nil, err
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /sync/v1/status", s.serveStatus)
 	mux.HandleFunc("GET /sync/v1/config", s.serveConfig)
 	mux.HandleFunc("POST /sync/v1/push", s.servePush)
-	tc := opt.Trust.ServerTLS()
+	if err := s.open(c, opt.Trust, mux); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// open loads the saved state (FILE.sync unless Options.StatePath said
+// otherwise) and opens the mutual-TLS listener serving mux.
+func (s *Syncer) open(c *config.Config, store *trust.Store, mux *http.ServeMux) error {
+	if s.statePath == "" && c.File != "" && c.File != "api" {
+		s.statePath = c.File + ".sync"
+	}
+	if err := s.loadState(c); err != nil {
+		return err
+	}
+	tc := store.ServerTLS()
 	s.server = &http.Server{Handler: mux, TLSConfig: tc, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, ErrorLog: newRateLimitedLog(s.log)}
 	ln, err := net.Listen("tcp", s.listen)
 	if err != nil {
-		return nil, fmt.Errorf("configsync: listen on %s: %w", s.listen, err)
+		return fmt.Errorf("configsync: listen on %s: %w", s.listen, err)
 	}
 	s.ln = tls.NewListener(ln, tc)
-	return s, nil
+	return nil
 }
 
 func mapKeys[T any](m map[string]T) func(func(string) bool) {

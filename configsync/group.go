@@ -2,7 +2,6 @@ package configsync
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,10 +56,7 @@ func newGroup(opt Options) (*Syncer, error) {
 	s := &Syncer{
 		self: self, peer: groupName, mode: c.ConfigSync.Mode, interval: time.Duration(c.ConfigSync.Interval),
 		listen: net.JoinHostPort(me.HAAddresses[0], port), eng: opt.Engine, log: opt.Log.With("subsystem", "configsync"),
-		statePath: opt.StatePath, q: opt.Quorum, devices: map[string]string{}, clients: map[string]*http.Client{}, trustSt: opt.Trust,
-	}
-	if s.statePath == "" && c.File != "" && c.File != "api" {
-		s.statePath = c.File + ".sync"
+		statePath: opt.StatePath, q: opt.Quorum, devices: map[string]string{}, clients: map[string]*http.Client{},
 	}
 	for name, d := range c.Devices {
 		if name != self && len(d.HAAddresses) > 0 {
@@ -68,19 +64,11 @@ func newGroup(opt Options) (*Syncer, error) {
 			s.clients[name] = newClientFor(opt.Trust, name)
 		}
 	}
-	if err := s.loadState(c); err != nil {
-		return nil, err
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /sync/v1/propose", s.servePropose)
-	tc := opt.Trust.ServerTLS()
-	s.server = &http.Server{Handler: mux, TLSConfig: tc, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 30 * time.Second, ErrorLog: newRateLimitedLog(s.log)}
-	ln, err := net.Listen("tcp", s.listen)
-	if err != nil {
-		return nil, fmt.Errorf("configsync: listen on %s: %w", s.listen, err)
+	if err := s.open(c, opt.Trust, mux); err != nil {
+		return nil, err
 	}
-	s.ln = tls.NewListener(ln, tc)
 	return s, nil
 }
 

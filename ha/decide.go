@@ -216,13 +216,20 @@ func (d *decider) decide(g *group) verdict {
 // request returns a failover request for g that this device (the holder)
 // has not acted on yet, and the device it came from.
 func (d *decider) request(g *group) (*failoverRequest, string) {
+	return nextRequest(g, d.self, d.peers)
+}
+
+// nextRequest takes a failover request for g not acted on yet: one made
+// on this device (g.local) or one a live peer's heartbeat carries; it
+// marks it handled and names the device it came from.
+func nextRequest(g *group, self string, peers map[string]*peer) (*failoverRequest, string) {
 	if g.local != nil {
 		r := g.local
 		g.local = nil
-		return r, d.self
+		return r, self
 	}
-	for _, name := range sortedPeers(d.peers) {
-		p := d.peers[name]
+	for _, name := range sortedPeers(peers) {
+		p := peers[name]
 		if !p.alive {
 			continue
 		}

@@ -41,40 +41,12 @@ func (m *Manager) firstLive(g *group, after string) string {
 	return ""
 }
 
-// quorumRequest is a failover request for g not acted on yet: made here
-// (g.local) or carried by a live peer's heartbeat.
-func (m *Manager) quorumRequest(g *group) (*failoverRequest, string) {
-	if g.local != nil {
-		r := g.local
-		g.local = nil
-		return r, m.self
-	}
-	for _, name := range sortedKeys(m.peers) {
-		p := m.peers[name]
-		if !p.alive {
-			continue
-		}
-		for i := range p.requests {
-			r := &p.requests[i]
-			if r.Group != g.name || r.ID <= g.handled[name] {
-				continue
-			}
-			if g.handled == nil {
-				g.handled = map[string]uint64{}
-			}
-			g.handled[name] = r.ID
-			return r, name
-		}
-	}
-	return nil, ""
-}
-
 // leadQuorum is the leader's part: (re)assign groups.
 func (m *Manager) leadQuorum(now time.Time, as map[string]quorum.Assignment) {
 	for _, g := range m.groups {
 		a := as[g.name]
 		target, reason := "", ""
-		if r, from := m.quorumRequest(g); r != nil {
+		if r, from := nextRequest(g, m.self, m.peers); r != nil {
 			target = r.Target
 			if target == "" {
 				target = m.firstLive(g, a.Device)

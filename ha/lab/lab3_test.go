@@ -1,10 +1,7 @@
 package lab
 
 import (
-	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,43 +11,16 @@ import (
 	"time"
 
 	"github.com/fulcrum-adc/fulcrum/ha/trust"
-	"github.com/fulcrum-adc/fulcrum/internal/testnet"
-	"github.com/vishvananda/netlink"
 )
 
 // newLab3 is a three-device lab: a, b and c on the LAN bridge (one HA
 // path), the same client, virtual server and floating address.
 func newLab3(t *testing.T, prefix string, s settings) *lab {
 	t.Helper()
-	testnet.SkipIfNotRoot(t)
-	l := &lab{t: t, prefix: prefix, dir: t.TempDir(), devs: map[string]*device{}}
-	l.lan = testnet.TempNS(t, prefix+"lan")
-	l.client = testnet.TempNS(t, prefix+"cli")
-	must(t, l.lan.Do(func() error {
-		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
-		if err := netlink.LinkAdd(br); err != nil {
-			return err
-		}
-		return netlink.LinkSetUp(br)
-	}))
+	l := newLabBase(t, prefix)
 	addr := map[string]string{"a": "10.77.0.1", "b": "10.77.0.2", "c": "10.77.0.3"}
 	for _, n := range []string{"a", "b", "c"} {
-		d := &device{name: n, ns: testnet.TempNS(t, prefix+n), logPath: filepath.Join(l.dir, n+".log")}
-		l.devs[n] = d
-		l.plug(d.ns, "q"+n, addr[n]) // "pc" is the client's port
-		mac, err := d.ns.LinkMAC("eth0")
-		must(t, err)
-		d.mac = mac
-		d.api = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
-			DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
-				return d.ns.Dial(ctx, nil, network, a)
-			},
-			DisableKeepAlives: true,
-		}}
-		ln, err := d.ns.Listen("tcp", "127.0.0.1:9000")
-		must(t, err)
-		t.Cleanup(func() { ln.Close() })
-		go serveName(ln, n+" 0")
+		l.addDevice(n, "q"+n, addr[n], 1) // "pc" is the client's port
 	}
 	l.plug(l.client, "pc", client)
 	must(t, trust.Init(filepath.Join(l.dir, "trust-a"), "a"))

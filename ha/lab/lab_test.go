@@ -120,44 +120,13 @@ const (
 func newLabWith(t *testing.T, prefix string, s settings, extra string, mode persistMode) *lab {
 	mirror := mode != noPersistence
 	t.Helper()
-	testnet.SkipIfNotRoot(t)
-	l := &lab{t: t, prefix: prefix, dir: t.TempDir(), devs: map[string]*device{}}
-	l.lan = testnet.TempNS(t, prefix+"lan")
-	l.client = testnet.TempNS(t, prefix+"cli")
-	must(t, l.lan.Do(func() error {
-		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
-		if err := netlink.LinkAdd(br); err != nil {
-			return err
-		}
-		return netlink.LinkSetUp(br)
-	}))
+	l := newLabBase(t, prefix)
+	members := 1
+	if mirror {
+		members = 2
+	}
 	for _, n := range []string{"a", "b"} {
-		d := &device{name: n, ns: testnet.TempNS(t, prefix+n), logPath: filepath.Join(l.dir, n+".log")}
-		l.devs[n] = d
-		// Benchmarks open tens of thousands of connections to the
-		// backends on loopback: more ephemeral ports, TIME_WAIT reuse.
-		must(t, d.ns.SetSysctl("net.ipv4.ip_local_port_range", "1024 65000"))
-		must(t, d.ns.SetSysctl("net.ipv4.tcp_tw_reuse", "1"))
-		l.plug(d.ns, "p"+n, lanAddr[n])
-		mac, err := d.ns.LinkMAC("eth0")
-		must(t, err)
-		d.mac = mac
-		d.api = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
-			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				return d.ns.Dial(ctx, nil, network, addr)
-			},
-			DisableKeepAlives: true,
-		}}
-		members := 1
-		if mirror {
-			members = 2
-		}
-		for i := 0; i < members; i++ {
-			ln, err := d.ns.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 9000+i))
-			must(t, err)
-			t.Cleanup(func() { ln.Close() })
-			go serveName(ln, fmt.Sprintf("%s %d", n, i))
-		}
+		l.addDevice(n, "p"+n, lanAddr[n], members)
 	}
 	l.plug(l.client, "pc", client)
 	must(t, l.client.SetSysctl("net.ipv4.ip_local_port_range", "1024 65000"))
@@ -228,6 +197,54 @@ virtuals:
 	}
 	t.Cleanup(l.stopAll)
 	return l
+}
+
+// newLabBase makes the LAN namespace with its bridge and the client
+// namespace (not yet plugged in).
+func newLabBase(t *testing.T, prefix string) *lab {
+	t.Helper()
+	testnet.SkipIfNotRoot(t)
+	l := &lab{t: t, prefix: prefix, dir: t.TempDir(), devs: map[string]*device{}}
+	l.lan = testnet.TempNS(t, prefix+"lan")
+	l.client = testnet.TempNS(t, prefix+"cli")
+	must(t, l.lan.Do(func() error {
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
+		if err := netlink.LinkAdd(br); err != nil {
+			return err
+		}
+		return netlink.LinkSetUp(br)
+	}))
+	return l
+}
+
+// addDevice makes device n's namespace, plugs its eth0 into the LAN
+// through port with address addr, and serves members backends on
+// 127.0.0.1:9000 upwards answering "n MEMBER".
+func (l *lab) addDevice(n, port, addr string, members int) *device {
+	t := l.t
+	d := &device{name: n, ns: testnet.TempNS(t, l.prefix+n), logPath: filepath.Join(l.dir, n+".log")}
+	l.devs[n] = d
+	// Benchmarks open tens of thousands of connections to the backends on
+	// loopback: more ephemeral ports, TIME_WAIT reuse.
+	must(t, d.ns.SetSysctl("net.ipv4.ip_local_port_range", "1024 65000"))
+	must(t, d.ns.SetSysctl("net.ipv4.tcp_tw_reuse", "1"))
+	l.plug(d.ns, port, addr)
+	mac, err := d.ns.LinkMAC("eth0")
+	must(t, err)
+	d.mac = mac
+	d.api = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+			return d.ns.Dial(ctx, nil, network, a)
+		},
+		DisableKeepAlives: true,
+	}}
+	for i := 0; i < members; i++ {
+		ln, err := d.ns.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 9000+i))
+		must(t, err)
+		t.Cleanup(func() { ln.Close() })
+		go serveName(ln, fmt.Sprintf("%s %d", n, i))
+	}
+	return d
 }
 
 // plug connects namespace ns's eth0 to the LAN bridge through port and
