@@ -155,9 +155,11 @@ func (h *httpConn) kill() {
 }
 
 // forget takes the client socket out of the parker's set before it closes.
+// The connection table's reaper calls it from its own goroutine, so the
+// watch is read under the parker's lock that park wrote it under.
 func (h *httpConn) forget() {
-	if h.pre != nil && h.pre.w != nil {
-		h.pre.w.pk.forget(h.pre.w)
+	if h.pre != nil && h.l.parker != nil {
+		h.l.parker.forgetClient(h.pre)
 	}
 }
 

@@ -151,6 +151,16 @@ func (pk *parker) forget(w *watch) {
 	}
 }
 
+// forgetClient is forget for a client connection's watch, if it has one.
+func (pk *parker) forgetClient(pre *prefetchConn) {
+	pk.mu.Lock()
+	w := pre.w
+	pk.mu.Unlock()
+	if w != nil {
+		pk.forget(w)
+	}
+}
+
 // wakeLocked wakes the goroutine awaiting w, if any (pk.mu held).
 func (w *serverWatch) wakeLocked() {
 	if w.waiting {
