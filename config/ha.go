@@ -201,6 +201,11 @@ func (v *validator) ha() {
 	}
 	v.persistenceMirror()
 	if !c.HAEnabled() {
+		for _, name := range sortedKeys(c.Virtuals) {
+			if vs := c.Virtuals[name]; vs != nil && vs.Mirror {
+				v.errorf("virtuals."+name+".mirror", "mirror: true needs a device group (devices, local, traffic_groups): connections are mirrored to the traffic group's next-active device")
+			}
+		}
 		if len(c.TrafficGroups) > 0 {
 			v.errorf("traffic_groups", "traffic groups need a device group: define devices (and local.device)")
 		}
@@ -230,6 +235,7 @@ func (v *validator) ha() {
 	v.failover()
 	v.configSync()
 	v.trafficGroups()
+	v.connectionMirror()
 }
 
 // errorAt reports a problem about path (a key that is missing) on the line
@@ -436,6 +442,67 @@ func (v *validator) trafficGroups() {
 		vs := c.Virtuals[name]
 		if ap, err := ParseDestination(vs.Destination); err == nil {
 			vs.TrafficGroup = c.TrafficGroupOf(ap.Addr())
+		}
+	}
+}
+
+// connectionMirror checks `mirror: true` on virtual servers: only what can
+// really survive a failover is accepted, and the reason is given for the
+// rest.
+func (v *validator) connectionMirror() {
+	c := v.cfg
+	for _, name := range sortedKeys(c.Virtuals) {
+		vs := c.Virtuals[name]
+		if vs == nil || !vs.Mirror {
+			continue
+		}
+		path := "virtuals." + name + ".mirror"
+		switch {
+		case vs.ClientSSL != "" || vs.ServerSSL != "":
+			v.errorf(path, "TLS-terminated connections cannot be mirrored: Go's TLS cannot export a live connection's record state (keys and sequence numbers) and this kernel has no kTLS to read it from, so a standby could not continue the TLS stream; mirror a tcp virtual that passes TLS through instead (docs/ha.md)")
+			continue
+		case vs.Type == "http":
+			v.errorf(path, "mirroring http virtuals is not built yet (tcp virtuals are); docs/ha.md says what survives a failover on an http virtual")
+			continue
+		case vs.Type == "udp":
+			v.errorf(path, "mirroring udp flows is not built yet (tcp virtuals are)")
+			continue
+		case vs.Type == "fastl4":
+			v.errorf(path, "mirroring fastl4 virtuals is not built yet: their bytes move in the kernel, where no write gate can hold them until the standby has them (tcp virtuals are mirrored)")
+			continue
+		}
+		if vs.TrafficGroup == "" {
+			v.errorf(path, "mirror: true needs a destination that is a floating address of a traffic group: the client's connection must reach the device that takes over")
+			continue
+		}
+		for _, d := range sortedKeys(c.Devices) {
+			if len(c.Devices[d].MirrorAddresses) == 0 {
+				v.errorf(path, "mirror: true needs mirror_addresses on every device; devices.%s has none", d)
+			}
+		}
+		switch vs.SNAT {
+		case "", "automap":
+			v.errorf(path, "a mirrored virtual needs a SNAT pool of traffic group %s's floating addresses (snat: POOL): with automap the server-side connection comes from this device's own address, which the next-active device does not have, so it could not go on after failover", vs.TrafficGroup)
+		case "none":
+			v.errorf(path, "a mirrored virtual needs a SNAT pool of traffic group %s's floating addresses (snat: POOL): with snat none the members answer the client's address directly and nothing guarantees their replies reach the device that takes over", vs.TrafficGroup)
+		default:
+			sp := c.SNATPools[vs.SNAT]
+			if sp == nil {
+				break // reported by the virtual's own check
+			}
+			for _, a := range sp.Addresses {
+				addr, err := netip.ParseAddr(a)
+				if err != nil {
+					continue // reported by the pool's own check
+				}
+				if tg := c.TrafficGroupOf(addr); tg != vs.TrafficGroup {
+					where := "is not a floating address"
+					if tg != "" {
+						where = "belongs to traffic group " + tg
+					}
+					v.errorf(path, "SNAT pool %s's address %s %s: a mirrored virtual's server-side connections must come from floating addresses of its own traffic group %s, so that they move with it", vs.SNAT, a, where, vs.TrafficGroup)
+				}
+			}
 		}
 	}
 }

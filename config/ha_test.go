@@ -129,3 +129,43 @@ func TestHAThreeDevicesAccepted(t *testing.T) {
 		t.Errorf("three devices: %d devices, ha_order %v", len(c.Devices), c.TrafficGroups["tg1"].HAOrder)
 	}
 }
+
+// TestConnectionMirrorChecks: mirror: true on a virtual is accepted only
+// where the connection can really go on after failover, and each refusal
+// says why.
+func TestConnectionMirrorChecks(t *testing.T) {
+	t.Parallel()
+	dir := trustFiles(t, "a")
+	base := "local: {device: a, trust_dir: " + dir + "}\n" +
+		"snat_pools:\n  fl: {addresses: [10.0.0.101]}\n  own: {addresses: [10.0.0.1]}\n" +
+		strings.NewReplacer("[10.0.0.1, 192.168.0.1]}", "[10.0.0.1, 192.168.0.1], mirror_addresses: [10.0.0.1]}",
+			"[10.0.0.2, 192.168.0.2]}", "[10.0.0.2, 192.168.0.2], mirror_addresses: [10.0.0.2]}",
+			"{address: 10.0.0.100/24, interface: eth0}", "{address: 10.0.0.100/24, interface: eth0}, {address: 10.0.0.101/24, interface: eth0}").Replace(haBase)
+	good := base + "  m: {destination: 10.0.0.100:90, type: tcp, pool: p, snat: fl, mirror: true}\n"
+	c, err := Parse([]byte(good), "ha.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Virtuals["m"].Mirror {
+		t.Error("mirror not kept")
+	}
+	cases := []struct{ name, vs, want string }{
+		{"automap", "{destination: 10.0.0.100:90, type: tcp, pool: p, mirror: true}", "with automap the server-side connection comes from this device's own address"},
+		{"snat none", "{destination: 10.0.0.100:90, type: tcp, pool: p, snat: none, mirror: true}", "with snat none"},
+		{"snat not floating", "{destination: 10.0.0.100:90, type: tcp, pool: p, snat: own, mirror: true}", "SNAT pool own's address 10.0.0.1 is not a floating address"},
+		{"not floating", "{destination: 10.0.0.1:90, type: tcp, pool: p, snat: fl, mirror: true}", "needs a destination that is a floating address"},
+		{"tls", "{destination: 10.0.0.100:90, type: tcp, pool: p, snat: fl, client_ssl: x, mirror: true}", "TLS-terminated connections cannot be mirrored"},
+		{"udp", "{destination: 10.0.0.100:90, type: udp, pool: p, snat: fl, mirror: true}", "mirroring udp flows is not built yet"},
+		{"http", "{destination: 10.0.0.100:90, type: http, pool: p, snat: fl, mirror: true}", "mirroring http virtuals is not built yet"},
+	}
+	for _, tc := range cases {
+		_, err := Parse([]byte(base+"  m: "+tc.vs+"\n"), "ha.yaml")
+		if err == nil || !strings.Contains(err.Error(), "virtuals.m.mirror: ") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: want error containing %q, got %v", tc.name, tc.want, err)
+		}
+	}
+	if _, err := Parse([]byte("pools:\n  p: {members: [{address: 10.0.1.1:80}]}\nvirtuals:\n  m: {destination: 127.0.0.1:90, type: tcp, pool: p, mirror: true}\n"), "f.yaml"); err == nil ||
+		!strings.Contains(err.Error(), "virtuals.m.mirror: mirror: true needs a device group") {
+		t.Errorf("mirror without a device group: %v", err)
+	}
+}

@@ -222,6 +222,7 @@ type Virtual struct {
 	ConnectTimeout      Duration `yaml:"connect_timeout"`      // default 5s
 	ConnectionLimit     int      `yaml:"connection_limit"`     // 0 = unlimited (tcp/http); udp: flows, default 10000, ≥ 1
 	Enabled             *bool    `yaml:"enabled"`              // default true
+	Mirror              bool     `yaml:"mirror"`               // connection mirroring to the traffic group's next-active device (F5: Connection Mirroring)
 
 	// TrafficGroup is the traffic group whose floating addresses hold the
 	// destination ("" when none): the virtual listens only where that group

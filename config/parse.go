@@ -641,7 +641,7 @@ func notBuilt(key string, t reflect.Type) string {
 	case reflect.TypeFor[Config]():
 		switch key {
 		case "mirroring":
-			return "connection mirroring is not built yet"
+			return "there is no top-level mirroring section: connections are mirrored per virtual server (mirror: true), persistence records per persistence profile (mirror: true), on the channel at failover.mirror_port between devices' mirror_addresses"
 		case "tunnels", "etherip":
 			return "tunnels (iSession, EtherIP) are not built yet"
 		}
@@ -651,8 +651,10 @@ func notBuilt(key string, t reflect.Type) string {
 		}
 	case reflect.TypeFor[Virtual]():
 		switch key {
-		case "lbsp", "ipv6_persistence", "mirror", "connection_mirroring":
-			return fmt.Sprintf("%q is not built yet (IPv6 single-pass persistence and connection mirroring are later issues)", key)
+		case "lbsp", "ipv6_persistence":
+			return fmt.Sprintf("%q is not built yet (IPv6 single-pass persistence is a later issue)", key)
+		case "connection_mirroring":
+			return "connection mirroring is set with mirror: true"
 		case "traffic_group":
 			return "a virtual's traffic group is not set by a key: it is the traffic group whose floating addresses hold its destination"
 		}

@@ -86,6 +86,10 @@ type group struct {
 
 	received, refused, inbound atomic.Uint64
 	active                     atomic.Bool
+
+	conns   *connSender // connection mirroring, active side (to links[0])
+	shadows *shadows    // connection mirroring, standby side
+	streams atomic.Uint64
 }
 
 // link is the sender of one group to one peer: with two devices there is
@@ -135,7 +139,7 @@ func New(opt Options) (*Mirror, error) {
 		}
 	}
 	for name, tg := range c.TrafficGroups {
-		g := &group{name: name, port: c.Failover.MirrorPort + tg.Index, local: local}
+		g := &group{name: name, port: c.Failover.MirrorPort + tg.Index, local: local, conns: newConnSender(), shadows: newShadows()}
 		for _, d := range tg.HAOrder {
 			if d == m.self {
 				continue
@@ -362,6 +366,13 @@ func (m *Mirror) stream(ctx context.Context, g *group, l *link, conn *tls.Conn) 
 	}
 	l.sent.Store(0)
 	l.acked.Store(0)
+	// Connections are mirrored to the group's next device in HA order
+	// (F5: the traffic group's next-active device).
+	var conns *connSender
+	if l == g.links[0] {
+		conns = g.conns
+		defer conns.setUp(false)
+	}
 	l.mu.Lock()
 	l.ackAt = time.Now()
 	l.mu.Unlock()
@@ -384,6 +395,9 @@ func (m *Mirror) stream(ctx context.Context, g *group, l *link, conn *tls.Conn) 
 				return
 			}
 			l.acked.Store(f.seq)
+			if conns != nil {
+				conns.acked(f.seq)
+			}
 			l.mu.Lock()
 			l.ackAt = time.Now()
 			l.mu.Unlock()
@@ -431,7 +445,10 @@ func (m *Mirror) stream(ctx context.Context, g *group, l *link, conn *tls.Conn) 
 		l.mu.Lock()
 		l.resyncAt = time.Now()
 		l.mu.Unlock()
-		err := m.follow(ctx, g, l, sub, &seq, write, flush, ackErr, check.C)
+		if conns != nil {
+			conns.setUp(true)
+		}
+		err := m.follow(ctx, g, l, conns, sub, &seq, write, flush, ackErr, check.C)
 		sub.Close()
 		if !errors.Is(err, errResync) {
 			return err
@@ -443,10 +460,28 @@ func (m *Mirror) stream(ctx context.Context, g *group, l *link, conn *tls.Conn) 
 var errResync = errors.New("resynchronise")
 
 // follow streams events after a snapshot; errResync asks for a new one.
-func (m *Mirror) follow(ctx context.Context, g *group, l *link, sub *events.Subscription[persist.Record], seq *uint64,
+func (m *Mirror) follow(ctx context.Context, g *group, l *link, conns *connSender, sub *events.Subscription[persist.Record], seq *uint64,
 	write func(*frame) error, flush func() error, ackErr <-chan error, tick <-chan time.Time) error {
+	var connQ chan *connMsg
+	if conns != nil {
+		connQ = conns.q
+	}
 	for {
 		select {
+		case msg := <-connQ:
+			*seq++
+			// Recorded before it is written: its acknowledgement may come
+			// back before write returns.
+			conns.sent(*seq, msg)
+			if err := write(msg.frame(*seq)); err != nil {
+				return err
+			}
+			if len(connQ) == 0 || *seq%64 == 0 {
+				if err := flush(); err != nil {
+					return err
+				}
+				l.sent.Store(*seq)
+			}
 		case <-ctx.Done():
 			flush()
 			return nil
@@ -554,6 +589,10 @@ func (m *Mirror) receive(c net.Conn, g *group, authenticated func()) error {
 	}
 	tc.SetDeadline(time.Time{})
 	proven()
+	// A new stream from the peer: the connections of the one before were
+	// lost with it (the sender goes on with them unmirrored).
+	stream := g.streams.Add(1)
+	g.shadows.reset(stream)
 	if n := g.inbound.Add(1); n > maxPeerConns {
 		g.inbound.Add(^uint64(0))
 		g.refused.Add(1)
@@ -566,6 +605,7 @@ func (m *Mirror) receive(c net.Conn, g *group, authenticated func()) error {
 	var seen map[string]struct{} // keys of the snapshot in progress
 	var ack []byte
 	var lastAck time.Time
+	unacked := 0
 	limit := m.table.MaxEntries()
 	for {
 		f, buf, err = readFrame(br, buf, time.Now)
@@ -610,6 +650,14 @@ func (m *Mirror) receive(c net.Conn, g *group, authenticated func()) error {
 				}
 				seen = nil
 			}
+		case frameConnOpen, frameConnData, frameConnClose, frameConnFinal:
+			if g.active.Load() {
+				break // the group is active here: nothing to stand by for
+			}
+			if err := g.shadows.apply(stream, f, time.Now()); err != nil {
+				g.refused.Add(1)
+				return err
+			}
 		default:
 			g.refused.Add(1)
 			return fmt.Errorf("%w: type %d from the sender", errMalformed, f.typ)
@@ -617,7 +665,11 @@ func (m *Mirror) receive(c net.Conn, g *group, authenticated func()) error {
 		g.mu.Lock()
 		g.recvAt = time.Now()
 		g.mu.Unlock()
-		if br.Buffered() == 0 || time.Since(lastAck) > ackEvery {
+		// Connections' write gates wait for these: acknowledge at once when
+		// nothing more is buffered, and at least every 32 frames.
+		unacked++
+		if br.Buffered() == 0 || unacked >= 32 || time.Since(lastAck) > ackEvery {
+			unacked = 0
 			lastAck = time.Now()
 			ack, _ = appendFrame(ack[:0], &frame{typ: frameAck, seq: f.seq}, lastAck)
 			tc.SetWriteDeadline(time.Now().Add(writeTimeout))
@@ -658,6 +710,7 @@ type GroupStatus struct {
 	LastReceived time.Time    `json:"last_received,omitzero"`
 	Refused      uint64       `json:"refused"` // connections and records refused
 	Inbound      uint64       `json:"inbound_connections"`
+	Connections  ConnStats    `json:"connection_mirroring"`
 }
 
 // PeerStatus is the sender to one peer.
@@ -731,6 +784,7 @@ func (m *Mirror) Status() *Status {
 			gs.Connected = strings.Join(conns, ",") // "" unless every peer is connected
 		}
 		gs.Received, gs.Refused, gs.Inbound = g.received.Load(), g.refused.Load(), g.inbound.Load()
+		gs.Connections = g.connStats()
 		switch {
 		case g.active.Load():
 			gs.Role = "sending"

@@ -72,6 +72,55 @@ func TestWireRoundTrip(t *testing.T) {
 	}
 }
 
+// TestWireConnFrames: connection frames survive the round trip, and every
+// truncation of them is malformed.
+func TestWireConnFrames(t *testing.T) {
+	now := time.Now()
+	st := testSetup()
+	st.At = now.Add(-time.Second)
+	frames := []*frame{
+		{typ: frameConnOpen, seq: 1, id: 7, setup: st},
+		{typ: frameConnData, seq: 2, id: 7, dir: 1, offset: 100, acked: [2]uint64{90}, data: []byte("payload")},
+		{typ: frameConnClose, seq: 3, id: 7},
+		{typ: frameConnFinal, seq: 4, id: 7, acked: [2]uint64{5, 6}, ts: [2]uint32{7, 8}},
+	}
+	for _, want := range frames {
+		b, err := appendFrame(nil, want, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeFrame(b[0], b[5:], now)
+		if err != nil {
+			t.Fatalf("type %d: %v", want.typ, err)
+		}
+		if got.seq != want.seq || got.id != want.id || got.dir != want.dir || got.offset != want.offset || got.acked != want.acked ||
+			!bytes.Equal(got.data, want.data) || got.ts != want.ts {
+			t.Errorf("type %d: got %+v want %+v", want.typ, got, want)
+		}
+		if want.setup != nil && (got.setup.Client != want.setup.Client || got.setup.Server != want.setup.Server ||
+			got.setup.Member != want.setup.Member || got.setup.Virtual != "v" || got.setup.Pool != "p" || got.setup.At.Sub(now) != -time.Second) {
+			t.Errorf("setup: got %+v want %+v", got.setup, want.setup)
+		}
+		for n := 5; n < len(b); n++ {
+			if _, err := decodeFrame(b[0], b[5:n], now); !errors.Is(err, errMalformed) {
+				t.Fatalf("type %d cut at %d: %v", want.typ, n, err)
+			}
+		}
+	}
+	// Acknowledged beyond what the frame reaches, a bad family, a zero port.
+	bad, _ := appendFrame(nil, &frame{typ: frameConnData, id: 1, offset: 0, acked: [2]uint64{9}, data: []byte("abc")}, now)
+	if _, err := decodeFrame(bad[0], bad[5:], now); !errors.Is(err, errMalformed) {
+		t.Errorf("data acknowledged past its end: %v", err)
+	}
+	open, _ := appendFrame(nil, frames[0], now)
+	fam := 5 + 8 + 8 + 8 + 2 + 2 + 19 + 16 // header, seq, id, age, "v", "p", member; the client socket's local family byte
+	corrupt := append([]byte(nil), open...)
+	corrupt[fam] = 5
+	if _, err := decodeFrame(corrupt[0], corrupt[5:], now); !errors.Is(err, errMalformed) {
+		t.Errorf("address family 5: %v", err)
+	}
+}
+
 func FuzzDecodeFrame(f *testing.F) {
 	now := time.Unix(1_800_000_000, 0)
 	r := persist.Record{Key: "v|p|10.0.0.1", Type: "source_addr", Value: "10.0.0.1", Profile: "p", Virtual: "v", Pool: "web",
@@ -79,6 +128,8 @@ func FuzzDecodeFrame(f *testing.F) {
 	for _, fr := range []*frame{
 		{typ: frameHello, version: 1, group: "tg1", device: "a"}, {typ: frameRecord, seq: 2, rec: r},
 		{typ: frameDelete, seq: 4, key: "k"}, {typ: frameEnd, seq: 5, count: 2}, {typ: frameAck, seq: 5},
+		{typ: frameConnOpen, seq: 6, id: 1, setup: testSetup()}, {typ: frameConnData, seq: 7, id: 1, dir: 1, offset: 10, acked: [2]uint64{4}, data: []byte("abc")},
+		{typ: frameConnClose, seq: 8, id: 1}, {typ: frameConnFinal, seq: 9, id: 1, acked: [2]uint64{1, 2}, ts: [2]uint32{3, 4}},
 	} {
 		b, _ := appendFrame(nil, fr, now)
 		f.Add(b)
@@ -99,7 +150,9 @@ func FuzzDecodeFrame(f *testing.F) {
 				t.Fatalf("decoded %+v does not re-encode: %v", fr, err)
 			}
 			again, err := decodeFrame(enc[0], enc[5:], now)
-			if err != nil || again.seq != fr.seq || again.key != fr.key || again.rec.Key != fr.rec.Key || again.rec.Member != fr.rec.Member {
+			if err != nil || again.seq != fr.seq || again.key != fr.key || again.rec.Key != fr.rec.Key || again.rec.Member != fr.rec.Member ||
+				again.id != fr.id || again.offset != fr.offset || again.acked != fr.acked || !bytes.Equal(again.data, fr.data) || again.ts != fr.ts ||
+				(fr.setup != nil && (again.setup.Client != fr.setup.Client || again.setup.Server != fr.setup.Server || again.setup.Member != fr.setup.Member)) {
 				t.Fatalf("round trip: %+v -> %+v (%v)", fr, again, err)
 			}
 		}
