@@ -40,6 +40,19 @@ type VirtualStatus struct {
 	PersistFallbacks uint64 `json:"persist_fallbacks"`
 	// FastL4 says how a fastl4 virtual relays (nil for other types).
 	FastL4 *FastL4Status `json:"fastl4,omitempty"`
+	// Mirror counts a mirrored virtual's connections (nil when mirror is off).
+	Mirror *MirrorCounts `json:"mirror,omitempty"`
+}
+
+// MirrorCounts are a mirrored virtual's connections by what mirroring did
+// with them.
+type MirrorCounts struct {
+	Mirrored   uint64 `json:"mirrored"`    // whose state reached the mirror channel
+	Unmirrored uint64 `json:"unmirrored"`  // served without a mirror (no peer streaming, sockets unreadable)
+	Lost       uint64 `json:"lost"`        // mirroring ended before the connection did (channel down)
+	Restored   uint64 `json:"taken_over"`  // continued here after a failover
+	Resets     uint64 `json:"reset_gap"`   // taken over, then reset: the old active had acknowledged bytes never mirrored
+	HandedOver uint64 `json:"handed_over"` // frozen and moved to the peer in a planned failover
 }
 
 // FastL4Status is how a fastl4 virtual's flows are relayed.

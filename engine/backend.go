@@ -64,6 +64,11 @@ func (e *Engine) Virtuals() []api.VirtualStatus {
 				vs.FastL4 = &api.FastL4Status{Relay: f.RelayMode(), KernelFlows: f.KernelFlows.Load(),
 					UserFlows: f.UserFlows.Load(), MapFull: f.MapFull.Load(), Resets: f.Resets.Load()}
 			}
+			if v.Mirror {
+				m := &st.Mirror
+				vs.Mirror = &api.MirrorCounts{Mirrored: m.Mirrored.Load(), Unmirrored: m.Unmirrored.Load(), Lost: m.Lost.Load(),
+					Restored: m.Restored.Load(), Resets: m.Resets.Load(), HandedOver: m.HandedOver.Load()}
+			}
 		}
 		out = append(out, vs)
 	}

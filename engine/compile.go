@@ -142,6 +142,9 @@ func (e *Engine) compile(cfg *config.Config) (*compiled, error) {
 				return e.metrics.RequestObserver(name, pool, member)
 			},
 		}
+		if v.Mirror {
+			plan.Mirror = engineMirror{e}
+		}
 		if v.Type != "udp" {
 			plan.Clientside, plan.Serverside = cfg.TCP[v.ClientsideTCP], cfg.TCP[v.ServersideTCP]
 			if plan.Clientside == nil || plan.Serverside == nil {

@@ -10,11 +10,13 @@ import (
 	"log/slog"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fulcrum-adc/fulcrum/api"
 	"github.com/fulcrum-adc/fulcrum/config"
 	"github.com/fulcrum-adc/fulcrum/conntrack"
+	"github.com/fulcrum-adc/fulcrum/mirror"
 	"github.com/fulcrum-adc/fulcrum/monitor"
 	"github.com/fulcrum-adc/fulcrum/persist"
 	"github.com/fulcrum-adc/fulcrum/pool"
@@ -77,6 +79,102 @@ type Engine struct {
 	closed   bool // Close has begun: Apply refuses
 
 	states stateStore // runtime member states and their file (state.go)
+
+	connMirror atomic.Pointer[ConnMirror] // SetConnMirror
+}
+
+// ConnMirror is connection mirroring (mirror.Mirror): it mirrors the
+// connections of mirrored virtuals and hands over the ones mirrored here
+// when a traffic group goes active.
+type ConnMirror interface {
+	virtual.ConnMirror
+	TakeShadows(group string) []*mirror.Shadow
+}
+
+// SetConnMirror connects connection mirroring (made after the engine,
+// since it reads the engine's configuration).
+func (e *Engine) SetConnMirror(m ConnMirror) { e.connMirror.Store(&m) }
+
+// engineMirror is what mirrored plans hold: the engine's connection mirror,
+// once there is one.
+type engineMirror struct{ e *Engine }
+
+func (m engineMirror) Open(group string, s *mirror.ConnSetup) (*mirror.Conn, error) {
+	if cm := m.e.connMirror.Load(); cm != nil {
+		return (*cm).Open(group, s)
+	}
+	return nil, mirror.ErrNotMirrored
+}
+
+// HandOver freezes the mirrored connections of group's virtuals and hands
+// them to the standby (a planned failover; the caller holds the group's
+// packets).
+func (e *Engine) HandOver(ctx context.Context, group string) (moved, failed int, firstErr error) {
+	type handerOver interface {
+		HandOver(context.Context) (int, int, error)
+	}
+	e.mu.Lock()
+	var ls []handerOver
+	for _, l := range e.listeners {
+		if h, ok := l.(handerOver); ok && l.Plan().TrafficGroup == group && l.Plan().Mirror != nil {
+			ls = append(ls, h)
+		}
+	}
+	e.mu.Unlock()
+	for _, l := range ls {
+		m, f, err := l.HandOver(ctx)
+		moved, failed = moved+m, failed+f
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	return moved, failed, firstErr
+}
+
+// adopt restores the connections mirrored here for group (it just went
+// active): each goes to its virtual's listener.
+func (e *Engine) adopt(group string) {
+	cm := e.connMirror.Load()
+	if cm == nil {
+		return
+	}
+	shadows := (*cm).TakeShadows(group)
+	if len(shadows) == 0 {
+		return
+	}
+	type adopter interface {
+		Adopt(*mirror.Shadow) error
+	}
+	byName := map[string]adopter{}
+	for _, l := range e.listeners {
+		if a, ok := l.(adopter); ok && l.Plan().TrafficGroup == group && l.Plan().Mirror != nil {
+			byName[l.Plan().Name] = a
+		}
+	}
+	restored, failed := 0, 0
+	var firstErr error
+	for _, sh := range shadows {
+		a := byName[sh.Setup.Virtual]
+		if a == nil {
+			failed++
+			if firstErr == nil {
+				firstErr = fmt.Errorf("virtual %q is not a mirrored virtual listening here", sh.Setup.Virtual)
+			}
+			continue
+		}
+		if err := a.Adopt(sh); err != nil {
+			failed++
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		restored++
+	}
+	if failed > 0 {
+		e.log.Warn("mirrored connections not taken over", "traffic_group", group, "restored", restored, "failed", failed, "first_error", firstErr.Error())
+	}
+	e.log.Info("mirrored connections taken over", "traffic_group", group, "restored", restored)
 }
 
 // ErrClosed is returned by Apply once the engine is shutting down.
@@ -291,6 +389,7 @@ func (e *Engine) SetTrafficGroupActive(group string, active bool) error {
 			e.log.Info("virtual server listening: its traffic group is active here", "virtual", l.Plan().Name, "traffic_group", group, "address", l.Addr().String())
 		}
 		e.tgActive[group] = true
+		e.adopt(group)
 		return nil
 	}
 	for key, l := range e.listeners {

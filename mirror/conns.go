@@ -83,7 +83,15 @@ type Conn struct {
 	lost   chan struct{} // closed when mirroring of this connection ended
 	once   sync.Once
 	final  chan struct{} // closed when the standby has the final state
+	broken atomic.Bool   // lost because the channel went down
+	// handedOver: the standby acknowledged the final state; it owns the
+	// connection now and Close must not make it forget it.
+	handedOver atomic.Bool
 }
+
+// Broken reports whether the connection's mirroring was lost because the
+// channel to the standby went down (not because the connection ended).
+func (c *Conn) Broken() bool { return c.broken.Load() }
 
 type connMsg struct {
 	typ   byte
@@ -209,7 +217,7 @@ func (c *Conn) Lost() bool {
 // Close ends the connection's mirroring: it ended, or can no longer be
 // resumed (half-closed); the standby forgets it.
 func (c *Conn) Close() {
-	if !c.Lost() {
+	if !c.Lost() && !c.handedOver.Load() {
 		select {
 		case c.cs.q <- &connMsg{typ: frameConnClose, c: c}:
 		default: // the queue is full: the standby drops it when the stream resets
@@ -227,6 +235,7 @@ func (c *Conn) Final(ctx context.Context, acked [2]int64, ts [2]uint32) error {
 	}
 	select {
 	case <-c.final:
+		c.handedOver.Store(true)
 		return nil
 	case <-c.lost:
 		return ErrNotMirrored
@@ -261,6 +270,7 @@ func (cs *connSender) setUp(up bool) {
 	}
 	cs.mu.Unlock()
 	for _, c := range lost {
+		c.broken.Store(true)
 		c.once.Do(func() { close(c.lost) })
 		cs.lostN.Add(1)
 	}

@@ -15,6 +15,16 @@ var (
 		"Records applied from the peer.", []string{"traffic_group"}, nil)
 	descRefused = prometheus.NewDesc("fulcrum_mirror_refused_total",
 		"Mirroring connections and records refused (unknown device, wrong group, malformed).", []string{"traffic_group"}, nil)
+	descConnsOpen = prometheus.NewDesc("fulcrum_mirror_connections_open",
+		"Connections of mirrored virtuals being mirrored now (active side).", []string{"traffic_group"}, nil)
+	descConnsLost = prometheus.NewDesc("fulcrum_mirror_connections_lost_total",
+		"Connections whose mirroring ended before they did because the channel went down: they will not survive a failover.", []string{"traffic_group"}, nil)
+	descConnBytes = prometheus.NewDesc("fulcrum_mirror_connection_bytes_total",
+		"Relayed bytes mirrored to the standby.", []string{"traffic_group"}, nil)
+	descResumable = prometheus.NewDesc("fulcrum_mirror_connections_resumable",
+		"Connections this device holds and could resume if the group failed over to it now (standby side).", []string{"traffic_group"}, nil)
+	descShadowDrops = prometheus.NewDesc("fulcrum_mirror_connections_dropped_total",
+		"Mirrored connections the standby dropped: over its limits, a gap in the stream, or a new stream from the peer.", []string{"traffic_group"}, nil)
 )
 
 // MirrorStatus is Status for the API.
@@ -26,7 +36,8 @@ func (m *Mirror) Collector() prometheus.Collector { return collector{m} }
 type collector struct{ m *Mirror }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSent, descLag, descConnected, descResyncs, descReceived, descRefused} {
+	for _, d := range []*prometheus.Desc{descSent, descLag, descConnected, descResyncs, descReceived, descRefused,
+		descConnsOpen, descConnsLost, descConnBytes, descResumable, descShadowDrops} {
 		ch <- d
 	}
 }
@@ -43,5 +54,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descResyncs, prometheus.CounterValue, float64(g.Resyncs), g.Name)
 		ch <- prometheus.MustNewConstMetric(descReceived, prometheus.CounterValue, float64(g.Received), g.Name)
 		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(g.Refused), g.Name)
+		cs := g.Connections
+		ch <- prometheus.MustNewConstMetric(descConnsOpen, prometheus.GaugeValue, float64(cs.Open), g.Name)
+		ch <- prometheus.MustNewConstMetric(descConnsLost, prometheus.CounterValue, float64(cs.Lost), g.Name)
+		ch <- prometheus.MustNewConstMetric(descConnBytes, prometheus.CounterValue, float64(cs.Bytes), g.Name)
+		ch <- prometheus.MustNewConstMetric(descResumable, prometheus.GaugeValue, float64(cs.Shadows), g.Name)
+		ch <- prometheus.MustNewConstMetric(descShadowDrops, prometheus.CounterValue, float64(cs.Dropped), g.Name)
 	}
 }

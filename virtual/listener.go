@@ -52,6 +52,9 @@ type Listener struct {
 	loop   sync.WaitGroup // accept / read loop
 	conns  sync.WaitGroup // live connections and flows
 
+	mirMu    sync.Mutex
+	mirrored map[*mirrored]struct{} // mirrored connections a planned handover can move
+
 	closing   atomic.Bool // Close was called: an accept error ends the loop
 	closeOnce sync.Once
 	closeErr  error

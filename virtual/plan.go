@@ -58,6 +58,10 @@ type Plan struct {
 
 	Stats *Stats // per-virtual counters; carried across reloads by name
 
+	// Mirror mirrors the virtual's connections to its traffic group's
+	// next-active device (nil: mirror off).
+	Mirror ConnMirror
+
 	Log       *slog.Logger
 	AccessLog *slog.Logger // nil: off
 	// Observer returns the request-latency observer for a member (nil: no histograms).
@@ -158,6 +162,17 @@ type Stats struct {
 	PersistFallbacks atomic.Uint64
 
 	FastL4 FastL4Stats // fastl4 virtuals only
+	Mirror MirrorStats // mirrored virtuals only
+}
+
+// MirrorStats counts a mirrored virtual's connections.
+type MirrorStats struct {
+	Mirrored   atomic.Uint64 // connections whose state reached the mirror channel
+	Unmirrored atomic.Uint64 // served without a mirror: no peer streaming, or the sockets could not be read
+	Lost       atomic.Uint64 // mirroring ended before the connection did (channel broke)
+	Restored   atomic.Uint64 // taken over from the previous active device
+	Resets     atomic.Uint64 // taken over but reset: the old active had acknowledged bytes the mirror never got
+	HandedOver atomic.Uint64 // frozen and handed to the peer in a planned failover
 }
 
 // FastL4Stats counts how a fastl4 virtual's flows were relayed.

@@ -1,16 +1,17 @@
 package virtual
 
 import (
-	"time"
-
-	"golang.org/x/sys/unix"
-
+	"context"
 	"errors"
 	"io"
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/fulcrum-adc/fulcrum/mirror"
 	"github.com/fulcrum-adc/fulcrum/profile/tcp"
 )
 
@@ -51,6 +52,40 @@ type relay struct {
 	quickAck   *net.TCPConn  // ack src after every read (delayed ACK off / ack on push)
 	autoTune   []func()      // resize auto socket buffers from TCP_INFO
 	lastTune   time.Time
+
+	// Connection mirroring: every chunk read is mirrored (gate.Data)
+	// before the writer may send it on (gate.Wait), so the standby always
+	// holds what the destination may have received.
+	gate    *mirror.Conn
+	gateDir int
+	gateCtx context.Context
+	readOff int64        // bytes read from src (reader)
+	wrote   atomic.Int64 // bytes written to dst
+	pending []byte       // written to dst before anything read (a restored connection's unsent bytes)
+	frozen  atomic.Bool  // stopped for a handover: sockets and buffer are left as they are
+	srcEOF  atomic.Bool  // src sent its FIN
+	ending  func()       // called before run closes or half-closes anything (mirrored: unmark)
+}
+
+// errFrozen ends a relay stopped by freeze.
+var errFrozen = errors.New("relay frozen for a handover")
+
+// freeze stops both of r's goroutines where they are, without closing
+// anything: a planned handover takes the connection from here. The
+// caller cancels the gate's context too.
+func (r *relay) freeze() {
+	r.frozen.Store(true)
+	past := time.Unix(1, 0)
+	r.src.SetReadDeadline(past)
+	r.dst.SetWriteDeadline(past)
+	kick(r.readerUp)
+	kick(r.writerUp)
+}
+
+// mirrorTo makes r mirror what it relays as direction dir of c (ctx ends
+// the write gate's waits).
+func (r *relay) mirrorTo(ctx context.Context, c *mirror.Conn, dir int) {
+	r.gate, r.gateDir, r.gateCtx = c, dir, ctx
 }
 
 // autoTuneEvery is how often a busy relay re-sizes auto socket buffers.
@@ -144,6 +179,15 @@ func (r *relay) run() error {
 	wg.Add(1)
 	go func() { defer wg.Done(); r.read() }()
 	werr := r.write()
+	if r.frozen.Load() {
+		wg.Wait()
+		return errFrozen // the buffer's bytes are mirrored: the handover needs nothing from it
+	}
+	if r.ending != nil {
+		// Before any FIN or RST leaves: a mirrored connection's sockets
+		// are marked so that the crash of this process sends neither.
+		r.ending()
+	}
 	if werr != nil {
 		r.src.Close()
 		r.dst.Close()
@@ -173,15 +217,22 @@ func (r *relay) read() {
 			r.stats.Pauses.Add(1)
 			for r.held.Load() >= r.low {
 				<-r.readerUp
-				if r.dstFailed() {
+				if r.dstFailed() || r.frozen.Load() {
 					return
 				}
 			}
 			r.stats.LastResume.Store(r.held.Load())
 		}
-		n, err := r.buf.fill(r.src, r.high-r.held.Load())
+		n, b, err := r.buf.fill(r.src, r.high-r.held.Load())
 		if n > 0 && r.quickAck != nil {
 			tcp.QuickAck(r.quickAck)
+		}
+		if n > 0 && r.gate != nil {
+			// acked is read after wrote: a write in between only makes it
+			// smaller, never claims bytes the peer does not have.
+			w := r.wrote.Load()
+			r.gate.Data(r.gateDir, r.readOff, b, w-unsentBytes(r.dst))
+			r.readOff += n
 		}
 		if n > 0 {
 			h := r.held.Add(n)
@@ -192,7 +243,9 @@ func (r *relay) read() {
 			kick(r.writerUp)
 		}
 		if err != nil {
-			if !errors.Is(err, io.EOF) {
+			if errors.Is(err, io.EOF) {
+				r.srcEOF.Store(true)
+			} else if !r.frozen.Load() {
 				r.srcErr = err
 			}
 			return
@@ -205,7 +258,23 @@ func (r *relay) dstFailed() bool { return r.writerDone.Load() }
 
 func (r *relay) write() (err error) {
 	defer func() { r.writerDone.Store(true); kick(r.readerUp) }()
+	gate := r.gate // the reader's stays; the writer drops its own when mirroring is lost
+	if len(r.pending) > 0 {
+		if r.zeroWindow > 0 {
+			r.dst.SetWriteDeadline(time.Now().Add(r.zeroWindow))
+		}
+		n, err := r.dst.Write(r.pending)
+		r.count(int64(n))
+		r.wrote.Add(int64(n))
+		r.pending = nil
+		if err != nil {
+			return err
+		}
+	}
 	for {
+		if r.frozen.Load() {
+			return errFrozen
+		}
 		h := r.held.Load()
 		if h == 0 {
 			if r.eof.Load() && r.held.Load() == 0 {
@@ -219,7 +288,20 @@ func (r *relay) write() (err error) {
 			// shut (F5 zero-window timeout): the write fails and the flow ends.
 			r.dst.SetWriteDeadline(time.Now().Add(r.zeroWindow))
 		}
-		m, err := r.buf.drain(r.dst)
+		limit := int64(chunkSize)
+		if gate != nil {
+			// The write gate: only bytes the standby already holds.
+			w := r.wrote.Load()
+			limit = r.buf.headLen()
+			if !gate.Wait(r.gateCtx, r.gateDir, w+limit) {
+				if r.frozen.Load() {
+					return errFrozen
+				}
+				gate = nil // mirroring lost: go on unmirrored
+				limit = chunkSize
+			}
+		}
+		m, err := r.buf.drain(r.dst, limit)
 		if len(r.autoTune) > 0 {
 			if now := time.Now(); now.Sub(r.lastTune) >= autoTuneEvery {
 				r.lastTune = now
@@ -229,6 +311,7 @@ func (r *relay) write() (err error) {
 			}
 		}
 		if m > 0 {
+			r.wrote.Add(m)
 			nh := r.held.Add(-m)
 			r.stats.Held.Store(nh)
 			r.count(m)
@@ -309,21 +392,24 @@ func (cb *chunkBuffer) release(c *chunk) {
 
 // fill reads at most max bytes from src, blocking until some arrive. From a
 // TCP socket it reads inside the poller's callback, taking a chunk only when
-// the socket is readable, so a connection waiting for data holds none.
-func (cb *chunkBuffer) fill(src net.Conn, max int64) (int64, error) {
+// the socket is readable, so a connection waiting for data holds none. It
+// returns the bytes read too: they stay in the buffer until the writer has
+// written them.
+func (cb *chunkBuffer) fill(src net.Conn, max int64) (int64, []byte, error) {
 	tc, ok := src.(*net.TCPConn)
 	if !ok {
 		c, from := cb.reserve()
 		n, err := src.Read(c.b[from:min(chunkSize, from+int(max))])
 		cb.commit(c, n)
-		return int64(n), err
+		return int64(n), c.b[from : from+n], err
 	}
 	rc, err := tc.SyscallConn()
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	var n int
 	var rerr error
+	var got []byte
 	err = rc.Read(func(fd uintptr) bool {
 		c, from := cb.reserve()
 		for {
@@ -339,31 +425,43 @@ func (cb *chunkBuffer) fill(src net.Conn, max int64) (int64, error) {
 		if n < 0 {
 			n = 0
 		}
+		got = c.b[from : from+n]
 		cb.commit(c, n)
 		return true
 	})
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if rerr != nil {
-		return int64(n), rerr
+		return int64(n), got, rerr
 	}
 	if n == 0 {
-		return 0, io.EOF
+		return 0, nil, io.EOF
 	}
-	return int64(n), nil
+	return int64(n), got, nil
 }
 
-// drain writes the head chunk's unwritten bytes to dst and frees it once
-// it is empty.
-func (cb *chunkBuffer) drain(dst net.Conn) (int64, error) {
+// headLen is how many bytes the head chunk holds for the writer.
+func (cb *chunkBuffer) headLen() int64 {
+	cb.mu.Lock()
+	defer cb.mu.Unlock()
+	if len(cb.chunks) == 0 {
+		return 0
+	}
+	c := cb.chunks[0]
+	return int64(c.w - c.r)
+}
+
+// drain writes the head chunk's unwritten bytes, at most limit, to dst and
+// frees the chunk once it is empty.
+func (cb *chunkBuffer) drain(dst net.Conn, limit int64) (int64, error) {
 	cb.mu.Lock()
 	if len(cb.chunks) == 0 {
 		cb.mu.Unlock()
 		return 0, nil
 	}
 	c := cb.chunks[0]
-	from, to := c.r, c.w
+	from, to := c.r, min(c.w, c.r+int(limit))
 	cb.mu.Unlock()
 	n, err := dst.Write(c.b[from:to])
 	cb.mu.Lock()

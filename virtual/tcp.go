@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fulcrum-adc/fulcrum/conntrack"
+	"github.com/fulcrum-adc/fulcrum/mirror"
 	"github.com/fulcrum-adc/fulcrum/persist"
 	"github.com/fulcrum-adc/fulcrum/pool"
 	"github.com/fulcrum-adc/fulcrum/profile/tcp"
@@ -45,18 +46,25 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 	var server net.Conn
 	var mu sync.Mutex
 	closeAll := func() {
-		c.Close()
 		mu.Lock()
-		if server != nil {
-			server.Close()
-		}
+		s := server
 		mu.Unlock()
+		if p.Mirror != nil {
+			unmark(raw, s)
+		}
+		c.Close()
+		if s != nil {
+			s.Close()
+		}
 	}
 	// The reaper ends idle connections: with reset-on-timeout, by RST.
 	reap := func() {
 		mu.Lock()
 		s := server
 		mu.Unlock()
+		if p.Mirror != nil {
+			unmark(raw, s)
+		}
 		endClient(raw)
 		if s != nil {
 			endServer(s)
@@ -142,9 +150,12 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 			}
 		}
 		member := func(in, out int64) { m.AddBytes(in, out) }
-		if p.Type == "fastl4" {
+		switch {
+		case p.Type == "fastl4":
 			l.relayFastL4(p, e, c, s, member)
-		} else {
+		case p.Mirror != nil:
+			l.proxyMirrored(p, e, c, s, member, p.startMirror(c, s, m), [2][]byte{})
+		default:
 			l.proxyStreams(p, e, c, s, member)
 		}
 		ls.release()
@@ -255,6 +266,13 @@ func (p *Plan) forwardPeeked(s net.Conn, e *conntrack.Entry, m *pool.Member, b [
 // ended when the shorter of the two timers expires first. The flow ends when
 // both directions are done or either fails.
 func (l *Listener) proxyStreams(p *Plan, e *conntrack.Entry, c, s net.Conn, member func(in, out int64)) {
+	l.proxyMirrored(p, e, c, s, member, nil, [2][]byte{})
+}
+
+// proxyMirrored is proxyStreams for a connection mirrored through mc (nil:
+// not mirrored), or taken over from another device with bytes pending for
+// each direction (written before anything read).
+func (l *Listener) proxyMirrored(p *Plan, e *conntrack.Entry, c, s net.Conn, member func(in, out int64), mc *mirror.Conn, pending [2][]byte) {
 	toServerBuf, toClientBuf := p.ToServer, p.ToClient
 	autoProxyBuffers(p, c, s, &toServerBuf, &toClientBuf)
 	toServer := newRelay(s, c, toServerBuf.High, toServerBuf.Low, func(n int64) {
@@ -269,11 +287,47 @@ func (l *Listener) proxyStreams(p *Plan, e *conntrack.Entry, c, s net.Conn, memb
 	}, &RelayStats{}, &l.chunks)
 	toServer.tune(p.Clientside, p.Serverside)
 	toClient.tune(p.Serverside, p.Clientside)
+	toServer.pending, toClient.pending = pending[mirror.ToServer], pending[mirror.ToClient]
+	var mm *mirrored
+	if mc != nil {
+		var once sync.Once
+		toServer.ending = func() { once.Do(func() { unmark(c, s) }) }
+		toClient.ending = toServer.ending
+		mm = l.trackMirrored(c, s, mc, toServer, toClient)
+		defer l.untrackMirrored(mm)
+		defer func() {
+			if mc.Broken() {
+				p.Stats.Mirror.Lost.Add(1)
+			}
+			mc.Close()
+		}()
+	}
 	e.SetDetail(func() any { return streamDetail(p, c, s, toServer, toClient) })
 	done := make(chan *relay, 2)
 	go func() { toClient.run(); done <- toClient }()
 	go func() { toServer.run(); done <- toServer }()
-	first := <-done
+	var first *relay
+	if mm == nil {
+		first = <-done
+	} else {
+		select {
+		case first = <-done:
+		case req := <-mm.freeze:
+			// A planned handover: stop both directions where they are and
+			// give the connection to the peer.
+			toServer.freeze()
+			toClient.freeze()
+			mm.cancel() // after freeze: a writer whose gate wait ends must see it frozen
+			<-done
+			<-done
+			req <- l.handOver(p, mm)
+			return
+		}
+		l.untrackMirrored(mm)
+		// Half-closed: TCP repair restores only established sockets, so
+		// the connection can no longer move; the standby forgets it.
+		mc.Close()
+	}
 	// first's source sent its FIN (CLOSE_WAIT on that socket); we sent ours
 	// on first's destination (FIN_WAIT).
 	recvProfile, sentProfile := p.Clientside, p.Serverside

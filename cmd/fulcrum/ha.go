@@ -269,5 +269,12 @@ func (c *apiCLI) showMirroring(st *mirror.Status, out string) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%d\t%s\t%d\n", g.Name, g.Role, g.Peer, conn,
 			g.Sent, g.Acked, g.Lag, g.Resyncs, ago(g.LastResync), g.Received, ago(g.LastReceived), g.Refused)
 	}
+	tw.Flush()
+	fmt.Fprintln(c.stdout)
+	fmt.Fprintln(tw, "TRAFFIC GROUP\tCONNECTIONS MIRRORED NOW\tMIRRORED (TOTAL)\tLOST\tBYTES MIRRORED\tRESUMABLE HERE NOW\tRECEIVED\tDROPPED\tTAKEN OVER")
+	for _, g := range st.Groups {
+		cs := g.Connections
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", g.Name, cs.Open, cs.Mirrored, cs.Lost, cs.Bytes, cs.Shadows, cs.Received, cs.Dropped, cs.Restored)
+	}
 	return 0
 }

@@ -464,6 +464,14 @@ func startHA(ctx context.Context, cfg *config.Config, group *trust.Store, eng *e
 			return nil, nil, nil, err
 		}
 		eng.Metrics().Registry().MustRegister(mir.Collector())
+		eng.SetConnMirror(mir)
+	}
+	holds, err := newGroupHolds(cfg, log)
+	if err != nil {
+		if mir != nil {
+			mir.Close()
+		}
+		return nil, nil, nil, err
 	}
 	var syn *configsync.Syncer
 	var q *quorum.Node
@@ -477,8 +485,8 @@ func startHA(ctx context.Context, cfg *config.Config, group *trust.Store, eng *e
 		if q != nil {
 			q.Close()
 		}
+		holds.close()
 	}
-	var err error
 	if len(cfg.Devices) >= config.QuorumDevices {
 		// Three or more devices decide on raft, and config sync rides
 		// the same log.
@@ -501,7 +509,7 @@ func startHA(ctx context.Context, cfg *config.Config, group *trust.Store, eng *e
 		closeAll()
 		return nil, nil, nil, err
 	}
-	opts := ha.Options{Config: cfg, Engine: lifecycle{eng, mir}, Auth: group, Log: log}
+	opts := ha.Options{Config: cfg, Engine: lifecycle{eng, mir, holds, log}, Auth: group, Log: log}
 	if q != nil {
 		opts.Quorum = q
 	}
@@ -531,6 +539,7 @@ func startHA(ctx context.Context, cfg *config.Config, group *trust.Store, eng *e
 		if q != nil {
 			q.Close()
 		}
+		holds.close()
 	}()
 	return m, mir, syn, nil
 }
@@ -542,15 +551,40 @@ func stateDir(cfg *config.Config, suffix string) string {
 }
 
 // lifecycle starts and stops a traffic group's virtual servers and its
-// persistence-mirroring sender together.
+// mirroring sender together. For a group with mirrored virtuals, the
+// group's packets are held while it is not active here (so that none of
+// them meets a socket that is not there yet and draws a reset); going
+// standby, its mirrored connections are handed to the peer first.
 type lifecycle struct {
-	eng *engine.Engine
-	mir *mirror.Mirror
+	eng   *engine.Engine
+	mir   *mirror.Mirror
+	holds *groupHolds
+	log   *slog.Logger
 }
 
+// handOverLimit bounds a planned handover of a group's mirrored
+// connections (the HA loop waits for it).
+const handOverLimit = 3 * time.Second
+
 func (l lifecycle) SetTrafficGroupActive(group string, active bool) error {
+	if !active && l.holds.hold(group) {
+		ctx, cancel := context.WithTimeout(context.Background(), handOverLimit)
+		start := time.Now()
+		moved, failed, err := l.eng.HandOver(ctx, group)
+		cancel()
+		if moved+failed > 0 {
+			args := []any{"traffic_group", group, "moved", moved, "not_moved", failed, "took", time.Since(start).String()}
+			if err != nil {
+				args = append(args, "first_error", err.Error())
+			}
+			l.log.Info("mirrored connections handed over to the peer", args...)
+		}
+	}
 	if err := l.eng.SetTrafficGroupActive(group, active); err != nil {
 		return err
+	}
+	if active {
+		l.holds.release(group) // its mirrored connections are restored: let their packets in
 	}
 	if l.mir != nil {
 		l.mir.SetActive(group, active)

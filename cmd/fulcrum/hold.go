@@ -1,0 +1,103 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+
+	"github.com/fulcrum-adc/fulcrum/config"
+	"github.com/fulcrum-adc/fulcrum/internal/flowhold"
+	"github.com/fulcrum-adc/fulcrum/virtual"
+)
+
+// groupHolds holds the packets of traffic groups with mirrored virtuals
+// while they are not active here: TCP segments to their floating
+// addresses other than new connections' SYNs are dropped, and so are
+// resets from those addresses; FINs and resets of mirrored connections'
+// sockets are dropped always (the Guard), until Fulcrum itself ends the
+// connection. A nil *groupHolds holds nothing.
+type groupHolds struct {
+	h     *flowhold.Holder
+	log   *slog.Logger
+	mu    sync.Mutex
+	addrs map[string][]netip.Addr // groups with mirrored virtuals
+	held  map[string]func() error // release of each group held now
+}
+
+// newGroupHolds holds every traffic group with a mirrored virtual (all
+// start standby); nil when there is none.
+func newGroupHolds(cfg *config.Config, log *slog.Logger) (*groupHolds, error) {
+	addrs := map[string][]netip.Addr{}
+	for _, v := range cfg.Virtuals {
+		if v.Mirror && v.TrafficGroup != "" && addrs[v.TrafficGroup] == nil {
+			for _, p := range cfg.TrafficGroups[v.TrafficGroup].Prefixes {
+				addrs[v.TrafficGroup] = append(addrs[v.TrafficGroup], p.Addr())
+			}
+		}
+	}
+	if len(addrs) == 0 {
+		return nil, nil
+	}
+	h, err := flowhold.New("fulcrum_hold")
+	if err != nil {
+		return nil, fmt.Errorf("connection mirroring needs nftables to hold a traffic group's packets during a failover: %w", err)
+	}
+	// A mirrored connection's sockets carry virtual.MirrorMark: if this
+	// process dies, their FINs and resets must not reach the client or the
+	// server, or the peer that takes over would find them ended.
+	if _, err := h.Guard(virtual.MirrorMark); err != nil {
+		h.Close()
+		return nil, fmt.Errorf("connection mirroring: cannot guard mirrored connections against this process's crash: %w", err)
+	}
+	g := &groupHolds{h: h, log: log, addrs: addrs, held: map[string]func() error{}}
+	for name := range addrs {
+		if !g.hold(name) {
+			h.Close()
+			return nil, fmt.Errorf("connection mirroring: cannot hold traffic group %s's packets", name)
+		}
+	}
+	return g, nil
+}
+
+// hold starts holding group's packets (if it has mirrored virtuals); true
+// when they are held.
+func (g *groupHolds) hold(group string) bool {
+	if g == nil || g.addrs[group] == nil {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.held[group] != nil {
+		return true
+	}
+	release, err := g.h.Hold(g.addrs[group])
+	if err != nil {
+		g.log.Error("cannot hold the traffic group's packets: its mirrored connections will not move cleanly", "traffic_group", group, "error", err.Error())
+		return false
+	}
+	g.held[group] = release
+	return true
+}
+
+// release lets group's packets through again.
+func (g *groupHolds) release(group string) {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if r := g.held[group]; r != nil {
+		if err := r(); err != nil {
+			g.log.Error("cannot release the traffic group's packets", "traffic_group", group, "error", err.Error())
+			return
+		}
+		delete(g.held, group)
+	}
+}
+
+func (g *groupHolds) close() {
+	if g != nil {
+		g.h.Close()
+	}
+}

@@ -1,0 +1,554 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	encbin "encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fulcrum-adc/fulcrum/ha/trust"
+	"github.com/fulcrum-adc/fulcrum/internal/testnet"
+)
+
+// The connection-mirroring lab: two devices, a client and a server, all
+// on the LAN bridge. The server is one host both devices reach; the
+// devices' server-side connections come from a floating SNAT address of
+// the traffic group (snat_addr), so that they move with it.
+var (
+	snatAddr   = netip.MustParseAddr("10.77.0.51")
+	serverAddr = "10.77.0.200"
+	serverPort = 7000
+	mirrorPort = 80 // virtual m: mirror: true
+	plainPort  = 81 // virtual u: the same, unmirrored (the baseline)
+)
+
+// newConnLab builds the lab; the server namespace is returned for the
+// test to listen in. Nothing runs yet.
+func newConnLab(t *testing.T, prefix string, s settings) (*lab, *testnet.NS) {
+	t.Helper()
+	l := newLabBase(t, prefix)
+	for _, n := range []string{"a", "b"} {
+		l.addDevice(n, "p"+n, lanAddr[n], 0)
+	}
+	l.plug(l.client, "pc", client)
+	must(t, l.client.SetSysctl("net.ipv4.ip_local_port_range", "1024 65000"))
+	srv := testnet.TempNS(t, prefix+"srv")
+	l.plug(srv, "ps", serverAddr)
+	must(t, testnet.AddVeth(l.devs["a"].ns, "ha1", l.devs["b"].ns, "ha1", testnet.VethOptions{}))
+	for _, n := range []string{"a", "b"} {
+		d := l.devs[n]
+		must(t, d.ns.AddAddr("ha1", netip.MustParsePrefix(hal[n]+"/24")))
+		must(t, d.ns.LinkUp("ha1"))
+	}
+	must(t, trust.Init(filepath.Join(l.dir, "trust-a"), "a"))
+	must(t, trust.Issue(filepath.Join(l.dir, "trust-a"), "b", filepath.Join(l.dir, "trust-b")))
+	for _, n := range []string{"a", "b"} {
+		d := l.devs[n]
+		d.config = filepath.Join(l.dir, n+".yaml")
+		cfg := fmt.Sprintf(`local: {device: %s, trust_dir: %s}
+devices:
+  a: {ha_addresses: [%s, %s], mirror_addresses: [%s, %s]}
+  b: {ha_addresses: [%s, %s], mirror_addresses: [%s, %s]}
+failover: {interval: %s, dead_time: %s, garp_count: 3, garp_interval: 50ms}
+traffic_groups:
+  tg1:
+    addresses: [{address: %s/24, interface: eth0}, {address: %s/24, interface: eth0}]
+management: {address: "127.0.0.1:9090"}
+snat_pools:
+  floating: {addresses: [%s]}
+pools:
+  srv: {members: [{address: "%s:%d"}]}
+virtuals:
+  m: {destination: "%s:%d", type: tcp, pool: srv, snat: floating, mirror: true}
+  u: {destination: "%s:%d", type: tcp, pool: srv, snat: floating}
+`, n, filepath.Join(l.dir, "trust-"+n),
+			lanAddr["a"], hal["a"], hal["a"], lanAddr["a"], lanAddr["b"], hal["b"], hal["b"], lanAddr["b"],
+			s.interval, s.deadTime, vip, snatAddr, snatAddr, serverAddr, serverPort, vip, mirrorPort, vip, plainPort)
+		must(t, os.WriteFile(d.config, []byte(cfg), 0o600))
+	}
+	t.Cleanup(l.stopAll)
+	return l, srv
+}
+
+// The traffic of the connection-mirroring lab: every connection starts
+// with a header (magic, class, id); after it, the byte at offset i of
+// direction d (0: client to server, 1: server to client) is a function of
+// (id, d, i), so both ends check every byte they receive. A byte out of
+// place is corruption, wherever it happened.
+const (
+	classIdle = iota
+	classInteractive
+	classBulk
+)
+
+var classNames = [...]string{"idle", "interactive", "bulk"}
+
+const (
+	streamMagic = 0x46534551 // "FSEQ"
+	reqSize     = 64         // interactive request and response
+	bulkRate    = 256 << 10  // bytes/s each way per bulk connection
+	bulkChunk   = 8 << 10
+)
+
+// streamBytes fills b with direction d of connection id from offset off.
+func streamBytes(b []byte, id uint64, d int, off int64) {
+	for i := range b {
+		x := id*0x9e3779b97f4a7c15 ^ uint64(d)<<62 ^ uint64(off+int64(i))>>3
+		x ^= x >> 30
+		x *= 0xbf58476d1ce4e5b9
+		x ^= x >> 27
+		x *= 0x94d049bb133111eb
+		x ^= x >> 31
+		b[i] = byte(x >> (8 * ((off + int64(i)) & 7)))
+	}
+}
+
+// checkStream reports whether b is direction d of id at offset off.
+func checkStream(b []byte, id uint64, d int, off int64, scratch []byte) bool {
+	want := scratch[:len(b)]
+	streamBytes(want, id, d, off)
+	return bytes.Equal(b, want)
+}
+
+// seqServer is the lab's server: it checks what it receives and answers
+// per class. It records connections whose bytes were out of place.
+type seqServer struct {
+	ln        net.Listener
+	mu        sync.Mutex
+	corrupted map[uint64]bool
+	wg        sync.WaitGroup
+}
+
+func startSeqServer(t *testing.T, ns *testnet.NS) *seqServer {
+	ln, err := ns.Listen("tcp", fmt.Sprintf("%s:%d", serverAddr, serverPort))
+	must(t, err)
+	s := &seqServer{ln: ln, corrupted: map[uint64]bool{}}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.wg.Add(1)
+			go func() { defer s.wg.Done(); s.serve(c.(*net.TCPConn)) }()
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return s
+}
+
+func (s *seqServer) isCorrupted(id uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.corrupted[id]
+}
+
+func (s *seqServer) serve(c *net.TCPConn) {
+	defer c.Close()
+	var hdr [16]byte
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(c, hdr[:]); err != nil || encbin.BigEndian.Uint32(hdr[:]) != streamMagic {
+		return
+	}
+	c.SetReadDeadline(time.Time{})
+	class, id := int(hdr[4]), encbin.BigEndian.Uint64(hdr[8:])
+	done := make(chan struct{})
+	defer close(done)
+	var wmu sync.Mutex
+	var out int64
+	send := func(n int) error {
+		wmu.Lock()
+		defer wmu.Unlock()
+		b := make([]byte, n)
+		streamBytes(b, id, 1, out)
+		_, err := c.Write(b)
+		out += int64(n)
+		return err
+	}
+	if class == classBulk {
+		go func() {
+			t := time.NewTicker(bulkChunk * time.Second / bulkRate)
+			defer t.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-t.C:
+					if send(bulkChunk) != nil {
+						return
+					}
+				}
+			}
+		}()
+	}
+	buf, scratch := make([]byte, 64<<10), make([]byte, 64<<10)
+	var in int64
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			if !checkStream(buf[:n], id, 0, in, scratch) {
+				s.mu.Lock()
+				s.corrupted[id] = true
+				s.mu.Unlock()
+				c.SetLinger(0)
+				return
+			}
+			prev := in
+			in += int64(n)
+			if class != classBulk {
+				// One response per complete request.
+				for k := prev/reqSize + 1; k <= in/reqSize; k++ {
+					if send(reqSize) != nil {
+						return
+					}
+				}
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// seqConn is one client connection of the lab.
+type seqConn struct {
+	id    uint64
+	class int
+	c     *net.TCPConn
+
+	mu       sync.Mutex
+	progress []time.Time // when verified bytes arrived
+	in       int64
+	err      error
+	corrupt  bool
+	stop     chan struct{}
+	readDone chan struct{}
+	out      int64 // client → server offset (writer)
+	wmu      sync.Mutex
+}
+
+func dialSeq(l *lab, port int, class int, id uint64) (*seqConn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	nc, err := l.client.Dial(ctx, &net.Dialer{}, "tcp", netip.AddrPortFrom(vip, uint16(port)).String())
+	if err != nil {
+		return nil, err
+	}
+	s := &seqConn{id: id, class: class, c: nc.(*net.TCPConn), stop: make(chan struct{}), readDone: make(chan struct{})}
+	var hdr [16]byte
+	encbin.BigEndian.PutUint32(hdr[:], streamMagic)
+	hdr[4] = byte(class)
+	encbin.BigEndian.PutUint64(hdr[8:], id)
+	if _, err := s.c.Write(hdr[:]); err != nil {
+		s.c.Close()
+		return nil, err
+	}
+	go s.read()
+	switch class {
+	case classInteractive:
+		go s.every(50*time.Millisecond, reqSize)
+	case classBulk:
+		go s.every(bulkChunk*time.Second/bulkRate, bulkChunk)
+	}
+	return s, nil
+}
+
+func (s *seqConn) write(n int) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	b := make([]byte, n)
+	streamBytes(b, s.id, 0, s.out)
+	s.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	_, err := s.c.Write(b)
+	s.out += int64(n)
+	return err
+}
+
+func (s *seqConn) every(d time.Duration, n int) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			if err := s.write(n); err != nil {
+				s.fail(err)
+				return
+			}
+		}
+	}
+}
+
+func (s *seqConn) fail(err error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.mu.Unlock()
+}
+
+func (s *seqConn) read() {
+	defer close(s.readDone)
+	buf, scratch := make([]byte, 64<<10), make([]byte, 64<<10)
+	for {
+		n, err := s.c.Read(buf)
+		if n > 0 {
+			s.mu.Lock()
+			ok := checkStream(buf[:n], s.id, 1, s.in, scratch)
+			if !ok {
+				s.corrupt = true
+			}
+			s.in += int64(n)
+			s.progress = append(s.progress, time.Now())
+			s.mu.Unlock()
+			if !ok {
+				s.c.Close()
+				return
+			}
+		}
+		if err != nil {
+			s.fail(err)
+			return
+		}
+	}
+}
+
+// seqResult is how one connection came through.
+type seqResult struct {
+	class   int
+	outcome string // survived | reset | corrupted | stalled
+	pause   time.Duration
+}
+
+// finish checks the connection end to end once more (a request answered,
+// or for bulk, bytes still arriving) and classifies it; pause is the
+// longest gap in progress around at.
+func (s *seqConn) finish(srv *seqServer, at time.Time, timeout time.Duration) seqResult {
+	close(s.stop)
+	r := seqResult{class: s.class}
+	s.mu.Lock()
+	before := s.in
+	s.mu.Unlock()
+	if s.class != classBulk {
+		if err := s.write(reqSize); err != nil {
+			s.fail(err)
+		}
+	}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		s.mu.Lock()
+		got, err, bad := s.in, s.err, s.corrupt
+		s.mu.Unlock()
+		if got > before || err != nil || bad {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.c.Close()
+	<-s.readDone
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.corrupt || srv.isCorrupted(s.id):
+		r.outcome = "corrupted"
+	case s.in > before && (s.err == nil || errors.Is(s.err, net.ErrClosed)):
+		r.outcome = "survived"
+	case s.err != nil && !errors.Is(s.err, net.ErrClosed):
+		r.outcome = "reset"
+	default:
+		r.outcome = "stalled"
+	}
+	last := time.Time{}
+	for _, p := range s.progress {
+		if !last.IsZero() && !last.After(at) && !p.Before(at) {
+			r.pause = p.Sub(last)
+		}
+		last = p
+	}
+	if r.pause == 0 && !last.IsZero() && last.Before(at) && r.outcome == "survived" && s.class == classIdle {
+		r.pause = 0 // idle: nothing was due
+	}
+	return r
+}
+
+// population opens n connections of each class to port (ids from base).
+func population(t *testing.T, l *lab, port int, base uint64, n [3]int) []*seqConn {
+	t.Helper()
+	var out []*seqConn
+	id := base
+	for class, k := range n {
+		for range k {
+			id++
+			s, err := dialSeq(l, port, class, id)
+			if err != nil {
+				t.Fatalf("connection %d (%s) to port %d: %v", id, classNames[class], port, err)
+			}
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// tally is a report line per class.
+type tally struct {
+	n      [3]map[string]int
+	pauses [3][]time.Duration
+}
+
+func newTally() *tally {
+	t := &tally{}
+	for i := range t.n {
+		t.n[i] = map[string]int{}
+	}
+	return t
+}
+
+func (t *tally) add(r seqResult) {
+	t.n[r.class][r.outcome]++
+	if r.outcome == "survived" && r.class != classIdle {
+		t.pauses[r.class] = append(t.pauses[r.class], r.pause)
+	}
+}
+
+func (t *tally) String() string {
+	var b strings.Builder
+	for c := range t.n {
+		p := t.pauses[c]
+		slices.Sort(p)
+		med, p99 := time.Duration(0), time.Duration(0)
+		if len(p) > 0 {
+			med, p99 = p[len(p)/2], p[min(len(p)-1, len(p)*99/100)]
+		}
+		fmt.Fprintf(&b, "  %-11s survived %d, reset %d, corrupted %d, stalled %d; pause median %s p99 %s\n", classNames[c],
+			t.n[c]["survived"], t.n[c]["reset"], t.n[c]["corrupted"], t.n[c]["stalled"], ms(med), ms(p99))
+	}
+	return b.String()
+}
+
+func (t *tally) total(outcome string) (n int) {
+	for c := range t.n {
+		n += t.n[c][outcome]
+	}
+	return n
+}
+
+// connScenario runs one failure against a population through the mirrored
+// virtual and a baseline population through the unmirrored one, and
+// returns how each came through.
+func connScenario(t *testing.T, prefix, kind string, n, base [3]int) (mirrored, plain *tally) {
+	t.Helper()
+	l, srvNS := newConnLab(t, prefix, ciSettings)
+	srv := startSeqServer(t, srvNS)
+	l.start("a")
+	l.start("b")
+	if !eventually(5*time.Second, func() bool {
+		st, err := l.mirrorStatus("a")
+		return err == nil && l.group("a").State == "active" && st.Connected != ""
+	}) {
+		t.Fatalf("a is not active with its mirror channel up: %+v", l.groupOrNil("a"))
+	}
+	conns := population(t, l, mirrorPort, 0, n)
+	plainConns := population(t, l, plainPort, 100000, base)
+	time.Sleep(time.Second)
+	st, err := l.mirrorStatus("a")
+	must(t, err)
+	total := n[0] + n[1] + n[2]
+	if st.Connections.Open != total {
+		t.Errorf("a mirrors %d connections, want %d (%+v)", st.Connections.Open, total, st.Connections)
+	}
+	stb, err := l.mirrorStatus("b")
+	must(t, err)
+	t.Logf("before %s: a mirrors %d connections (%d bytes); b could resume %d", kind, st.Connections.Open, st.Connections.Bytes, stb.Connections.Shadows)
+	at := time.Now()
+	switch kind {
+	case "planned":
+		if out, err := l.failover("a", "b"); err != nil {
+			t.Fatalf("fulcrum failover: %v: %s", err, out)
+		}
+	case "kill":
+		l.signal("a", syscall.SIGKILL)
+	case "stop":
+		l.signal("a", syscall.SIGSTOP)
+	}
+	if !eventually(5*time.Second, func() bool { return l.group("b").State == "active" }) {
+		t.Fatalf("b did not take over after %s", kind)
+	}
+	t.Logf("%s: b active %s after", kind, time.Since(at).Round(time.Millisecond))
+	time.Sleep(2 * time.Second)
+	if kind == "stop" {
+		l.signal("a", syscall.SIGCONT)
+		time.Sleep(time.Second)
+	}
+	mirrored, plain = newTally(), newTally()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, set := range []struct {
+		conns []*seqConn
+		t     *tally
+	}{{conns, mirrored}, {plainConns, plain}} {
+		for _, c := range set.conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := c.finish(srv, at, 3*time.Second)
+				mu.Lock()
+				set.t.add(r)
+				mu.Unlock()
+			}()
+		}
+	}
+	wg.Wait()
+	if b, err := l.devs["b"].api.Get("http://127.0.0.1:9090/api/v1/virtuals"); err == nil {
+		body, _ := io.ReadAll(b.Body)
+		b.Body.Close()
+		t.Logf("b's virtuals: %s", body)
+	}
+	t.Logf("%s, mirrored virtual:\n%s%s, unmirrored virtual:\n%s", kind, mirrored, kind, plain)
+	return mirrored, plain
+}
+
+// TestConnMirrorPlanned: `fulcrum failover` moves every established
+// connection of the mirrored virtual, bulk transfers included, byte-exact;
+// the unmirrored virtual's connections are lost.
+func TestConnMirrorPlanned(t *testing.T) {
+	t.Parallel()
+	m, p := connScenario(t, "cp", "planned", [3]int{10, 10, 4}, [3]int{3, 3, 0})
+	if m.total("corrupted")+p.total("corrupted") != 0 {
+		t.Errorf("corrupted connections")
+	}
+	if got := m.total("survived"); got != 24 {
+		t.Errorf("%d of 24 mirrored connections survived a planned failover", got)
+	}
+	if got := p.total("survived"); got != 0 {
+		t.Errorf("%d unmirrored connections survived", got)
+	}
+}
+
+// TestConnMirrorKill: kill -9 of the active. Idle and interactive
+// connections go on from the mirrored state; nothing is ever corrupted.
+func TestConnMirrorKill(t *testing.T) {
+	t.Parallel()
+	m, p := connScenario(t, "ck", "kill", [3]int{10, 10, 4}, [3]int{3, 3, 0})
+	if m.total("corrupted")+p.total("corrupted") != 0 {
+		t.Errorf("corrupted connections")
+	}
+	if got := m.n[classIdle]["survived"] + m.n[classInteractive]["survived"]; got < 18 {
+		t.Errorf("%d of 20 idle and interactive mirrored connections survived kill -9", got)
+	}
+	if got := p.total("survived"); got != 0 {
+		t.Errorf("%d unmirrored connections survived", got)
+	}
+}

@@ -1,0 +1,441 @@
+package virtual
+
+import (
+	"context"
+	"errors"
+	"net"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fulcrum-adc/fulcrum/conntrack"
+	"github.com/fulcrum-adc/fulcrum/internal/tcprepair"
+	"github.com/fulcrum-adc/fulcrum/mirror"
+	"github.com/fulcrum-adc/fulcrum/pool"
+	"github.com/fulcrum-adc/fulcrum/profile/tcp"
+)
+
+// ConnMirror mirrors the connections of mirrored virtuals to their traffic
+// group's next-active device (mirror.Mirror).
+type ConnMirror interface {
+	Open(group string, s *mirror.ConnSetup) (*mirror.Conn, error)
+}
+
+// MirrorMark is the socket mark (SO_MARK) of a mirrored connection's
+// sockets while the connection is mirrored. An nftables rule drops FINs
+// and resets that carry it: if this process dies, the kernel closes its
+// sockets, and without the rule their FINs and resets would end
+// connections the standby is about to continue. Fulcrum clears the mark
+// before it ends a connection itself (unmark).
+const MirrorMark = 0x4d495252 // "MIRR"
+
+// setMark sets SO_MARK (CAP_NET_ADMIN).
+func setMark(c net.Conn, mark int) error {
+	tc := tcpConnOf(c)
+	if tc == nil {
+		return errors.New("not a TCP connection")
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, mark) }); err != nil {
+		return err
+	}
+	return serr
+}
+
+// unmark clears the mirror mark of a connection's sockets: its FINs and
+// resets leave from now on.
+func unmark(cs ...net.Conn) {
+	for _, c := range cs {
+		if c != nil {
+			setMark(c, 0)
+		}
+	}
+}
+
+// startMirror reads both sockets' parameters (TCP repair, on the live
+// sockets) and announces the connection to the standby; nil when it is
+// not mirrored (no peer streaming now, or the sockets could not be read:
+// it is then served as any other).
+func (p *Plan) startMirror(c, s net.Conn, m *pool.Member) *mirror.Conn {
+	if p.Mirror == nil {
+		return nil
+	}
+	cl, sv := tcpConnOf(c), tcpConnOf(s)
+	if cl == nil || sv == nil {
+		p.Stats.Mirror.Unmirrored.Add(1)
+		return nil
+	}
+	err := setMark(cl, MirrorMark)
+	if err == nil {
+		err = setMark(sv, MirrorMark)
+	}
+	var cs *tcprepair.State
+	if err == nil {
+		cs, err = tcprepair.Snapshot(cl)
+	}
+	if err == nil {
+		var ss *tcprepair.State
+		if ss, err = tcprepair.Snapshot(sv); err == nil {
+			setup := &mirror.ConnSetup{Virtual: p.Name, Pool: m.PoolName(), Member: m.Addr(),
+				Client: socketOf(cs), Server: socketOf(ss), At: time.Now()}
+			var mc *mirror.Conn
+			if mc, err = p.Mirror.Open(p.TrafficGroup, setup); err == nil {
+				p.Stats.Mirror.Mirrored.Add(1)
+				return mc
+			}
+		}
+	}
+	unmark(cl, sv)
+	if n := p.Stats.Mirror.Unmirrored.Add(1); n&(n-1) == 0 {
+		p.Log.Warn("connection served unmirrored: it will not survive a failover", "virtual", p.Name, "reason", err.Error(), "unmirrored", n)
+	}
+	return nil
+}
+
+// socketOf is the mirrored form of a snapshot: the sequence numbers of the
+// next byte written and read are stream offset 0 of each direction.
+func socketOf(s *tcprepair.State) mirror.Socket {
+	w := s.Window
+	return mirror.Socket{Local: s.Local, Remote: s.Remote, SendSeq: s.SendSeq, RecvSeq: s.RecvSeq, MSS: s.MSS,
+		SndWscale: s.SndWscale, RcvWscale: s.RcvWscale, WindowScaling: s.WindowScaling, SACK: s.SACK, Timestamps: s.Timestamps,
+		Timestamp: s.Timestamp, Window: [5]uint32{w.SndWl1, w.SndWnd, w.MaxWindow, w.RcvWnd, w.RcvWup}, HasWindow: s.HasWindow}
+}
+
+// unsentBytes is how many bytes c's kernel holds that the peer has not
+// acknowledged (SIOCOUTQ); 0 when it cannot tell, which makes the
+// acknowledged count larger only for a socket that is failing anyway.
+func unsentBytes(c net.Conn) int64 {
+	tc := tcpConnOf(c)
+	if tc == nil {
+		return 0
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var n int
+	rc.Control(func(fd uintptr) {
+		n, err = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
+	})
+	if err != nil || n < 0 {
+		return 0
+	}
+	return int64(n)
+}
+
+// restoredStates rebuilds both sockets of a shadow as the standby knows
+// them: each receives from where the mirror's stream ends (the standby
+// holds every byte it ever relayed on), and sends from the first byte the
+// peer may lack; those bytes, and the ones read and never written, are
+// returned as pending, to be written first (a peer that had them drops
+// the copies: same bytes, same sequence numbers).
+func restoredStates(sh *mirror.Shadow, now time.Time) (client, server *tcprepair.State, pending [2][]byte) {
+	st := &sh.Setup
+	// The TSval clock (1 kHz) went on running on the old active: advance
+	// it by the time since it was read, plus a margin, so that the peer's
+	// PAWS check never sees it go back.
+	tsNow := func(s *mirror.Socket, side int) uint32 {
+		if sh.Final {
+			return sh.Timestamps[side] + uint32(now.Sub(sh.FinalAt).Milliseconds()) + 10
+		}
+		return s.Timestamp + uint32(now.Sub(st.At).Milliseconds()) + 10
+	}
+	build := func(s *mirror.Socket, side int, in, out *mirror.ShadowStream) *tcprepair.State {
+		r := &tcprepair.State{Local: s.Local, Remote: s.Remote, MSS: s.MSS, SndWscale: s.SndWscale, RcvWscale: s.RcvWscale,
+			WindowScaling: s.WindowScaling, SACK: s.SACK, Timestamps: s.Timestamps, Timestamp: tsNow(s, side)}
+		r.RecvSeq = s.RecvSeq + uint32(in.End())
+		r.SendSeq = s.SendSeq + uint32(out.Base)
+		if s.HasWindow {
+			// Windows as they were at setup, anchored at the restored
+			// sequence numbers (the kernel requires rcv_wup <= rcv_nxt);
+			// the first ACK each way brings them up to date.
+			r.HasWindow = true
+			r.Window = tcprepair.Window{SndWl1: r.RecvSeq, SndWnd: s.Window[1], MaxWindow: s.Window[2], RcvWnd: s.Window[3], RcvWup: r.RecvSeq}
+		}
+		return r
+	}
+	client = build(&st.Client, 0, &sh.Streams[mirror.ToServer], &sh.Streams[mirror.ToClient])
+	server = build(&st.Server, 1, &sh.Streams[mirror.ToClient], &sh.Streams[mirror.ToServer])
+	pending[mirror.ToServer] = sh.Streams[mirror.ToServer].Data
+	pending[mirror.ToClient] = sh.Streams[mirror.ToClient].Data
+	return client, server, pending
+}
+
+// Adopt takes over a connection mirrored from the previous active device:
+// it rebuilds both sockets with TCP repair (the traffic group's addresses
+// are held meanwhile, so no packet of the flow meets a socket that is not
+// there yet) and relays from where the mirror ends. A connection whose
+// peer shows a gap (it sent bytes the old active acknowledged and never
+// mirrored) is reset on both sides: it can never be continued.
+func (l *Listener) Adopt(sh *mirror.Shadow) error {
+	p := l.Plan()
+	cs, ss, pending := restoredStates(sh, time.Now())
+	c, err := tcprepair.Restore(cs, tcprepair.RestoreOptions{})
+	if err != nil {
+		return err
+	}
+	s, err := tcprepair.Restore(ss, tcprepair.RestoreOptions{})
+	if err != nil {
+		tcprepair.CloseSilently(c)
+		return err
+	}
+	var m *pool.Member
+	if pl := p.Pools[sh.Setup.Pool]; pl != nil {
+		m = pl.Member(sh.Setup.Member)
+	}
+	l.conns.Add(1)
+	p.Stats.Active.Add(1)
+	p.Stats.Total.Add(1)
+	p.Stats.Mirror.Restored.Add(1)
+	go func() {
+		defer l.conns.Done()
+		defer p.Stats.Active.Add(-1)
+		l.serveAdopted(p, c, s, m, sh, pending)
+	}()
+	return nil
+}
+
+func (l *Listener) serveAdopted(p *Plan, c, s *net.TCPConn, m *pool.Member, sh *mirror.Shadow, pending [2][]byte) {
+	e := &conntrack.Entry{Virtual: p.Name, Proto: p.Type, Client: sh.Setup.Client.Remote, VirtualAddr: sh.Setup.Client.Local,
+		Created: time.Now(), IdleTimeout: p.IdleTimeout}
+	reap := func() { unmark(c, s); abortOrClose(c, p.Clientside); abortOrClose(s, p.Serverside) }
+	p.Conns.Add(e, reap)
+	defer p.Conns.Remove(e)
+	defer func() { unmark(c, s); c.Close(); s.Close() }()
+	e.SetServer(sh.Setup.Pool, sh.Setup.Server.Local, sh.Setup.Member)
+	member := func(int64, int64) {}
+	if m != nil {
+		if m.Acquire() { // counted, unless the member is at its limit: the connection exists either way
+			ls := lease{m}
+			defer ls.release()
+		}
+		member = func(in, out int64) { m.AddBytes(in, out) }
+	}
+	ctx, cancel := context.WithCancel(l.ctx)
+	defer cancel()
+	go watchGap(ctx, p, c, s)
+	l.proxyMirrored(p, e, c, s, member, nil, pending)
+}
+
+// Gap detection after a takeover: a peer that keeps sending out of order
+// while nothing arrives in order has bytes the old active acknowledged and
+// never mirrored before it failed (TCP will never resend them).
+const (
+	gapCheckEvery = 100 * time.Millisecond
+	gapWatchFor   = 10 * time.Second
+	gapAfter      = time.Second // out-of-order data and no progress this long
+)
+
+// watchGap resets a restored connection whose either peer shows a gap.
+func watchGap(ctx context.Context, p *Plan, c, s *net.TCPConn) {
+	t := time.NewTicker(gapCheckEvery)
+	defer t.Stop()
+	type mark struct {
+		bytes uint64
+		since time.Time
+	}
+	var marks [2]mark
+	start := time.Now()
+	for now := range t.C {
+		if ctx.Err() != nil || now.Sub(start) > gapWatchFor {
+			return
+		}
+		for i, conn := range []*net.TCPConn{c, s} {
+			info, err := tcpInfoOf(conn)
+			if err != nil {
+				return
+			}
+			if info.Bytes_received != marks[i].bytes || marks[i].since.IsZero() {
+				marks[i] = mark{info.Bytes_received, now}
+				continue
+			}
+			if info.Rcv_ooopack > 0 && now.Sub(marks[i].since) >= gapAfter {
+				p.Stats.Mirror.Resets.Add(1)
+				p.Log.Warn("taken-over connection reset: its peer sent bytes the previous active device acknowledged and never mirrored",
+					"virtual", p.Name, "client", c.RemoteAddr().String(), "side", [2]string{"client", "server"}[i])
+				unmark(c, s)
+				tcp.Abort(c)
+				tcp.Abort(s)
+				return
+			}
+		}
+	}
+}
+
+// tcpInfoOf reads TCP_INFO.
+func tcpInfoOf(c *net.TCPConn) (*unix.TCPInfo, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var info *unix.TCPInfo
+	var ierr error
+	if err := rc.Control(func(fd uintptr) { info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil {
+		return nil, err
+	}
+	return info, ierr
+}
+
+// mirrored is a connection being mirrored, as a planned handover finds it.
+type mirrored struct {
+	c, s               *net.TCPConn
+	mc                 *mirror.Conn
+	toServer, toClient *relay
+	cancel             context.CancelFunc // ends the relays' write-gate waits
+	freeze             chan chan error    // a handover asks; the connection's goroutine answers
+}
+
+// trackMirrored registers a mirrored connection for handovers and points
+// its relays at the mirror.
+func (l *Listener) trackMirrored(c, s net.Conn, mc *mirror.Conn, toServer, toClient *relay) *mirrored {
+	ctx, cancel := context.WithCancel(l.ctx)
+	toServer.mirrorTo(ctx, mc, mirror.ToServer)
+	toClient.mirrorTo(ctx, mc, mirror.ToClient)
+	mm := &mirrored{c: tcpConnOf(c), s: tcpConnOf(s), mc: mc, toServer: toServer, toClient: toClient, cancel: cancel,
+		freeze: make(chan chan error)}
+	l.mirMu.Lock()
+	if l.mirrored == nil {
+		l.mirrored = map[*mirrored]struct{}{}
+	}
+	l.mirrored[mm] = struct{}{}
+	l.mirMu.Unlock()
+	return mm
+}
+
+func (l *Listener) untrackMirrored(mm *mirrored) {
+	l.mirMu.Lock()
+	delete(l.mirrored, mm)
+	l.mirMu.Unlock()
+	mm.cancel()
+}
+
+// HandOver freezes every mirrored connection of the listener and hands it
+// to the standby (a planned failover): the caller holds the traffic
+// group's packets (flowhold) so that nothing changes meanwhile. It returns
+// how many moved and how many could not (they are left to the listener's
+// drain and will be reset by the peer that takes over).
+func (l *Listener) HandOver(ctx context.Context) (moved, failed int, firstErr error) {
+	l.mirMu.Lock()
+	list := make([]*mirrored, 0, len(l.mirrored))
+	for mm := range l.mirrored {
+		list = append(list, mm)
+	}
+	l.mirMu.Unlock()
+	results := make([]chan error, len(list))
+	for i, mm := range list {
+		results[i] = make(chan error, 1)
+		select {
+		case mm.freeze <- results[i]:
+		case <-ctx.Done():
+			results[i] <- ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+			results[i] <- errors.New("the connection was ending") // half-closed or closing: not movable
+		}
+	}
+	for _, r := range results {
+		var err error
+		select {
+		case err = <-r:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		if err != nil {
+			failed++
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		moved++
+	}
+	return moved, failed, firstErr
+}
+
+// handOver finishes a frozen connection's handover (its own goroutine):
+// the bytes its sockets received and the relays did not read yet are
+// read and mirrored (the peers' packets are held, so no more arrive), the
+// acknowledged counts are read, the final state goes to the standby, and
+// once it has it both sockets close silently (repair mode: no FIN, no
+// RST).
+func (l *Listener) handOver(p *Plan, mm *mirrored) error {
+	if mm.c == nil || mm.s == nil {
+		return errors.New("not a TCP connection")
+	}
+	for _, r := range []*relay{mm.toServer, mm.toClient} {
+		if r.srcEOF.Load() {
+			return errors.New("half-closed")
+		}
+		if err := drainInto(r, mm.mc); err != nil {
+			return err
+		}
+	}
+	var acked [2]int64
+	acked[mirror.ToServer] = mm.toServer.wrote.Load() - unsentBytes(mm.s)
+	acked[mirror.ToClient] = mm.toClient.wrote.Load() - unsentBytes(mm.c)
+	cs, err := tcprepair.Dump(mm.c)
+	if err != nil {
+		tcprepair.Resume(mm.c)
+		return err
+	}
+	ss, err := tcprepair.Dump(mm.s)
+	if err != nil {
+		tcprepair.Resume(mm.c)
+		tcprepair.Resume(mm.s)
+		return err
+	}
+	ctx, cancel := context.WithTimeout(l.ctx, handOverWait)
+	defer cancel()
+	if err := mm.mc.Final(ctx, acked, [2]uint32{cs.Timestamp, ss.Timestamp}); err != nil {
+		tcprepair.Resume(mm.c)
+		tcprepair.Resume(mm.s)
+		return err
+	}
+	tcprepair.CloseSilently(mm.c)
+	tcprepair.CloseSilently(mm.s)
+	p.Stats.Mirror.HandedOver.Add(1)
+	return nil
+}
+
+// handOverWait bounds the wait for the standby's acknowledgement of one
+// connection's final state.
+const handOverWait = 2 * time.Second
+
+// drainInto reads what r's source socket still holds (non-blocking: the
+// peer's packets are held) and mirrors it as the stream's next bytes.
+func drainInto(r *relay, mc *mirror.Conn) error {
+	tc := tcpConnOf(r.src)
+	if tc == nil {
+		return errors.New("not a TCP connection")
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		var n int
+		var rerr error
+		if err := rc.Control(func(fd uintptr) { n, rerr = unix.Read(int(fd), buf) }); err != nil {
+			return err
+		}
+		switch {
+		case rerr == unix.EAGAIN:
+			return nil
+		case rerr == unix.EINTR:
+			continue
+		case rerr != nil:
+			return rerr
+		case n == 0:
+			return errors.New("half-closed") // the peer's FIN came before the hold
+		}
+		w := r.wrote.Load()
+		if !mc.Data(r.gateDir, r.readOff, buf[:n], w-unsentBytes(r.dst)) {
+			return mirror.ErrNotMirrored
+		}
+		r.readOff += int64(n)
+	}
+}
