@@ -336,13 +336,13 @@ func (cs *connSender) acked(seq uint64) {
 
 // ConnStats is connection mirroring as `fulcrum show mirroring` prints it.
 type ConnStats struct {
-	Mirrored uint64 `json:"connections_mirrored"` // connections whose mirroring started (active side)
-	Open     int    `json:"connections_open"`     // mirrored now (active side)
-	Lost     uint64 `json:"connections_lost"`     // mirroring ended before the connection did (channel broke)
-	Bytes    uint64 `json:"bytes_mirrored"`       // relayed bytes sent to the standby
-	Shadows  int    `json:"resumable_now"`        // standby: connections it could resume now
-	Received uint64 `json:"connections_received"` // standby: connections announced by the peer
-	Dropped  uint64 `json:"connections_dropped"`  // standby: dropped for its limits or a broken stream
+	Mirrored uint64 `json:"connections_mirrored"`   // connections whose mirroring started (active side)
+	Open     int    `json:"connections_open"`       // mirrored now (active side)
+	Lost     uint64 `json:"connections_lost"`       // mirroring ended before the connection did (channel broke)
+	Bytes    uint64 `json:"bytes_mirrored"`         // relayed bytes sent to the standby
+	Shadows  int    `json:"resumable_now"`          // standby: connections it could resume now
+	Received uint64 `json:"connections_received"`   // standby: connections announced by the peer
+	Dropped  uint64 `json:"connections_dropped"`    // standby: dropped for its limits or a broken stream
 	Restored uint64 `json:"connections_taken_over"` // standby: shadows handed to the engine when the group went active here
 }
 
