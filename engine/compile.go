@@ -143,7 +143,7 @@ func (e *Engine) compile(cfg *config.Config) (*compiled, error) {
 			},
 		}
 		if v.Mirror {
-			plan.Mirror = engineMirror{e}
+			plan.Mirror, plan.Guard = engineMirror{e}, engineGuard{e}
 		}
 		if v.Type != "udp" {
 			plan.Clientside, plan.Serverside = cfg.TCP[v.ClientsideTCP], cfg.TCP[v.ServersideTCP]

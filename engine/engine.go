@@ -16,6 +16,7 @@ import (
 	"github.com/fulcrum-adc/fulcrum/api"
 	"github.com/fulcrum-adc/fulcrum/config"
 	"github.com/fulcrum-adc/fulcrum/conntrack"
+	"github.com/fulcrum-adc/fulcrum/internal/flowhold"
 	"github.com/fulcrum-adc/fulcrum/mirror"
 	"github.com/fulcrum-adc/fulcrum/monitor"
 	"github.com/fulcrum-adc/fulcrum/persist"
@@ -80,7 +81,29 @@ type Engine struct {
 
 	states stateStore // runtime member states and their file (state.go)
 
-	connMirror atomic.Pointer[ConnMirror] // SetConnMirror
+	connMirror atomic.Pointer[ConnMirror]        // SetConnMirror
+	flowGuard  atomic.Pointer[virtual.FlowGuard] // SetFlowGuard
+}
+
+// SetFlowGuard connects the crash guard of mirrored connections' flows.
+func (e *Engine) SetFlowGuard(g virtual.FlowGuard) { e.flowGuard.Store(&g) }
+
+// engineGuard is what mirrored plans hold: the engine's flow guard, once
+// there is one.
+type engineGuard struct{ e *Engine }
+
+func (g engineGuard) Add(flows ...flowhold.Flow) error {
+	if fg := g.e.flowGuard.Load(); fg != nil {
+		return (*fg).Add(flows...)
+	}
+	return nil
+}
+
+func (g engineGuard) Remove(flows ...flowhold.Flow) error {
+	if fg := g.e.flowGuard.Load(); fg != nil {
+		return (*fg).Remove(flows...)
+	}
+	return nil
 }
 
 // ConnMirror is connection mirroring (mirror.Mirror): it mirrors the

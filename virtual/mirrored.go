@@ -4,15 +4,16 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/fulcrum-adc/fulcrum/conntrack"
+	"github.com/fulcrum-adc/fulcrum/internal/flowhold"
 	"github.com/fulcrum-adc/fulcrum/internal/tcprepair"
 	"github.com/fulcrum-adc/fulcrum/mirror"
 	"github.com/fulcrum-adc/fulcrum/pool"
-	"github.com/fulcrum-adc/fulcrum/profile/tcp"
 )
 
 // ConnMirror mirrors the connections of mirrored virtuals to their traffic
@@ -28,6 +29,14 @@ type ConnMirror interface {
 // connections the standby is about to continue. Fulcrum clears the mark
 // before it ends a connection itself (unmark).
 const MirrorMark = 0x4d495252 // "MIRR"
+
+// FlowGuard keeps the host from resetting a mirrored connection's flows
+// on its own (flowhold.Guard): their inbound packets get MirrorMark, so
+// that the kernel's answers to them carry it too.
+type FlowGuard interface {
+	Add(flows ...flowhold.Flow) error
+	Remove(flows ...flowhold.Flow) error
+}
 
 // setMark sets SO_MARK (CAP_NET_ADMIN).
 func setMark(c net.Conn, mark int) error {
@@ -46,54 +55,87 @@ func setMark(c net.Conn, mark int) error {
 	return serr
 }
 
-// unmark clears the mirror mark of a connection's sockets: its FINs and
-// resets leave from now on.
-func unmark(cs ...net.Conn) {
-	for _, c := range cs {
-		if c != nil {
+// guarded is a mirrored connection's sockets while the crash guard covers
+// them: marked, and their flows in the guard.
+type guarded struct {
+	g     FlowGuard
+	c, s  net.Conn
+	flows []flowhold.Flow
+	done  atomic.Bool
+}
+
+// guard marks both sockets and adds their flows to p's guard.
+func (p *Plan) guard(c, s net.Conn) (*guarded, error) {
+	gd := &guarded{g: p.Guard, c: c, s: s}
+	for _, x := range []net.Conn{c, s} {
+		gd.flows = append(gd.flows, flowhold.Flow{Local: addrPortOf(x.LocalAddr()), Remote: addrPortOf(x.RemoteAddr())})
+	}
+	if err := setMark(c, MirrorMark); err != nil {
+		return nil, err
+	}
+	if err := setMark(s, MirrorMark); err != nil {
+		setMark(c, 0)
+		return nil, err
+	}
+	if gd.g != nil {
+		if err := gd.g.Add(gd.flows...); err != nil {
 			setMark(c, 0)
+			setMark(s, 0)
+			return nil, err
 		}
+	}
+	return gd, nil
+}
+
+// release lets the connection's own FINs and resets out again: Fulcrum is
+// about to end it (or it is no longer mirrored). Once; nil-safe.
+func (gd *guarded) release() {
+	if gd == nil || gd.done.Swap(true) {
+		return
+	}
+	setMark(gd.c, 0)
+	setMark(gd.s, 0)
+	if gd.g != nil {
+		gd.g.Remove(gd.flows...)
 	}
 }
 
-// startMirror reads both sockets' parameters (TCP repair, on the live
-// sockets) and announces the connection to the standby; nil when it is
-// not mirrored (no peer streaming now, or the sockets could not be read:
-// it is then served as any other).
-func (p *Plan) startMirror(c, s net.Conn, m *pool.Member) *mirror.Conn {
+// startMirror guards the connection against this process's crash, reads
+// both sockets' parameters (TCP repair, on the live sockets) and announces
+// the connection to the standby; nil when it is not mirrored (no peer
+// streaming now, or the sockets could not be read: it is then served as
+// any other).
+func (p *Plan) startMirror(c, s net.Conn, m *pool.Member) (*mirror.Conn, *guarded) {
 	if p.Mirror == nil {
-		return nil
+		return nil, nil
 	}
 	cl, sv := tcpConnOf(c), tcpConnOf(s)
 	if cl == nil || sv == nil {
 		p.Stats.Mirror.Unmirrored.Add(1)
-		return nil
+		return nil, nil
 	}
-	err := setMark(cl, MirrorMark)
-	if err == nil {
-		err = setMark(sv, MirrorMark)
-	}
-	var cs *tcprepair.State
+	gd, err := p.guard(cl, sv)
+	var cs, ss *tcprepair.State
 	if err == nil {
 		cs, err = tcprepair.Snapshot(cl)
 	}
 	if err == nil {
-		var ss *tcprepair.State
-		if ss, err = tcprepair.Snapshot(sv); err == nil {
-			setup := &mirror.ConnSetup{Virtual: p.Name, Pool: m.PoolName(), Member: m.Addr(),
-				Client: socketOf(cs), Server: socketOf(ss), At: time.Now()}
-			var mc *mirror.Conn
-			if mc, err = p.Mirror.Open(p.TrafficGroup, setup); err == nil {
-				p.Stats.Mirror.Mirrored.Add(1)
-				return mc
-			}
+		ss, err = tcprepair.Snapshot(sv)
+	}
+	if err == nil {
+		setup := &mirror.ConnSetup{Virtual: p.Name, Pool: m.PoolName(), Member: m.Addr(),
+			Client: socketOf(cs), Server: socketOf(ss), At: time.Now()}
+		var mc *mirror.Conn
+		if mc, err = p.Mirror.Open(p.TrafficGroup, setup); err == nil {
+			p.Stats.Mirror.Mirrored.Add(1)
+			return mc, gd
 		}
 	}
-	unmark(cl, sv)
+	gd.release()
 	if n := p.Stats.Mirror.Unmirrored.Add(1); n&(n-1) == 0 {
 		p.Log.Warn("connection served unmirrored: it will not survive a failover", "virtual", p.Name, "reason", err.Error(), "unmirrored", n)
 	}
-	return nil
+	return nil, nil
 }
 
 // socketOf is the mirrored form of a snapshot: the sequence numbers of the
@@ -202,10 +244,11 @@ func (l *Listener) Adopt(sh *mirror.Shadow) error {
 func (l *Listener) serveAdopted(p *Plan, c, s *net.TCPConn, m *pool.Member, sh *mirror.Shadow, pending [2][]byte) {
 	e := &conntrack.Entry{Virtual: p.Name, Proto: p.Type, Client: sh.Setup.Client.Remote, VirtualAddr: sh.Setup.Client.Local,
 		Created: time.Now(), IdleTimeout: p.IdleTimeout}
-	reap := func() { unmark(c, s); abortOrClose(c, p.Clientside); abortOrClose(s, p.Serverside) }
+	reap := func() { abortOrClose(c, p.Clientside); abortOrClose(s, p.Serverside) }
 	p.Conns.Add(e, reap)
 	defer p.Conns.Remove(e)
-	defer func() { unmark(c, s); c.Close(); s.Close() }()
+	defer c.Close()
+	defer s.Close()
 	e.SetServer(sh.Setup.Pool, sh.Setup.Server.Local, sh.Setup.Member)
 	member := func(int64, int64) {}
 	if m != nil {
@@ -218,50 +261,59 @@ func (l *Listener) serveAdopted(p *Plan, c, s *net.TCPConn, m *pool.Member, sh *
 	ctx, cancel := context.WithCancel(l.ctx)
 	defer cancel()
 	go watchGap(ctx, p, c, s)
-	l.proxyMirrored(p, e, c, s, member, nil, pending)
+	l.proxyMirrored(p, e, c, s, member, nil, nil, pending)
 }
 
-// Gap detection after a takeover: a peer that keeps sending out of order
-// while nothing arrives in order has bytes the old active acknowledged and
-// never mirrored before it failed (TCP will never resend them).
+// Gap detection after a takeover: a peer that keeps sending data while
+// nothing arrives in order has bytes the old active acknowledged and never
+// mirrored before it failed (TCP will never resend them: they are
+// acknowledged). Its segments are out of order, or beyond the window the
+// restored socket offers; either way they count as data segments in and
+// not as bytes received.
 const (
 	gapCheckEvery = 100 * time.Millisecond
 	gapWatchFor   = 10 * time.Second
-	gapAfter      = time.Second // out-of-order data and no progress this long
+	gapAfter      = time.Second // no byte in order this long after a takeover
+	gapSegments   = 2           // while at least this many data segments came in
 )
 
 // watchGap resets a restored connection whose either peer shows a gap.
 func watchGap(ctx context.Context, p *Plan, c, s *net.TCPConn) {
 	t := time.NewTicker(gapCheckEvery)
 	defer t.Stop()
-	type mark struct {
-		bytes uint64
-		since time.Time
-	}
-	var marks [2]mark
 	start := time.Now()
+	var stuck [2]bool
 	for now := range t.C {
 		if ctx.Err() != nil || now.Sub(start) > gapWatchFor {
 			return
 		}
 		for i, conn := range []*net.TCPConn{c, s} {
+			if stuck[i] {
+				continue
+			}
 			info, err := tcpInfoOf(conn)
 			if err != nil {
 				return
 			}
-			if info.Bytes_received != marks[i].bytes || marks[i].since.IsZero() {
-				marks[i] = mark{info.Bytes_received, now}
+			if info.Bytes_received > 0 {
+				stuck[i] = true // bytes in order: no gap on this side
 				continue
 			}
-			if info.Rcv_ooopack > 0 && now.Sub(marks[i].since) >= gapAfter {
+			if info.Data_segs_in >= gapSegments && now.Sub(start) >= gapAfter {
 				p.Stats.Mirror.Resets.Add(1)
 				p.Log.Warn("taken-over connection reset: its peer sent bytes the previous active device acknowledged and never mirrored",
-					"virtual", p.Name, "client", c.RemoteAddr().String(), "side", [2]string{"client", "server"}[i])
-				unmark(c, s)
-				tcp.Abort(c)
-				tcp.Abort(s)
+					"virtual", p.Name, "client", c.RemoteAddr().String(), "side", [2]string{"client", "server"}[i], "segments", info.Data_segs_in)
+				// Both lingers first: aborting one side makes the relay
+				// close the other, which must reset too.
+				c.SetLinger(0)
+				s.SetLinger(0)
+				c.Close()
+				s.Close()
 				return
 			}
+		}
+		if stuck[0] && stuck[1] {
+			return
 		}
 	}
 }

@@ -61,6 +61,8 @@ type Plan struct {
 	// Mirror mirrors the virtual's connections to its traffic group's
 	// next-active device (nil: mirror off).
 	Mirror ConnMirror
+	// Guard is the crash guard of mirrored connections' flows (nil: none).
+	Guard FlowGuard
 
 	Log       *slog.Logger
 	AccessLog *slog.Logger // nil: off

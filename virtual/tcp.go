@@ -44,14 +44,13 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 	}
 	raw := c
 	var server net.Conn
+	var gd *guarded // mirrored: the crash guard's hold on the sockets
 	var mu sync.Mutex
 	closeAll := func() {
 		mu.Lock()
-		s := server
+		s, g := server, gd
 		mu.Unlock()
-		if p.Mirror != nil {
-			unmark(raw, s)
-		}
+		g.release()
 		c.Close()
 		if s != nil {
 			s.Close()
@@ -60,11 +59,9 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 	// The reaper ends idle connections: with reset-on-timeout, by RST.
 	reap := func() {
 		mu.Lock()
-		s := server
+		s, g := server, gd
 		mu.Unlock()
-		if p.Mirror != nil {
-			unmark(raw, s)
-		}
+		g.release()
 		endClient(raw)
 		if s != nil {
 			endServer(s)
@@ -154,7 +151,11 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 		case p.Type == "fastl4":
 			l.relayFastL4(p, e, c, s, member)
 		case p.Mirror != nil:
-			l.proxyMirrored(p, e, c, s, member, p.startMirror(c, s, m), [2][]byte{})
+			mc, g := p.startMirror(c, s, m)
+			mu.Lock()
+			gd = g
+			mu.Unlock()
+			l.proxyMirrored(p, e, c, s, member, mc, g, [2][]byte{})
 		default:
 			l.proxyStreams(p, e, c, s, member)
 		}
@@ -266,13 +267,13 @@ func (p *Plan) forwardPeeked(s net.Conn, e *conntrack.Entry, m *pool.Member, b [
 // ended when the shorter of the two timers expires first. The flow ends when
 // both directions are done or either fails.
 func (l *Listener) proxyStreams(p *Plan, e *conntrack.Entry, c, s net.Conn, member func(in, out int64)) {
-	l.proxyMirrored(p, e, c, s, member, nil, [2][]byte{})
+	l.proxyMirrored(p, e, c, s, member, nil, nil, [2][]byte{})
 }
 
 // proxyMirrored is proxyStreams for a connection mirrored through mc (nil:
 // not mirrored), or taken over from another device with bytes pending for
 // each direction (written before anything read).
-func (l *Listener) proxyMirrored(p *Plan, e *conntrack.Entry, c, s net.Conn, member func(in, out int64), mc *mirror.Conn, pending [2][]byte) {
+func (l *Listener) proxyMirrored(p *Plan, e *conntrack.Entry, c, s net.Conn, member func(in, out int64), mc *mirror.Conn, gd *guarded, pending [2][]byte) {
 	toServerBuf, toClientBuf := p.ToServer, p.ToClient
 	autoProxyBuffers(p, c, s, &toServerBuf, &toClientBuf)
 	toServer := newRelay(s, c, toServerBuf.High, toServerBuf.Low, func(n int64) {
@@ -290,9 +291,8 @@ func (l *Listener) proxyMirrored(p *Plan, e *conntrack.Entry, c, s net.Conn, mem
 	toServer.pending, toClient.pending = pending[mirror.ToServer], pending[mirror.ToClient]
 	var mm *mirrored
 	if mc != nil {
-		var once sync.Once
-		toServer.ending = func() { once.Do(func() { unmark(c, s) }) }
-		toClient.ending = toServer.ending
+		toServer.ending = gd.release
+		toClient.ending = gd.release
 		mm = l.trackMirrored(c, s, mc, toServer, toClient)
 		defer l.untrackMirrored(mm)
 		defer func() {

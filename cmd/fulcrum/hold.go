@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
+	"strings"
 	"sync"
 
 	"github.com/fulcrum-adc/fulcrum/config"
@@ -19,6 +21,7 @@ import (
 // connection. A nil *groupHolds holds nothing.
 type groupHolds struct {
 	h     *flowhold.Holder
+	guard *flowhold.Guard // mirrored connections' flows (engine.SetFlowGuard)
 	log   *slog.Logger
 	mu    sync.Mutex
 	addrs map[string][]netip.Addr // groups with mirrored virtuals
@@ -46,11 +49,20 @@ func newGroupHolds(cfg *config.Config, log *slog.Logger) (*groupHolds, error) {
 	// A mirrored connection's sockets carry virtual.MirrorMark: if this
 	// process dies, their FINs and resets must not reach the client or the
 	// server, or the peer that takes over would find them ended.
-	if _, err := h.Guard(virtual.MirrorMark); err != nil {
+	// The kernel's own resets (for packets of connections whose socket
+	// is gone) must carry the mark of the packet they answer.
+	for _, key := range []string{"net/ipv4/fwmark_reflect", "net/ipv6/fwmark_reflect"} {
+		if err := os.WriteFile("/proc/sys/"+key, []byte("1"), 0o644); err != nil {
+			h.Close()
+			return nil, fmt.Errorf("connection mirroring: set %s: %w", strings.ReplaceAll(key, "/", "."), err)
+		}
+	}
+	guard, err := h.Guard(virtual.MirrorMark)
+	if err != nil {
 		h.Close()
 		return nil, fmt.Errorf("connection mirroring: cannot guard mirrored connections against this process's crash: %w", err)
 	}
-	g := &groupHolds{h: h, log: log, addrs: addrs, held: map[string]func() error{}}
+	g := &groupHolds{h: h, guard: guard, log: log, addrs: addrs, held: map[string]func() error{}}
 	for name := range addrs {
 		if !g.hold(name) {
 			h.Close()

@@ -473,6 +473,9 @@ func startHA(ctx context.Context, cfg *config.Config, group *trust.Store, eng *e
 		}
 		return nil, nil, nil, err
 	}
+	if holds != nil {
+		eng.SetFlowGuard(holds.guard)
+	}
 	var syn *configsync.Syncer
 	var q *quorum.Node
 	closeAll := func() {

@@ -488,6 +488,12 @@ func connScenario(t *testing.T, prefix, kind string, n, base [3]int) (mirrored, 
 	}
 	t.Logf("%s: b active %s after", kind, time.Since(at).Round(time.Millisecond))
 	time.Sleep(2 * time.Second)
+	if os.Getenv("FULCRUM_LAB_DEBUG") != "" {
+		for _, ns := range []*testnet.NS{l.devs["b"].ns, l.client, srvNS} {
+			out, _ := ns.Run(context.Background(), "ss", "-tnio")
+			t.Logf("ss in %s:\n%s", ns.Name(), out)
+		}
+	}
 	if kind == "stop" {
 		l.signal("a", syscall.SIGCONT)
 		time.Sleep(time.Second)
