@@ -546,7 +546,10 @@ func (m *Manager) activate(g *group, reason string, now time.Time) {
 	g.reason, g.changed = reason, now
 	g.failovers++
 	m.addAddresses(g)
-	if err := m.engine.SetTrafficGroupActive(g.name, true); err != nil {
+	stop := m.keepBeating()
+	err := m.engine.SetTrafficGroupActive(g.name, true)
+	stop()
+	if err != nil {
 		m.log.Error("traffic group cannot serve here: releasing it", "group", g.name, "error", err)
 		m.release(g, "", "its virtual servers could not start here: "+err.Error(), now)
 		g.hold, g.holdUntil = true, now.Add(m.holdFor())
@@ -554,6 +557,45 @@ func (m *Manager) activate(g *group, reason string, now time.Time) {
 	}
 	m.log.Info("traffic group active", "group", g.name, "generation", g.generation, "reason", reason)
 	m.startAnnounce(g)
+}
+
+// keepBeating sends heartbeats every interval from another goroutine while
+// the loop waits for the engine (a planned handover of mirrored
+// connections, or their restore, may take longer than dead_time); the
+// heartbeats say what the loop last decided. stop returns once that
+// goroutine has ended, before the loop changes anything again.
+//
+// Peers heard this device all along unless the heartbeats themselves
+// stalled (the whole process stopped): then the loop's stall check must
+// still see the gap; otherwise the time spent waiting is not a stall.
+func (m *Manager) keepBeating() (stop func()) {
+	done, ended := make(chan struct{}), make(chan struct{})
+	start := time.Now()
+	var maxGap time.Duration
+	go func() {
+		defer close(ended)
+		t := time.NewTicker(m.interval)
+		defer t.Stop()
+		last := start
+		for {
+			select {
+			case <-done:
+				maxGap = max(maxGap, time.Since(last))
+				return
+			case now := <-t.C:
+				maxGap = max(maxGap, now.Sub(last))
+				last = now
+				m.send()
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-ended
+		if maxGap < m.deadTime && m.lastTick.Before(start) {
+			m.lastTick = time.Now()
+		}
+	}
 }
 
 // startAnnounce (re)starts the announcements of g's addresses.
@@ -595,7 +637,10 @@ func (m *Manager) release(g *group, handoff, reason string, now time.Time) {
 		cancel()
 		delete(m.announce, g.name)
 	}
-	if err := m.engine.SetTrafficGroupActive(g.name, false); err != nil {
+	stop := m.keepBeating()
+	err := m.engine.SetTrafficGroupActive(g.name, false)
+	stop()
+	if err != nil {
 		m.log.Error("could not stop the traffic group's virtual servers", "group", g.name, "error", err)
 	}
 	for _, a := range m.floating[g.name] {

@@ -408,10 +408,11 @@ func (l *Listener) HandOver(ctx context.Context) (moved, failed int, firstErr er
 }
 
 // handOver finishes a frozen connection's handover (its own goroutine):
-// the bytes its sockets received and the relays did not read yet are
-// read and mirrored (the peers' packets are held, so no more arrive), the
-// acknowledged counts are read, the final state goes to the standby, and
-// once it has it both sockets close silently (repair mode: no FIN, no
+// both sockets go into repair mode and are read whole (the peers' packets
+// are held, so nothing changes any more); what they received and the
+// relays never read is mirrored as the streams' next bytes, the
+// acknowledged counts and timestamps go to the standby as the final
+// state, and once it has them both sockets close silently (no FIN, no
 // RST).
 func (l *Listener) handOver(p *Plan, mm *mirrored) error {
 	if mm.c == nil || mm.s == nil {
@@ -421,13 +422,7 @@ func (l *Listener) handOver(p *Plan, mm *mirrored) error {
 		if r.srcEOF.Load() {
 			return errors.New("half-closed")
 		}
-		if err := drainInto(r, mm.mc); err != nil {
-			return err
-		}
 	}
-	var acked [2]int64
-	acked[mirror.ToServer] = mm.toServer.wrote.Load() - unsentBytes(mm.s)
-	acked[mirror.ToClient] = mm.toClient.wrote.Load() - unsentBytes(mm.c)
 	cs, err := tcprepair.Dump(mm.c)
 	if err != nil {
 		tcprepair.Resume(mm.c)
@@ -439,12 +434,28 @@ func (l *Listener) handOver(p *Plan, mm *mirrored) error {
 		tcprepair.Resume(mm.s)
 		return err
 	}
-	ctx, cancel := context.WithTimeout(l.ctx, handOverWait)
-	defer cancel()
-	if err := mm.mc.Final(ctx, acked, [2]uint32{cs.Timestamp, ss.Timestamp}); err != nil {
+	resume := func(err error) error {
 		tcprepair.Resume(mm.c)
 		tcprepair.Resume(mm.s)
 		return err
+	}
+	var acked [2]int64
+	for dir, x := range []struct {
+		r    *relay
+		in   *tcprepair.State // the socket it reads
+		out  *tcprepair.State // the socket it writes
+		name string
+	}{{mm.toServer, cs, ss, "client"}, {mm.toClient, ss, cs, "server"}} {
+		if len(x.in.RecvQueue) > 0 && !mm.mc.Data(dir, x.r.readOff, x.in.RecvQueue, 0) {
+			return resume(mirror.ErrNotMirrored)
+		}
+		x.r.readOff += int64(len(x.in.RecvQueue))
+		acked[dir] = x.r.wrote.Load() - int64(len(x.out.SendQueue))
+	}
+	ctx, cancel := context.WithTimeout(l.ctx, handOverWait)
+	defer cancel()
+	if err := mm.mc.Final(ctx, acked, [2]uint32{cs.Timestamp, ss.Timestamp}); err != nil {
+		return resume(err)
 	}
 	tcprepair.CloseSilently(mm.c)
 	tcprepair.CloseSilently(mm.s)
@@ -455,39 +466,3 @@ func (l *Listener) handOver(p *Plan, mm *mirrored) error {
 // handOverWait bounds the wait for the standby's acknowledgement of one
 // connection's final state.
 const handOverWait = 2 * time.Second
-
-// drainInto reads what r's source socket still holds (non-blocking: the
-// peer's packets are held) and mirrors it as the stream's next bytes.
-func drainInto(r *relay, mc *mirror.Conn) error {
-	tc := tcpConnOf(r.src)
-	if tc == nil {
-		return errors.New("not a TCP connection")
-	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return err
-	}
-	buf := make([]byte, 64<<10)
-	for {
-		var n int
-		var rerr error
-		if err := rc.Control(func(fd uintptr) { n, rerr = unix.Read(int(fd), buf) }); err != nil {
-			return err
-		}
-		switch {
-		case rerr == unix.EAGAIN:
-			return nil
-		case rerr == unix.EINTR:
-			continue
-		case rerr != nil:
-			return rerr
-		case n == 0:
-			return errors.New("half-closed") // the peer's FIN came before the hold
-		}
-		w := r.wrote.Load()
-		if !mc.Data(r.gateDir, r.readOff, buf[:n], w-unsentBytes(r.dst)) {
-			return mirror.ErrNotMirrored
-		}
-		r.readOff += int64(n)
-	}
-}

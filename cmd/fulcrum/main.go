@@ -569,8 +569,13 @@ type lifecycle struct {
 // connections (the HA loop waits for it).
 const handOverLimit = 3 * time.Second
 
+// holdSettle is how long a hold is given to catch every packet in flight.
+const holdSettle = 2 * time.Millisecond
+
 func (l lifecycle) SetTrafficGroupActive(group string, active bool) error {
 	if !active && l.holds.hold(group) {
+		// Packets already past the hold when it went in land first.
+		time.Sleep(holdSettle)
 		ctx, cancel := context.WithTimeout(context.Background(), handOverLimit)
 		start := time.Now()
 		moved, failed, err := l.eng.HandOver(ctx, group)

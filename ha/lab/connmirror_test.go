@@ -438,6 +438,15 @@ func (t *tally) String() string {
 	return b.String()
 }
 
+func (t *tally) merge(o *tally) {
+	for c := range t.n {
+		for k, v := range o.n[c] {
+			t.n[c][k] += v
+		}
+		t.pauses[c] = append(t.pauses[c], o.pauses[c]...)
+	}
+}
+
 func (t *tally) total(outcome string) (n int) {
 	for c := range t.n {
 		n += t.n[c][outcome]
@@ -448,9 +457,9 @@ func (t *tally) total(outcome string) (n int) {
 // connScenario runs one failure against a population through the mirrored
 // virtual and a baseline population through the unmirrored one, and
 // returns how each came through.
-func connScenario(t *testing.T, prefix, kind string, n, base [3]int) (mirrored, plain *tally) {
+func connScenario(t *testing.T, prefix, kind string, s settings, n, base [3]int) (mirrored, plain *tally) {
 	t.Helper()
-	l, srvNS := newConnLab(t, prefix, ciSettings)
+	l, srvNS := newConnLab(t, prefix, s)
 	srv := startSeqServer(t, srvNS)
 	l.start("a")
 	l.start("b")
@@ -482,6 +491,11 @@ func connScenario(t *testing.T, prefix, kind string, n, base [3]int) (mirrored, 
 		l.signal("a", syscall.SIGKILL)
 	case "stop":
 		l.signal("a", syscall.SIGSTOP)
+	case "cut":
+		// Every HA path: the direct link and a's LAN port (a is cut off
+		// from the client and the server too).
+		setLink(t, l.devs["a"].ns, "ha1", false)
+		setLink(t, l.lan, "pa", false)
 	}
 	if !eventually(5*time.Second, func() bool { return l.group("b").State == "active" }) {
 		t.Fatalf("b did not take over after %s", kind)
@@ -494,8 +508,19 @@ func connScenario(t *testing.T, prefix, kind string, n, base [3]int) (mirrored, 
 			t.Logf("ss in %s:\n%s", ns.Name(), out)
 		}
 	}
-	if kind == "stop" {
+	switch kind {
+	case "stop":
 		l.signal("a", syscall.SIGCONT)
+	case "cut":
+		setLink(t, l.lan, "pa", true)
+		setLink(t, l.devs["a"].ns, "ha1", true)
+	}
+	if kind == "stop" || kind == "cut" {
+		// The old active finds it lost the group and lets go; the
+		// connections go on at b.
+		if !eventually(5*time.Second, func() bool { return l.group("a").State == "standby" }) {
+			t.Errorf("a did not step down after %s: %+v", kind, l.groupOrNil("a"))
+		}
 		time.Sleep(time.Second)
 	}
 	mirrored, plain = newTally(), newTally()
@@ -531,7 +556,7 @@ func connScenario(t *testing.T, prefix, kind string, n, base [3]int) (mirrored, 
 // the unmirrored virtual's connections are lost.
 func TestConnMirrorPlanned(t *testing.T) {
 	t.Parallel()
-	m, p := connScenario(t, "cp", "planned", [3]int{10, 10, 4}, [3]int{3, 3, 0})
+	m, p := connScenario(t, "cp", "planned", ciSettings, [3]int{10, 10, 4}, [3]int{3, 3, 0})
 	if m.total("corrupted")+p.total("corrupted") != 0 {
 		t.Errorf("corrupted connections")
 	}
@@ -543,11 +568,39 @@ func TestConnMirrorPlanned(t *testing.T) {
 	}
 }
 
+// TestConnMirrorStopAndCut: SIGSTOP of the active, and every HA path cut
+// (the active isolated); when it returns, it steps down without
+// disturbing the connections its peer continues.
+//
+// A stopped process's kernel goes on acknowledging what its peers send
+// until the takeover moves them: every connection that sent anything
+// meanwhile has bytes the standby never got, and is reset; idle ones go
+// on. An isolated active receives nothing, so its interactive connections
+// go on too.
+func TestConnMirrorStopAndCut(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []string{"stop", "cut"} {
+		t.Run(kind, func(t *testing.T) {
+			m, p := connScenario(t, "c"+kind[:1], kind, ciSettings, [3]int{6, 6, 2}, [3]int{2, 2, 0})
+			if m.total("corrupted")+p.total("corrupted") != 0 || m.total("stalled") != 0 {
+				t.Errorf("corrupted or stalled connections")
+			}
+			want, got := 12, m.n[classIdle]["survived"]+m.n[classInteractive]["survived"]
+			if kind == "stop" {
+				want, got = 6, m.n[classIdle]["survived"]
+			}
+			if got < want-1 {
+				t.Errorf("%d of %d mirrored connections survived %s", got, want, kind)
+			}
+		})
+	}
+}
+
 // TestConnMirrorKill: kill -9 of the active. Idle and interactive
 // connections go on from the mirrored state; nothing is ever corrupted.
 func TestConnMirrorKill(t *testing.T) {
 	t.Parallel()
-	m, p := connScenario(t, "ck", "kill", [3]int{10, 10, 4}, [3]int{3, 3, 0})
+	m, p := connScenario(t, "ck", "kill", ciSettings, [3]int{10, 10, 4}, [3]int{3, 3, 0})
 	if m.total("corrupted")+p.total("corrupted") != 0 {
 		t.Errorf("corrupted connections")
 	}
@@ -557,4 +610,40 @@ func TestConnMirrorKill(t *testing.T) {
 	if got := p.total("survived"); got != 0 {
 		t.Errorf("%d unmirrored connections survived", got)
 	}
+}
+
+// TestBenchConnMirrorFailover: every failure the issue names, repeated,
+// with 200 connections of the three classes through the mirrored virtual
+// and a baseline through the unmirrored one; Fulcrum's tuned failover
+// setting. Opt-in (about 6 minutes):
+//
+//	FULCRUM_HA_BENCH=1 go test -run TestBenchConnMirrorFailover -v -timeout 30m ./ha/lab/
+func TestBenchConnMirrorFailover(t *testing.T) {
+	if os.Getenv("FULCRUM_HA_BENCH") == "" {
+		t.Skip("connection-mirroring failover benchmark: set FULCRUM_HA_BENCH=1 (about 6 minutes)")
+	}
+	tuned := settings{10 * time.Millisecond, 50 * time.Millisecond}
+	runs := 10
+	var report strings.Builder
+	fmt.Fprintf(&report, "connection mirroring, %d runs per failure, 200 mirrored connections (80 idle, 80 interactive every 50 ms, 40 bulk at %d KiB/s each way) and 30 unmirrored; interval %s, dead_time %s\n",
+		runs, bulkRate>>10, tuned.interval, tuned.deadTime)
+	for _, kind := range []string{"planned", "kill", "stop", "cut"} {
+		m, p := newTally(), newTally()
+		for r := range runs {
+			ok := t.Run(fmt.Sprintf("%s-%d", kind, r), func(t *testing.T) {
+				mm, pp := connScenario(t, fmt.Sprintf("m%c%d", kind[0], r), kind, tuned, [3]int{80, 80, 40}, [3]int{10, 10, 10})
+				m.merge(mm)
+				p.merge(pp)
+			})
+			if !ok {
+				t.Fatalf("%s run %d failed", kind, r)
+			}
+		}
+		fmt.Fprintf(&report, "%s, mirrored virtual:\n%s%s, unmirrored virtual:\n%s", kind, m, kind, p)
+		if m.total("corrupted")+p.total("corrupted") != 0 {
+			t.Errorf("%s: corrupted connections", kind)
+		}
+	}
+	t.Log("\n" + report.String())
+	writeOut(t, report.String())
 }

@@ -416,7 +416,15 @@ func restoreFD(fd int, s *State, o RestoreOptions, v6 bool) error {
 	if o.NoWindowProbe {
 		off = unix.TCP_REPAIR_OFF_NO_WP
 	}
-	return repair(fd, off)
+	if err := repair(fd, off); err != nil {
+		return err
+	}
+	// Leaving repair mode drops the forced reuse: the address stays
+	// shareable with a listener bound later (SO_REUSEADDR, as Go's).
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return wrap("SO_REUSEADDR", err)
+	}
+	return nil
 }
 
 // fillQueue writes b into queue q of a socket in repair mode.
