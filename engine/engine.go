@@ -154,6 +154,29 @@ func (e *Engine) HandOver(ctx context.Context, group string) (moved, failed int,
 	return moved, failed, firstErr
 }
 
+// Abandon lets go of the mirrored connections of group's virtuals without
+// a word (their sockets closed in repair mode): the group is released
+// with no one to hand them to, and the device that takes it over may
+// continue them from the mirror. It returns how many.
+func (e *Engine) Abandon(group string) int {
+	type abandoner interface {
+		Abandon() int
+	}
+	e.mu.Lock()
+	var ls []abandoner
+	for _, l := range e.listeners {
+		if a, ok := l.(abandoner); ok && l.Plan().TrafficGroup == group && l.Plan().Mirror != nil {
+			ls = append(ls, a)
+		}
+	}
+	e.mu.Unlock()
+	n := 0
+	for _, l := range ls {
+		n += l.Abandon()
+	}
+	return n
+}
+
 // adopt restores the connections mirrored here for group (it just went
 // active): each goes to its virtual's listener.
 func (e *Engine) adopt(group string) {

@@ -27,6 +27,16 @@ type Lifecycle interface {
 	SetTrafficGroupActive(group string, active bool) error
 }
 
+// HandOffer is implemented by a Lifecycle that moves state to the device
+// a traffic group is handed to (connection mirroring's planned handover).
+// The manager calls it just before it releases a group it hands to a
+// named device (operator failover, failback, shutdown, a quorum's
+// reassignment); a release for any other reason (a stall, a split brain
+// resolved, a lost majority) has no one to hand to.
+type HandOffer interface {
+	HandOff(group, to string)
+}
+
 // Addresses adds, renews, removes and announces floating addresses. The
 // host's (netcfg) is the default; tests substitute their own.
 type Addresses interface {
@@ -633,11 +643,20 @@ func (m *Manager) announceLoop(ctx context.Context, group string, addrs []netcfg
 }
 
 func (m *Manager) release(g *group, handoff, reason string, now time.Time) {
+	m.releaseTo(g, handoff, handoff, reason, now)
+}
+
+// releaseTo is release that hands the group's state to device to first
+// ("" : to no one).
+func (m *Manager) releaseTo(g *group, handoff, to, reason string, now time.Time) {
 	if cancel := m.announce[g.name]; cancel != nil {
 		cancel()
 		delete(m.announce, g.name)
 	}
 	stop := m.keepBeating()
+	if h, ok := m.engine.(HandOffer); ok && to != "" {
+		h.HandOff(g.name, to)
+	}
 	err := m.engine.SetTrafficGroupActive(g.name, false)
 	stop()
 	if err != nil {

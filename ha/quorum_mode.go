@@ -128,11 +128,11 @@ func (m *Manager) evaluateQuorum(now time.Time) {
 			m.activate(g, fmt.Sprintf("assigned here by the quorum (generation %d)", a.Generation), now)
 			changed = true
 		case g.active && (!mine || !keep):
-			why := fmt.Sprintf("the quorum assigned it to %s", a.Device)
+			why, to := fmt.Sprintf("the quorum assigned it to %s", a.Device), a.Device
 			if !keep {
-				why = "this device lost touch with the majority of the group"
+				why, to = "this device lost touch with the majority of the group", ""
 			}
-			m.release(g, "", why, now)
+			m.releaseTo(g, "", to, why, now)
 			changed = true
 		}
 		if !g.active {

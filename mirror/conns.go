@@ -99,6 +99,7 @@ type connMsg struct {
 	dir   byte
 	off   int64
 	acked [2]int64
+	sent  [2]int64
 	ts    [2]uint32
 	b     []byte
 	setup *ConnSetup
@@ -228,9 +229,10 @@ func (c *Conn) Close() {
 
 // Final sends a frozen connection's final state for a planned handover and
 // waits until the standby has it: acked is, per direction, how many bytes
-// the receiving side acknowledged; ts the sockets' TSvals (client, server).
-func (c *Conn) Final(ctx context.Context, acked [2]int64, ts [2]uint32) error {
-	if !c.send(&connMsg{typ: frameConnFinal, c: c, acked: acked, ts: ts}) {
+// the receiving side acknowledged, sent how many went out to it; ts the
+// sockets' TSvals (client, server).
+func (c *Conn) Final(ctx context.Context, acked, sent [2]int64, ts [2]uint32) error {
+	if !c.send(&connMsg{typ: frameConnFinal, c: c, acked: acked, sent: sent, ts: ts}) {
 		return ErrNotMirrored
 	}
 	select {
@@ -243,6 +245,10 @@ func (c *Conn) Final(ctx context.Context, acked [2]int64, ts [2]uint32) error {
 		return ctx.Err()
 	}
 }
+
+// Leave lets go of the connection here without telling the standby, which
+// keeps it: it may continue it after a failover.
+func (c *Conn) Leave() { c.handedOver.Store(true) }
 
 // ID is the connection's mirroring identifier (unique per traffic group
 // and sender).
@@ -292,6 +298,7 @@ func (msg *connMsg) frame(seq uint64) *frame {
 	f := &frame{typ: msg.typ, seq: seq, id: msg.c.id, dir: msg.dir, setup: msg.setup, data: msg.b, ts: msg.ts}
 	f.offset = uint64(msg.off)
 	f.acked[0], f.acked[1] = uint64(msg.acked[0]), uint64(msg.acked[1])
+	f.sent[0], f.sent[1] = uint64(msg.sent[0]), uint64(msg.sent[1])
 	return f
 }
 

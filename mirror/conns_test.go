@@ -75,11 +75,12 @@ func TestConnMirroringGateAndShadow(t *testing.T) {
 	if setup.Client != want.Client || setup.Server != want.Server || setup.Member != want.Member || setup.Virtual != "v" {
 		t.Errorf("setup: got %+v\nwant %+v", setup, *want)
 	}
-	if err := c.Final(ctx, [2]int64{int64(len(big)), 3}, [2]uint32{100, 200}); err != nil {
+	if err := c.Final(ctx, [2]int64{int64(len(big)), 3}, [2]int64{int64(len(big)) + 10, 4}, [2]uint32{100, 200}); err != nil {
 		t.Fatalf("final: %v", err)
 	}
 	g.shadows.mu.Lock()
-	if !sh.Final || sh.Timestamps != [2]uint32{100, 200} || sh.Streams[0].Base != int64(len(big)) || string(sh.Streams[1].Data) != "lo" {
+	if !sh.Final || sh.Timestamps != [2]uint32{100, 200} || sh.Streams[0].Base != int64(len(big)) || string(sh.Streams[1].Data) != "lo" ||
+		sh.SentEnd(0) != int64(len(big))+10 || sh.SentEnd(1) != 4 {
 		t.Errorf("final shadow: %+v", sh)
 	}
 	g.shadows.mu.Unlock()
@@ -88,9 +89,17 @@ func TestConnMirroringGateAndShadow(t *testing.T) {
 		t.Errorf("active side stats: %+v", st)
 	}
 
-	// Closed: the standby forgets it.
+	// Handed over: closing it here leaves it to the standby.
 	c.Close()
-	waitFor(t, 2*time.Second, "shadow gone", func() bool { n, _, _, _ := g.shadows.stats(); return n == 0 })
+	// Closed otherwise: the standby forgets it.
+	c3, err := a.m.Open("tg1", testSetup())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Second, "second shadow", func() bool { n, _, _, _ := g.shadows.stats(); return n == 2 })
+	c3.Close()
+	waitFor(t, 2*time.Second, "closed shadow gone", func() bool { n, _, _, _ := g.shadows.stats(); return n == 1 })
+	g.shadows.take() // the handed-over one, as a takeover would
 
 	// A broken stream: open connections are lost; the next stream resets
 	// the standby's shadows.

@@ -18,6 +18,20 @@ type Shadow struct {
 	Final      bool
 	FinalAt    time.Time
 	Timestamps [2]uint32 // client, server socket TSval at FinalAt
+	// Sent is, per direction, how far the stream went out to its
+	// receiving peer (Final only; otherwise all of it may have).
+	Sent [2]int64
+}
+
+// SentEnd is how far direction dir may have gone out to its peer: the
+// restored socket must count at least that much as sent, or the peer's
+// acknowledgements would be for data it never sent, and the kernel drops
+// segments that carry them.
+func (s *Shadow) SentEnd(dir int) int64 {
+	if s.Final {
+		return min(max(s.Sent[dir], s.Streams[dir].Base), s.Streams[dir].End())
+	}
+	return s.Streams[dir].End()
 }
 
 // ShadowStream is one direction of a shadow: the relayed bytes from Base
@@ -102,13 +116,14 @@ func (t *shadows) apply(stream uint64, f *frame, now time.Time) error {
 			return nil
 		}
 		for d := range s.Streams {
-			if int64(f.acked[d]) > s.Streams[d].End() || int64(f.acked[d]) < s.Streams[d].Base {
+			if int64(f.acked[d]) > s.Streams[d].End() || int64(f.acked[d]) < s.Streams[d].Base || int64(f.sent[d]) > s.Streams[d].End() {
 				t.dropLocked(s) // acknowledged bytes it never mirrored
 				return nil
 			}
 			t.trim(&s.Streams[d], int64(f.acked[d]))
 		}
 		s.Final, s.FinalAt, s.Timestamps = true, now, f.ts
+		s.Sent = [2]int64{int64(f.sent[0]), int64(f.sent[1])}
 	}
 	return nil
 }

@@ -37,9 +37,11 @@ import (
 //	                           acked is how much of dir the receiving peer
 //	                           has acknowledged (what the standby may drop)
 //	close   sender → receiver  seq, id: ended, or no longer resumable
-//	final   sender → receiver  seq, id, acked u64 ×2, timestamp u32 ×2: a
-//	                           planned handover; the connection is frozen
-//	                           and every byte it holds has been sent
+//	final   sender → receiver  seq, id, acked u64 ×2, sent u64 ×2,
+//	                           timestamp u32 ×2: a planned handover; the
+//	                           connection is frozen and every byte it holds
+//	                           has been sent on the channel; sent is how
+//	                           far each direction went out to its peer
 //
 // A socket is local and remote address (16 bytes, family, port each), the
 // sequence numbers of stream offset 0 out and in, MSS u16, send and
@@ -84,6 +86,7 @@ type frame struct {
 	data   []byte
 	setup  *ConnSetup
 	ts     [2]uint32 // final: client and server socket TSval
+	sent   [2]uint64 // final: bytes sent to the receiving peer, per direction
 }
 
 type encoder struct {
@@ -212,6 +215,8 @@ func appendFrame(b []byte, f *frame, now time.Time) ([]byte, error) {
 		e.u64(f.id)
 		e.u64(f.acked[0])
 		e.u64(f.acked[1])
+		e.u64(f.sent[0])
+		e.u64(f.sent[1])
 		e.u32(f.ts[0])
 		e.u32(f.ts[1])
 	default:
@@ -397,8 +402,13 @@ func decodeFrame(typ byte, payload []byte, now time.Time) (*frame, error) {
 		f.id = d.u64()
 		f.acked[0] = d.u64()
 		f.acked[1] = d.u64()
+		f.sent[0] = d.u64()
+		f.sent[1] = d.u64()
 		f.ts[0] = d.u32()
 		f.ts[1] = d.u32()
+		if d.err == nil && (f.sent[0] < f.acked[0] || f.sent[1] < f.acked[1]) {
+			return nil, fmt.Errorf("%w: final state sent before acknowledged", errMalformed)
+		}
 	default:
 		return nil, fmt.Errorf("%w: unknown type %d", errMalformed, typ)
 	}

@@ -82,7 +82,7 @@ func TestWireConnFrames(t *testing.T) {
 		{typ: frameConnOpen, seq: 1, id: 7, setup: st},
 		{typ: frameConnData, seq: 2, id: 7, dir: 1, offset: 100, acked: [2]uint64{90}, data: []byte("payload")},
 		{typ: frameConnClose, seq: 3, id: 7},
-		{typ: frameConnFinal, seq: 4, id: 7, acked: [2]uint64{5, 6}, ts: [2]uint32{7, 8}},
+		{typ: frameConnFinal, seq: 4, id: 7, acked: [2]uint64{5, 6}, sent: [2]uint64{9, 6}, ts: [2]uint32{7, 8}},
 	}
 	for _, want := range frames {
 		b, err := appendFrame(nil, want, now)
@@ -94,7 +94,7 @@ func TestWireConnFrames(t *testing.T) {
 			t.Fatalf("type %d: %v", want.typ, err)
 		}
 		if got.seq != want.seq || got.id != want.id || got.dir != want.dir || got.offset != want.offset || got.acked != want.acked ||
-			!bytes.Equal(got.data, want.data) || got.ts != want.ts {
+			!bytes.Equal(got.data, want.data) || got.ts != want.ts || got.sent != want.sent {
 			t.Errorf("type %d: got %+v want %+v", want.typ, got, want)
 		}
 		if want.setup != nil && (got.setup.Client != want.setup.Client || got.setup.Server != want.setup.Server ||
@@ -129,7 +129,7 @@ func FuzzDecodeFrame(f *testing.F) {
 		{typ: frameHello, version: 1, group: "tg1", device: "a"}, {typ: frameRecord, seq: 2, rec: r},
 		{typ: frameDelete, seq: 4, key: "k"}, {typ: frameEnd, seq: 5, count: 2}, {typ: frameAck, seq: 5},
 		{typ: frameConnOpen, seq: 6, id: 1, setup: testSetup()}, {typ: frameConnData, seq: 7, id: 1, dir: 1, offset: 10, acked: [2]uint64{4}, data: []byte("abc")},
-		{typ: frameConnClose, seq: 8, id: 1}, {typ: frameConnFinal, seq: 9, id: 1, acked: [2]uint64{1, 2}, ts: [2]uint32{3, 4}},
+		{typ: frameConnClose, seq: 8, id: 1}, {typ: frameConnFinal, seq: 9, id: 1, acked: [2]uint64{1, 2}, sent: [2]uint64{1, 5}, ts: [2]uint32{3, 4}},
 	} {
 		b, _ := appendFrame(nil, fr, now)
 		f.Add(b)
@@ -151,7 +151,7 @@ func FuzzDecodeFrame(f *testing.F) {
 			}
 			again, err := decodeFrame(enc[0], enc[5:], now)
 			if err != nil || again.seq != fr.seq || again.key != fr.key || again.rec.Key != fr.rec.Key || again.rec.Member != fr.rec.Member ||
-				again.id != fr.id || again.offset != fr.offset || again.acked != fr.acked || !bytes.Equal(again.data, fr.data) || again.ts != fr.ts ||
+				again.id != fr.id || again.offset != fr.offset || again.acked != fr.acked || again.sent != fr.sent || !bytes.Equal(again.data, fr.data) || again.ts != fr.ts ||
 				(fr.setup != nil && (again.setup.Client != fr.setup.Client || again.setup.Server != fr.setup.Server || again.setup.Member != fr.setup.Member)) {
 				t.Fatalf("round trip: %+v -> %+v (%v)", fr, again, err)
 			}

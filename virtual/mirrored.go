@@ -186,11 +186,15 @@ func restoredStates(sh *mirror.Shadow, now time.Time) (client, server *tcprepair
 		}
 		return s.Timestamp + uint32(now.Sub(st.At).Milliseconds()) + 10
 	}
-	build := func(s *mirror.Socket, side int, in, out *mirror.ShadowStream) *tcprepair.State {
+	build := func(s *mirror.Socket, side int, in, out *mirror.ShadowStream, sentEnd int64) *tcprepair.State {
 		r := &tcprepair.State{Local: s.Local, Remote: s.Remote, MSS: s.MSS, SndWscale: s.SndWscale, RcvWscale: s.RcvWscale,
 			WindowScaling: s.WindowScaling, SACK: s.SACK, Timestamps: s.Timestamps, Timestamp: tsNow(s, side)}
 		r.RecvSeq = s.RecvSeq + uint32(in.End())
 		r.SendSeq = s.SendSeq + uint32(out.Base)
+		// What may have reached the peer goes back as sent (its
+		// acknowledgements must not be for data the socket never sent);
+		// the rest is written after.
+		r.SendQueue = out.Data[:sentEnd-out.Base]
 		if s.HasWindow {
 			// Windows as they were at setup, anchored at the restored
 			// sequence numbers (the kernel requires rcv_wup <= rcv_nxt);
@@ -200,12 +204,19 @@ func restoredStates(sh *mirror.Shadow, now time.Time) (client, server *tcprepair
 		}
 		return r
 	}
-	client = build(&st.Client, 0, &sh.Streams[mirror.ToServer], &sh.Streams[mirror.ToClient])
-	server = build(&st.Server, 1, &sh.Streams[mirror.ToClient], &sh.Streams[mirror.ToServer])
-	pending[mirror.ToServer] = sh.Streams[mirror.ToServer].Data
-	pending[mirror.ToClient] = sh.Streams[mirror.ToClient].Data
+	client = build(&st.Client, 0, &sh.Streams[mirror.ToServer], &sh.Streams[mirror.ToClient], sh.SentEnd(mirror.ToClient))
+	server = build(&st.Server, 1, &sh.Streams[mirror.ToClient], &sh.Streams[mirror.ToServer], sh.SentEnd(mirror.ToServer))
+	for dir := range pending {
+		st := &sh.Streams[dir]
+		pending[dir] = st.Data[sh.SentEnd(dir)-st.Base:]
+	}
 	return client, server, pending
 }
+
+// restoreRecvBuffer is a restored socket's receive buffer: room for what
+// its peer may have in flight in the window the old socket had grown to
+// (memory is taken only for bytes actually queued).
+const restoreRecvBuffer = 4 << 20
 
 // Adopt takes over a connection mirrored from the previous active device:
 // it rebuilds both sockets with TCP repair (the traffic group's addresses
@@ -216,11 +227,12 @@ func restoredStates(sh *mirror.Shadow, now time.Time) (client, server *tcprepair
 func (l *Listener) Adopt(sh *mirror.Shadow) error {
 	p := l.Plan()
 	cs, ss, pending := restoredStates(sh, time.Now())
-	c, err := tcprepair.Restore(cs, tcprepair.RestoreOptions{})
+	o := tcprepair.RestoreOptions{RecvBuffer: restoreRecvBuffer}
+	c, err := tcprepair.Restore(cs, o)
 	if err != nil {
 		return err
 	}
-	s, err := tcprepair.Restore(ss, tcprepair.RestoreOptions{})
+	s, err := tcprepair.Restore(ss, o)
 	if err != nil {
 		tcprepair.CloseSilently(c)
 		return err
@@ -270,11 +282,16 @@ func (l *Listener) serveAdopted(p *Plan, c, s *net.TCPConn, m *pool.Member, sh *
 // acknowledged). Its segments are out of order, or beyond the window the
 // restored socket offers; either way they count as data segments in and
 // not as bytes received.
+//
+// A peer that was kept waiting through the failover retransmits only on
+// its backed-off retransmission timer, so the first byte in order may take
+// seconds to come: only a silence this long, while data keeps coming,
+// counts as a gap.
 const (
 	gapCheckEvery = 100 * time.Millisecond
-	gapWatchFor   = 10 * time.Second
-	gapAfter      = time.Second // no byte in order this long after a takeover
-	gapSegments   = 2           // while at least this many data segments came in
+	gapWatchFor   = 30 * time.Second
+	gapAfter      = 4 * time.Second // no byte in order this long after a takeover
+	gapSegments   = 3               // while at least this many data segments came in
 )
 
 // watchGap resets a restored connection whose either peer shows a gap.
@@ -302,7 +319,7 @@ func watchGap(ctx context.Context, p *Plan, c, s *net.TCPConn) {
 			if info.Data_segs_in >= gapSegments && now.Sub(start) >= gapAfter {
 				p.Stats.Mirror.Resets.Add(1)
 				p.Log.Warn("taken-over connection reset: its peer sent bytes the previous active device acknowledged and never mirrored",
-					"virtual", p.Name, "client", c.RemoteAddr().String(), "side", [2]string{"client", "server"}[i], "segments", info.Data_segs_in)
+					"client", c.RemoteAddr().String(), "snat", s.LocalAddr().String(), "side", [2]string{"client", "server"}[i], "segments", info.Data_segs_in)
 				// Both lingers first: aborting one side makes the relay
 				// close the other, which must reset too.
 				c.SetLinger(0)
@@ -332,13 +349,31 @@ func tcpInfoOf(c *net.TCPConn) (*unix.TCPInfo, error) {
 	return info, ierr
 }
 
+// freezeReq asks a mirrored connection's goroutine to stop where it is and
+// hand the connection over (or, abandon, to close it silently).
+type freezeReq struct {
+	abandon bool
+	done    chan error
+}
+
+// abandon closes a frozen connection's sockets silently.
+func (mm *mirrored) abandon() error {
+	if mm.c == nil || mm.s == nil {
+		return errors.New("not a TCP connection")
+	}
+	mm.mc.Leave()
+	tcprepair.CloseSilently(mm.c)
+	tcprepair.CloseSilently(mm.s)
+	return nil
+}
+
 // mirrored is a connection being mirrored, as a planned handover finds it.
 type mirrored struct {
 	c, s               *net.TCPConn
 	mc                 *mirror.Conn
 	toServer, toClient *relay
 	cancel             context.CancelFunc // ends the relays' write-gate waits
-	freeze             chan chan error    // a handover asks; the connection's goroutine answers
+	freeze             chan freezeReq     // a handover or abandon asks; the connection's goroutine answers
 }
 
 // trackMirrored registers a mirrored connection for handovers and points
@@ -348,7 +383,7 @@ func (l *Listener) trackMirrored(c, s net.Conn, mc *mirror.Conn, toServer, toCli
 	toServer.mirrorTo(ctx, mc, mirror.ToServer)
 	toClient.mirrorTo(ctx, mc, mirror.ToClient)
 	mm := &mirrored{c: tcpConnOf(c), s: tcpConnOf(s), mc: mc, toServer: toServer, toClient: toClient, cancel: cancel,
-		freeze: make(chan chan error)}
+		freeze: make(chan freezeReq)}
 	l.mirMu.Lock()
 	if l.mirrored == nil {
 		l.mirrored = map[*mirrored]struct{}{}
@@ -381,7 +416,7 @@ func (l *Listener) HandOver(ctx context.Context) (moved, failed int, firstErr er
 	for i, mm := range list {
 		results[i] = make(chan error, 1)
 		select {
-		case mm.freeze <- results[i]:
+		case mm.freeze <- freezeReq{done: results[i]}:
 		case <-ctx.Done():
 			results[i] <- ctx.Err()
 		case <-time.After(100 * time.Millisecond):
@@ -405,6 +440,30 @@ func (l *Listener) HandOver(ctx context.Context) (moved, failed int, firstErr er
 		moved++
 	}
 	return moved, failed, firstErr
+}
+
+// Abandon closes every mirrored connection of the listener silently (no
+// FIN, no RST): its traffic group was released with no one to hand them
+// to, and the device that takes it over may continue them from the
+// mirror; a FIN or reset from here, later, would end them there.
+func (l *Listener) Abandon() int {
+	l.mirMu.Lock()
+	list := make([]*mirrored, 0, len(l.mirrored))
+	for mm := range l.mirrored {
+		list = append(list, mm)
+	}
+	l.mirMu.Unlock()
+	n := 0
+	for _, mm := range list {
+		res := make(chan error, 1)
+		select {
+		case mm.freeze <- freezeReq{abandon: true, done: res}:
+			<-res
+			n++
+		case <-time.After(100 * time.Millisecond): // ending on its own
+		}
+	}
+	return n
 }
 
 // handOver finishes a frozen connection's handover (its own goroutine):
@@ -439,7 +498,7 @@ func (l *Listener) handOver(p *Plan, mm *mirrored) error {
 		tcprepair.Resume(mm.s)
 		return err
 	}
-	var acked [2]int64
+	var acked, sent [2]int64
 	for dir, x := range []struct {
 		r    *relay
 		in   *tcprepair.State // the socket it reads
@@ -451,10 +510,11 @@ func (l *Listener) handOver(p *Plan, mm *mirrored) error {
 		}
 		x.r.readOff += int64(len(x.in.RecvQueue))
 		acked[dir] = x.r.wrote.Load() - int64(len(x.out.SendQueue))
+		sent[dir] = acked[dir] + int64(len(x.out.SendQueue)-x.out.Unsent)
 	}
 	ctx, cancel := context.WithTimeout(l.ctx, handOverWait)
 	defer cancel()
-	if err := mm.mc.Final(ctx, acked, [2]uint32{cs.Timestamp, ss.Timestamp}); err != nil {
+	if err := mm.mc.Final(ctx, acked, sent, [2]uint32{cs.Timestamp, ss.Timestamp}); err != nil {
 		return resume(err)
 	}
 	tcprepair.CloseSilently(mm.c)

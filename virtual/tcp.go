@@ -320,7 +320,11 @@ func (l *Listener) proxyMirrored(p *Plan, e *conntrack.Entry, c, s net.Conn, mem
 			mm.cancel() // after freeze: a writer whose gate wait ends must see it frozen
 			<-done
 			<-done
-			req <- l.handOver(p, mm)
+			if req.abandon {
+				req.done <- mm.abandon()
+			} else {
+				req.done <- l.handOver(p, mm)
+			}
 			return
 		}
 		l.untrackMirrored(mm)

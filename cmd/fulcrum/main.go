@@ -572,20 +572,34 @@ const handOverLimit = 3 * time.Second
 // holdSettle is how long a hold is given to catch every packet in flight.
 const holdSettle = 2 * time.Millisecond
 
+// HandOff hands group's mirrored connections to device to, which is
+// about to take the group over: their packets are held from here on.
+func (l lifecycle) HandOff(group, to string) {
+	if !l.holds.hold(group) {
+		return
+	}
+	// Packets already past the hold when it went in land first.
+	time.Sleep(holdSettle)
+	ctx, cancel := context.WithTimeout(context.Background(), handOverLimit)
+	defer cancel()
+	start := time.Now()
+	moved, failed, err := l.eng.HandOver(ctx, group)
+	if moved+failed > 0 {
+		args := []any{"traffic_group", group, "to", to, "moved", moved, "not_moved", failed, "took", time.Since(start).String()}
+		if err != nil {
+			args = append(args, "first_error", err.Error())
+		}
+		l.log.Info("mirrored connections handed over to the peer", args...)
+	}
+}
+
 func (l lifecycle) SetTrafficGroupActive(group string, active bool) error {
 	if !active && l.holds.hold(group) {
-		// Packets already past the hold when it went in land first.
-		time.Sleep(holdSettle)
-		ctx, cancel := context.WithTimeout(context.Background(), handOverLimit)
-		start := time.Now()
-		moved, failed, err := l.eng.HandOver(ctx, group)
-		cancel()
-		if moved+failed > 0 {
-			args := []any{"traffic_group", group, "moved", moved, "not_moved", failed, "took", time.Since(start).String()}
-			if err != nil {
-				args = append(args, "first_error", err.Error())
-			}
-			l.log.Info("mirrored connections handed over to the peer", args...)
+		// Released with no one to hand to: a peer may already continue
+		// these connections from their mirror, so this device lets go of
+		// them without a word (no FIN, no reset, ever).
+		if n := l.eng.Abandon(group); n > 0 {
+			l.log.Warn("mirrored connections let go silently: the group was released with no device to hand them to; the device that takes it over continues them from the mirror", "traffic_group", group, "connections", n)
 		}
 	}
 	if err := l.eng.SetTrafficGroupActive(group, active); err != nil {

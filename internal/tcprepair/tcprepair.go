@@ -68,6 +68,13 @@ type Window struct{ SndWl1, SndWnd, MaxWindow, RcvWnd, RcvWup uint32 }
 type RestoreOptions struct {
 	Mark          uint32 // SO_MARK of the new socket (0: none)
 	NoWindowProbe bool   // leave repair mode without a window probe
+	// RecvBuffer, when set, fixes the socket's receive buffer
+	// (SO_RCVBUFFORCE). A restored socket starts with the default buffer
+	// while its peer may have data in flight up to the larger window the
+	// old socket had grown to; since Linux 6.17 out-of-order data that
+	// fills a small buffer shrinks the window below the next in-order
+	// segment, and the connection stalls. Give it room.
+	RecvBuffer int
 }
 
 func wrap(step string, err error) error {
@@ -359,6 +366,19 @@ func restoreFD(fd int, s *State, o RestoreOptions, v6 bool) error {
 	if o.Mark != 0 {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, int(o.Mark)); err != nil {
 			return wrap("SO_MARK", err)
+		}
+	}
+	if o.RecvBuffer > 0 {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, o.RecvBuffer); err != nil {
+			return wrap("SO_RCVBUFFORCE", err)
+		}
+	}
+	// The MSS before connect: the repaired connect computes the segment
+	// size from it (set only after, as an option, the socket would send
+	// 536-byte segments until the path MTU changed).
+	if s.MSS > 0 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_MAXSEG, int(s.MSS)); err != nil {
+			return wrap("TCP_MAXSEG", err)
 		}
 	}
 	if err := unix.Bind(fd, sockaddr(s.Local, v6)); err != nil {
