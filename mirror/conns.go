@@ -177,6 +177,10 @@ func (c *Conn) send(msg *connMsg) bool {
 // from one side and not yet written to the other; acked is how many bytes
 // of dir the receiving side has acknowledged. b is copied.
 func (c *Conn) Data(dir int, off int64, b []byte, acked int64) bool {
+	// A count read while a write was under way may run ahead of what the
+	// relay has counted as written: never below 0, never past what came
+	// before these bytes.
+	acked = min(max(acked, 0), off)
 	for len(b) > 0 {
 		n := min(len(b), maxConnData)
 		msg := &connMsg{typ: frameConnData, c: c, dir: byte(dir), off: off, b: append([]byte(nil), b[:n]...)}

@@ -46,7 +46,9 @@ func TestConnMirroringGateAndShadow(t *testing.T) {
 	if !c.Data(ToServer, 0, big, 0) || !c.Wait(ctx, ToServer, int64(len(big))) {
 		t.Fatal("write gate did not open")
 	}
-	if !c.Data(ToClient, 0, []byte("hello"), 0) || !c.Wait(ctx, ToClient, 5) {
+	// An acknowledged count read while a write was under way can come out
+	// negative: it is clamped, the frame stays well formed.
+	if !c.Data(ToClient, 0, []byte("hello"), -300) || !c.Wait(ctx, ToClient, 5) {
 		t.Fatal("write gate did not open (to client)")
 	}
 	// The server acknowledged 100000 bytes by the time 10 more were read.

@@ -177,18 +177,24 @@ func unsentBytes(c net.Conn) int64 {
 // the copies: same bytes, same sequence numbers).
 func restoredStates(sh *mirror.Shadow, now time.Time) (client, server *tcprepair.State, pending [2][]byte) {
 	st := &sh.Setup
-	// The TSval clock (1 kHz) went on running on the old active: advance
-	// it by the time since it was read, plus a margin, so that the peer's
-	// PAWS check never sees it go back.
-	tsNow := func(s *mirror.Socket, side int) uint32 {
+	// The TSval clock went on running on the old active: advance it by
+	// the time since it was read and a little more, so that the peer's
+	// PAWS check never sees it go back (and not much more: the peer's
+	// first echo of an old TSval is the restored socket's first RTT
+	// sample).
+	tsNow := func(s *mirror.Socket, side int) *tcprepair.State {
+		r := &tcprepair.State{Timestamp: s.Timestamp}
+		since := st.At
 		if sh.Final {
-			return sh.Timestamps[side] + uint32(now.Sub(sh.FinalAt).Milliseconds()) + 10
+			r.Timestamp, since = sh.Timestamps[side], sh.FinalAt
 		}
-		return s.Timestamp + uint32(now.Sub(st.At).Milliseconds()) + 10
+		r.AdvanceTimestamp(now.Sub(since) + 5*time.Millisecond)
+		return r
 	}
 	build := func(s *mirror.Socket, side int, in, out *mirror.ShadowStream, sentEnd int64) *tcprepair.State {
-		r := &tcprepair.State{Local: s.Local, Remote: s.Remote, MSS: s.MSS, SndWscale: s.SndWscale, RcvWscale: s.RcvWscale,
-			WindowScaling: s.WindowScaling, SACK: s.SACK, Timestamps: s.Timestamps, Timestamp: tsNow(s, side)}
+		r := tsNow(s, side)
+		r.Local, r.Remote, r.MSS, r.SndWscale, r.RcvWscale = s.Local, s.Remote, s.MSS, s.SndWscale, s.RcvWscale
+		r.WindowScaling, r.SACK, r.Timestamps = s.WindowScaling, s.SACK, s.Timestamps
 		r.RecvSeq = s.RecvSeq + uint32(in.End())
 		r.SendSeq = s.SendSeq + uint32(out.Base)
 		// What may have reached the peer goes back as sent (its

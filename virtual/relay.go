@@ -229,7 +229,8 @@ func (r *relay) read() {
 		}
 		if n > 0 && r.gate != nil {
 			// acked is read after wrote: a write in between only makes it
-			// smaller, never claims bytes the peer does not have.
+			// smaller (even below zero: Data clamps it), never claims
+			// bytes the peer does not have.
 			w := r.wrote.Load()
 			r.gate.Data(r.gateDir, r.readOff, b, w-unsentBytes(r.dst))
 			r.readOff += n

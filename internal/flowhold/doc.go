@@ -49,9 +49,13 @@
 //
 // New deletes a table of the same name left behind by a process that
 // crashed, then creates it afresh; Close deletes it. So at most one Fulcrum
-// process per network namespace may own a given table name. Holds do not
-// outlive their Holder's process on purpose of design: a crash leaves the
-// table, and its drops, in place until the next New.
+// process per network namespace may own a given table name. A crash
+// leaves the table, and its drops, in place until the next New: a flow
+// held when the process died stays frozen (the peer eventually gives up)
+// rather than being reset.
+//
+// The Holder's netlink socket is opened in the namespace of the thread
+// that called New, so its methods may be called from any goroutine.
 //
 // # Privileges
 //

@@ -42,6 +42,8 @@ func newEnv(t testing.TB, v6 bool) *env {
 				t.Fatal(err)
 			}
 		}
+		waitUsable(t, e.ns, e.client)
+		waitUsable(t, e.ns, e.server)
 	} else {
 		e.client, e.server = netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.2")
 	}
@@ -451,5 +453,46 @@ func BenchmarkRelease1000(b *testing.B) {
 		}
 		b.StartTimer()
 		mustRelease(b, release)
+	}
+}
+
+// waitUsable waits until addr, just added in ns, is usable: bound as a
+// source and delivered locally. An IPv6 address added with IFA_F_NODAD
+// still finishes its (skipped) duplicate address detection in a kernel
+// work item: until then it is tentative, and only at the end does its
+// local route (table local) appear, after the flag is cleared; meanwhile
+// the prefix route in table main routes packets for it past the host
+// (answered with ICMPv6 no-route: connect fails with ENETUNREACH). Under
+// load that lasts milliseconds.
+func waitUsable(t testing.TB, ns *testnet.NS, addr netip.Addr) {
+	t.Helper()
+	if !addr.Is6() {
+		return
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := ns.Do(func() error {
+			c, err := net.ListenUDP("udp6", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, 0)))
+			if err == nil {
+				_ = c.Close()
+			}
+			return err
+		})
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			var out []byte
+			out, err = ns.Run(ctx, "ip", "-6", "route", "show", "table", "local", addr.String()+"/128")
+			cancel()
+			if err == nil && !strings.HasPrefix(strings.TrimSpace(string(out)), "local ") {
+				err = fmt.Errorf("no local route yet")
+			}
+		}
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("address %v not usable after 5 s: %v", addr, err)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
