@@ -320,11 +320,16 @@ func (l *Listener) proxyMirrored(p *Plan, e *conntrack.Entry, c, s net.Conn, mem
 			mm.cancel() // after freeze: a writer whose gate wait ends must see it frozen
 			<-done
 			<-done
-			if req.abandon {
-				req.done <- mm.abandon()
-			} else {
-				req.done <- l.handOver(p, mm)
+			var err error
+			if !req.abandon {
+				err = l.handOver(p, mm)
 			}
+			if req.abandon || err != nil {
+				// Its group is leaving this device either way: a FIN or
+				// reset from here could end it where it goes on.
+				mm.abandon()
+			}
+			req.done <- err
 			return
 		}
 		l.untrackMirrored(mm)
