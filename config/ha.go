@@ -464,9 +464,6 @@ func (v *validator) connectionMirror() {
 		case vs.Type == "http":
 			v.errorf(path, "mirroring http virtuals is not built yet (tcp virtuals are); docs/ha.md says what survives a failover on an http virtual")
 			continue
-		case vs.Type == "udp":
-			v.errorf(path, "mirroring udp flows is not built yet (tcp virtuals are)")
-			continue
 		case vs.Type == "fastl4":
 			v.errorf(path, "mirroring fastl4 virtuals is not built yet: their bytes move in the kernel, where no write gate can hold them until the standby has them (tcp virtuals are mirrored)")
 			continue

@@ -40,6 +40,7 @@ func (s *Socket) valid() bool {
 // ConnSetup is a connection at the moment mirroring starts: both sockets
 // at stream offset 0 and the member it goes to.
 type ConnSetup struct {
+	Kind    byte // KindTCP or KindUDP
 	Virtual string
 	Pool    string
 	Member  netip.AddrPort
@@ -47,6 +48,12 @@ type ConnSetup struct {
 	Server  Socket // Local is the SNAT address, Remote the member
 	At      time.Time
 }
+
+// Kinds of mirrored connections.
+const (
+	KindTCP = 0 // a proxied TCP connection: sockets and streams
+	KindUDP = 1 // a UDP flow: the client, the member and the translated source (addresses only)
+)
 
 // Directions of a mirrored connection's streams.
 const (
@@ -347,6 +354,7 @@ func (cs *connSender) acked(seq uint64) {
 
 // ConnStats is connection mirroring as `fulcrum show mirroring` prints it.
 type ConnStats struct {
+	Up       bool   `json:"channel_up"`             // active side: new connections are mirrored now (the channel streams)
 	Mirrored uint64 `json:"connections_mirrored"`   // connections whose mirroring started (active side)
 	Open     int    `json:"connections_open"`       // mirrored now (active side)
 	Lost     uint64 `json:"connections_lost"`       // mirroring ended before the connection did (channel broke)
@@ -360,9 +368,9 @@ type ConnStats struct {
 func (g *group) connStats() ConnStats {
 	cs := g.conns
 	cs.mu.Lock()
-	open := len(cs.open)
+	open, up := len(cs.open), cs.up
 	cs.mu.Unlock()
-	st := ConnStats{Mirrored: cs.opened.Load(), Open: open, Lost: cs.lostN.Load(), Bytes: cs.bytes.Load()}
+	st := ConnStats{Up: up, Mirrored: cs.opened.Load(), Open: open, Lost: cs.lostN.Load(), Bytes: cs.bytes.Load()}
 	st.Shadows, st.Received, st.Dropped, st.Restored = g.shadows.stats()
 	return st
 }

@@ -28,9 +28,11 @@ import (
 //
 // Connection mirroring (version 2) adds, on the same stream:
 //
-//	open    sender → receiver  seq, id u64, age i64, virtual, pool, member,
-//	                           client socket, server socket: a connection
-//	                           at stream offset 0 in both directions
+//	open    sender → receiver  seq, id u64, kind u8 (0 tcp, 1 udp), age
+//	                           i64, virtual, pool, member, client socket,
+//	                           server socket: a connection at stream offset
+//	                           0 in both directions (udp: a flow, whose
+//	                           sockets carry addresses only)
 //	data    sender → receiver  seq, id, dir u8, offset u64, acked u64,
 //	                           length u32, bytes: relayed bytes, mirrored
 //	                           before they are written to the other side;
@@ -190,6 +192,7 @@ func appendFrame(b []byte, f *frame, now time.Time) ([]byte, error) {
 		}
 		e.u64(f.seq)
 		e.u64(f.id)
+		e.u8(st.Kind)
 		e.i64(int64(now.Sub(st.At)))
 		e.str8(st.Virtual)
 		e.str8(st.Pool)
@@ -373,12 +376,13 @@ func decodeFrame(typ byte, payload []byte, now time.Time) (*frame, error) {
 	case frameConnOpen:
 		f.seq = d.u64()
 		f.id = d.u64()
+		kind := d.u8()
 		age := int64(d.u64())
-		st := &ConnSetup{Virtual: d.str8(), Pool: d.str8()}
+		st := &ConnSetup{Kind: kind, Virtual: d.str8(), Pool: d.str8()}
 		st.Member = d.addrPort()
 		d.socket(&st.Client)
 		d.socket(&st.Server)
-		if d.err == nil && (age < 0 || st.Virtual == "") {
+		if d.err == nil && (age < 0 || st.Virtual == "" || kind > KindUDP) {
 			return nil, fmt.Errorf("%w: connection setup fields", errMalformed)
 		}
 		st.At = now.Add(-time.Duration(age))

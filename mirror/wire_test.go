@@ -78,8 +78,11 @@ func TestWireConnFrames(t *testing.T) {
 	now := time.Now()
 	st := testSetup()
 	st.At = now.Add(-time.Second)
+	udp := *st
+	udp.Kind = KindUDP
 	frames := []*frame{
 		{typ: frameConnOpen, seq: 1, id: 7, setup: st},
+		{typ: frameConnOpen, seq: 1, id: 8, setup: &udp},
 		{typ: frameConnData, seq: 2, id: 7, dir: 1, offset: 100, acked: [2]uint64{90}, data: []byte("payload")},
 		{typ: frameConnClose, seq: 3, id: 7},
 		{typ: frameConnFinal, seq: 4, id: 7, acked: [2]uint64{5, 6}, sent: [2]uint64{9, 6}, ts: [2]uint32{7, 8}},
@@ -98,7 +101,8 @@ func TestWireConnFrames(t *testing.T) {
 			t.Errorf("type %d: got %+v want %+v", want.typ, got, want)
 		}
 		if want.setup != nil && (got.setup.Client != want.setup.Client || got.setup.Server != want.setup.Server ||
-			got.setup.Member != want.setup.Member || got.setup.Virtual != "v" || got.setup.Pool != "p" || got.setup.At.Sub(now) != -time.Second) {
+			got.setup.Member != want.setup.Member || got.setup.Virtual != "v" || got.setup.Pool != "p" || got.setup.At.Sub(now) != -time.Second ||
+			got.setup.Kind != want.setup.Kind) {
 			t.Errorf("setup: got %+v want %+v", got.setup, want.setup)
 		}
 		for n := 5; n < len(b); n++ {
@@ -113,7 +117,7 @@ func TestWireConnFrames(t *testing.T) {
 		t.Errorf("data acknowledged past its end: %v", err)
 	}
 	open, _ := appendFrame(nil, frames[0], now)
-	fam := 5 + 8 + 8 + 8 + 2 + 2 + 19 + 16 // header, seq, id, age, "v", "p", member; the client socket's local family byte
+	fam := 5 + 8 + 8 + 1 + 8 + 2 + 2 + 19 + 16 // header, seq, id, kind, age, "v", "p", member; the client socket's local family byte
 	corrupt := append([]byte(nil), open...)
 	corrupt[fam] = 5
 	if _, err := decodeFrame(corrupt[0], corrupt[5:], now); !errors.Is(err, errMalformed) {
@@ -128,7 +132,7 @@ func FuzzDecodeFrame(f *testing.F) {
 	for _, fr := range []*frame{
 		{typ: frameHello, version: 1, group: "tg1", device: "a"}, {typ: frameRecord, seq: 2, rec: r},
 		{typ: frameDelete, seq: 4, key: "k"}, {typ: frameEnd, seq: 5, count: 2}, {typ: frameAck, seq: 5},
-		{typ: frameConnOpen, seq: 6, id: 1, setup: testSetup()}, {typ: frameConnData, seq: 7, id: 1, dir: 1, offset: 10, acked: [2]uint64{4}, data: []byte("abc")},
+		{typ: frameConnOpen, seq: 6, id: 1, setup: testSetup()}, {typ: frameConnOpen, seq: 7, id: 2, setup: &ConnSetup{Kind: KindUDP, Virtual: "u", Pool: "p", Member: netip.MustParseAddrPort("10.9.0.1:53"), Client: Socket{Local: netip.MustParseAddrPort("192.0.2.10:53"), Remote: netip.MustParseAddrPort("198.51.100.7:4000")}, Server: Socket{Local: netip.MustParseAddrPort("192.0.2.11:41000"), Remote: netip.MustParseAddrPort("10.9.0.1:53")}}}, {typ: frameConnData, seq: 7, id: 1, dir: 1, offset: 10, acked: [2]uint64{4}, data: []byte("abc")},
 		{typ: frameConnClose, seq: 8, id: 1}, {typ: frameConnFinal, seq: 9, id: 1, acked: [2]uint64{1, 2}, sent: [2]uint64{1, 5}, ts: [2]uint32{3, 4}},
 	} {
 		b, _ := appendFrame(nil, fr, now)

@@ -231,6 +231,15 @@ const restoreRecvBuffer = 4 << 20
 // peer shows a gap (it sent bytes the old active acknowledged and never
 // mirrored) is reset on both sides: it can never be continued.
 func (l *Listener) Adopt(sh *mirror.Shadow) error {
+	if sh.Setup.Kind == mirror.KindUDP {
+		if l.udp == nil {
+			return errors.New("a udp flow for a virtual that is not udp")
+		}
+		return l.adoptUDP(sh)
+	}
+	if l.udp != nil {
+		return errors.New("a tcp connection for a udp virtual")
+	}
 	p := l.Plan()
 	cs, ss, pending := restoredStates(sh, time.Now())
 	o := tcprepair.RestoreOptions{RecvBuffer: restoreRecvBuffer}
@@ -412,6 +421,7 @@ func (l *Listener) untrackMirrored(mm *mirrored) {
 // how many moved and how many could not (they are left to the listener's
 // drain and will be reset by the peer that takes over).
 func (l *Listener) HandOver(ctx context.Context) (moved, failed int, firstErr error) {
+	l.leaveUDP() // the standby has the flows already: they need no final state
 	l.mirMu.Lock()
 	list := make([]*mirrored, 0, len(l.mirrored))
 	for mm := range l.mirrored {
@@ -453,6 +463,7 @@ func (l *Listener) HandOver(ctx context.Context) (moved, failed int, firstErr er
 // to, and the device that takes it over may continue them from the
 // mirror; a FIN or reset from here, later, would end them there.
 func (l *Listener) Abandon() int {
+	l.leaveUDP()
 	l.mirMu.Lock()
 	list := make([]*mirrored, 0, len(l.mirrored))
 	for mm := range l.mirrored {

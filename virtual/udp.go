@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fulcrum-adc/fulcrum/conntrack"
+	"github.com/fulcrum-adc/fulcrum/mirror"
 	"github.com/fulcrum-adc/fulcrum/persist"
 	"github.com/fulcrum-adc/fulcrum/pool"
 )
@@ -80,7 +81,8 @@ type udpFlow struct {
 	p      *Plan
 	l      *Listener
 	entry  *conntrack.Entry
-	ended  sync.Once // end runs once, whoever ends the flow
+	ended  sync.Once    // end runs once, whoever ends the flow
+	mirror *mirror.Conn // the flow's entry on the standby (nil: not mirrored)
 }
 
 // udpPoller is the epoll set of a listener's flow sockets. Its descriptor is
@@ -328,6 +330,15 @@ func (l *Listener) newUDPFlow(client netip.AddrPort, d []byte, byCall bool) *udp
 		}
 		return nil
 	}
+	return l.addUDPFlow(p, ep, fk, client, local, sc, m, p.Mirror != nil)
+}
+
+// addUDPFlow enters a flow whose socket sc to member m is made (m is
+// acquired) into the table and the epoll set; nil when it cannot be (sc is
+// closed and m released then).
+// With mirror, the flow is announced to the standby.
+func (l *Listener) addUDPFlow(p *Plan, ep *udpPoller, fk udpKey, client, local netip.AddrPort, sc *net.UDPConn, m *pool.Member, mirror bool) *udpFlow {
+	u := l.udp
 	raw, err := sc.SyscallConn()
 	if err != nil {
 		sc.Close()
@@ -344,11 +355,17 @@ func (l *Listener) newUDPFlow(client netip.AddrPort, d []byte, byCall bool) *udp
 		Created:     time.Now(),
 		IdleTimeout: p.IdleTimeout,
 	}
+	if mirror {
+		f.mirror = p.mirrorUDP(f, local)
+	}
 	u.mu.Lock()
 	if u.closed {
 		u.mu.Unlock()
 		sc.Close()
 		m.Release()
+		if f.mirror != nil {
+			f.mirror.Close()
+		}
 		return nil
 	}
 	u.nextID++
@@ -396,6 +413,9 @@ func (f *udpFlow) end() {
 		// the descriptor), so its number cannot be confused with a later
 		// socket's: events carry the flow's id, not the descriptor.
 		f.server.Close()
+		if f.mirror != nil {
+			f.mirror.Close()
+		}
 		f.p.Conns.Remove(f.entry)
 		f.p.Stats.Active.Add(-1)
 		f.member.Release()

@@ -32,6 +32,11 @@ var (
 	serverPort = 7000
 	mirrorPort = 80 // virtual m: mirror: true
 	plainPort  = 81 // virtual u: the same, unmirrored (the baseline)
+	// udp: virtual mu (mirrored) and uu (not), to a server that answers
+	// each datagram with the source address and port it came from.
+	udpServerPort = 7053
+	udpMirrorPort = 53
+	udpPlainPort  = 54
 )
 
 // newConnLab builds the lab; the server namespace is returned for the
@@ -70,12 +75,16 @@ snat_pools:
   floating: {addresses: [%s]}
 pools:
   srv: {members: [{address: "%s:%d"}]}
+  usrv: {members: [{address: "%s:%d"}]}
 virtuals:
   m: {destination: "%s:%d", type: tcp, pool: srv, snat: floating, mirror: true}
   u: {destination: "%s:%d", type: tcp, pool: srv, snat: floating}
+  mu: {destination: "%s:%d", type: udp, pool: usrv, snat: floating, mirror: true}
+  uu: {destination: "%s:%d", type: udp, pool: usrv, snat: floating}
 `, n, filepath.Join(l.dir, "trust-"+n),
 			lanAddr["a"], hal["a"], hal["a"], lanAddr["a"], lanAddr["b"], hal["b"], hal["b"], lanAddr["b"],
-			s.interval, s.deadTime, vip, snatAddr, snatAddr, serverAddr, serverPort, vip, mirrorPort, vip, plainPort)
+			s.interval, s.deadTime, vip, snatAddr, snatAddr, serverAddr, serverPort, serverAddr, udpServerPort,
+			vip, mirrorPort, vip, plainPort, vip, udpMirrorPort, vip, udpPlainPort)
 		must(t, os.WriteFile(d.config, []byte(cfg), 0o600))
 	}
 	t.Cleanup(l.stopAll)
@@ -474,7 +483,7 @@ func connScenario(t *testing.T, prefix, kind string, s settings, n, base [3]int)
 	l.start("b")
 	if !eventually(5*time.Second, func() bool {
 		st, err := l.mirrorStatus("a")
-		return err == nil && l.group("a").State == "active" && st.Connected != ""
+		return err == nil && l.group("a").State == "active" && st.Connections.Up
 	}) {
 		t.Fatalf("a is not active with its mirror channel up: %+v", l.groupOrNil("a"))
 	}
@@ -764,7 +773,7 @@ func TestBenchConnMirrorCost(t *testing.T) {
 	l.start("b")
 	if !eventually(5*time.Second, func() bool {
 		st, err := l.mirrorStatus("a")
-		return err == nil && l.group("a").State == "active" && st.Connected != ""
+		return err == nil && l.group("a").State == "active" && st.Connections.Up
 	}) {
 		t.Fatal("a is not active with its mirror channel up")
 	}
@@ -816,5 +825,112 @@ func TestConnMirrorPlannedLoad(t *testing.T) {
 	m, _ := connScenario(t, "mpl", "planned", ciSettings, [3]int{80, 80, 40}, [3]int{0, 0, 0})
 	if m.total("survived") != 200 {
 		t.Errorf("%d of 200 survived", m.total("survived"))
+	}
+}
+
+// startUDPEcho answers every datagram with the address and port it came
+// from: the translated source a flow uses.
+func startUDPEcho(t *testing.T, ns *testnet.NS) {
+	pc, err := ns.ListenPacket("udp", fmt.Sprintf("%s:%d", serverAddr, udpServerPort))
+	must(t, err)
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo([]byte(from.String()), from)
+		}
+	}()
+}
+
+// udpSource sends a datagram on c and returns the source the server saw
+// ("" after a few tries without an answer).
+func udpSource(c net.Conn) string {
+	buf := make([]byte, 100)
+	for range 10 {
+		c.Write([]byte("x"))
+		c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if n, err := c.Read(buf); err == nil {
+			return string(buf[:n])
+		}
+	}
+	return ""
+}
+
+// TestConnMirrorUDP: UDP flows of a mirrored virtual keep their member and
+// their translated source port across a failover (planned and kill -9);
+// the unmirrored virtual's flows start afresh.
+func TestConnMirrorUDP(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []string{"planned", "kill"} {
+		t.Run(kind, func(t *testing.T) {
+			l, srvNS := newConnLab(t, "cu"+kind[:1], ciSettings)
+			startUDPEcho(t, srvNS)
+			l.start("a")
+			l.start("b")
+			if !eventually(5*time.Second, func() bool {
+				st, err := l.mirrorStatus("a")
+				return err == nil && l.group("a").State == "active" && st.Connected != ""
+			}) {
+				t.Fatal("a is not active with its mirror channel up")
+			}
+			const n = 20
+			type flow struct {
+				c      net.Conn
+				before string
+			}
+			var mirrored, plain []flow
+			for i := range 2 * n {
+				port := udpMirrorPort
+				if i >= n {
+					port = udpPlainPort
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				c, err := l.client.Dial(ctx, &net.Dialer{}, "udp", netip.AddrPortFrom(vip, uint16(port)).String())
+				cancel()
+				must(t, err)
+				defer c.Close()
+				f := flow{c: c, before: udpSource(c)}
+				if f.before == "" {
+					t.Fatalf("flow %d: no answer before the failover", i)
+				}
+				if i < n {
+					mirrored = append(mirrored, f)
+				} else {
+					plain = append(plain, f)
+				}
+			}
+			time.Sleep(200 * time.Millisecond) // the flows' entries reach the standby
+			if kind == "planned" {
+				if out, err := l.failover("a", "b"); err != nil {
+					t.Fatalf("fulcrum failover: %v: %s", err, out)
+				}
+			} else {
+				l.signal("a", syscall.SIGKILL)
+			}
+			if !eventually(5*time.Second, func() bool { return l.group("b").State == "active" }) {
+				t.Fatalf("b did not take over after %s", kind)
+			}
+			kept, plainKept := 0, 0
+			for _, f := range mirrored {
+				if after := udpSource(f.c); after == f.before {
+					kept++
+				} else {
+					t.Logf("mirrored flow: %s before, %q after", f.before, after)
+				}
+			}
+			for _, f := range plain {
+				if udpSource(f.c) == f.before {
+					plainKept++
+				}
+			}
+			t.Logf("%s: %d of %d mirrored udp flows kept their member and source port; unmirrored: %d of %d", kind, kept, n, plainKept, n)
+			if kept != n {
+				t.Errorf("%d of %d mirrored udp flows kept their source port after %s", kept, n, kind)
+			}
+		})
 	}
 }
