@@ -1,4 +1,4 @@
-// Package mirror is persistence mirroring between the devices of a device
+// Package mirror is persistence and connection mirroring between the devices of a device
 // group (F5: persistence mirroring over the mirroring channel; HAProxy:
 // the peers protocol): the persistence records of virtual servers whose
 // profile says `mirror: true` are copied from the device where their
@@ -22,6 +22,16 @@
 // one whose receiver stops acknowledging reconnects. Records carry their
 // origin, so two devices that both hold a group (every HA path cut) do not
 // echo records back and forth.
+//
+// The same channel carries connection mirroring (conns.go, shadow.go) to
+// the group's next device in HA order: the connections of mirrored tcp
+// virtuals (both sockets' parameters at setup, then every relayed chunk,
+// acknowledged before the relay writes it on: the write gate; a frozen
+// connection's final state in a planned handover) and the flows of
+// mirrored udp virtuals (their entries). The standby keeps them as
+// shadows, bounded, and hands them to the engine when the group goes
+// active there (TakeShadows). A new stream from the peer replaces every
+// shadow: the connections of the stream before were lost with it.
 //
 // The wire format (wire.go) is its own, not the API's JSON: times travel
 // as an age and a remaining life, so the devices' clocks need not agree.
