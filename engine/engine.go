@@ -96,8 +96,13 @@ func (g engineGuard) Add(flows ...flowhold.Flow) error {
 	if fg := g.e.flowGuard.Load(); fg != nil {
 		return (*fg).Add(flows...)
 	}
-	return nil
+	return errNoGuard
 }
+
+// errNoGuard: the crash guard is set up at start for the traffic groups
+// that have mirrored virtuals then; a group that gained its first one by
+// a reload is served unmirrored until the next start.
+var errNoGuard = errors.New("connection mirroring was configured after Fulcrum started (no crash guard for it yet): restart Fulcrum to mirror these connections")
 
 func (g engineGuard) Remove(flows ...flowhold.Flow) error {
 	if fg := g.e.flowGuard.Load(); fg != nil {

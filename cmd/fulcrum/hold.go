@@ -20,6 +20,7 @@ import (
 // sockets are dropped always (the Guard), until Fulcrum itself ends the
 // connection. A nil *groupHolds holds nothing.
 type groupHolds struct {
+	cfg   func() *config.Config // the running configuration (groups that gain mirrored virtuals by a reload)
 	h     *flowhold.Holder
 	guard *flowhold.Guard // mirrored connections' flows (engine.SetFlowGuard)
 	log   *slog.Logger
@@ -30,15 +31,8 @@ type groupHolds struct {
 
 // newGroupHolds holds every traffic group with a mirrored virtual (all
 // start standby); nil when there is none.
-func newGroupHolds(cfg *config.Config, log *slog.Logger) (*groupHolds, error) {
-	addrs := map[string][]netip.Addr{}
-	for _, v := range cfg.Virtuals {
-		if v.Mirror && v.TrafficGroup != "" && addrs[v.TrafficGroup] == nil {
-			for _, p := range cfg.TrafficGroups[v.TrafficGroup].Prefixes {
-				addrs[v.TrafficGroup] = append(addrs[v.TrafficGroup], p.Addr())
-			}
-		}
-	}
+func newGroupHolds(cfg *config.Config, running func() *config.Config, log *slog.Logger) (*groupHolds, error) {
+	addrs := mirroredGroups(cfg)
 	if len(addrs) == 0 {
 		return nil, nil
 	}
@@ -62,7 +56,7 @@ func newGroupHolds(cfg *config.Config, log *slog.Logger) (*groupHolds, error) {
 		h.Close()
 		return nil, fmt.Errorf("connection mirroring: cannot guard mirrored connections against this process's crash: %w", err)
 	}
-	g := &groupHolds{h: h, guard: guard, log: log, addrs: addrs, held: map[string]func() error{}}
+	g := &groupHolds{cfg: running, h: h, guard: guard, log: log, addrs: addrs, held: map[string]func() error{}}
 	for name := range addrs {
 		if !g.hold(name) {
 			h.Close()
@@ -75,11 +69,18 @@ func newGroupHolds(cfg *config.Config, log *slog.Logger) (*groupHolds, error) {
 // hold starts holding group's packets (if it has mirrored virtuals); true
 // when they are held.
 func (g *groupHolds) hold(group string) bool {
-	if g == nil || g.addrs[group] == nil {
+	if g == nil {
 		return false
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.addrs[group] == nil {
+		// A group may have gained mirrored virtuals by a reload.
+		g.addrs[group] = mirroredGroups(g.cfg())[group]
+	}
+	if g.addrs[group] == nil {
+		return false
+	}
 	if g.held[group] != nil {
 		return true
 	}
@@ -112,4 +113,21 @@ func (g *groupHolds) close() {
 	if g != nil {
 		g.h.Close()
 	}
+}
+
+// mirroredGroups maps each traffic group with a mirrored virtual to its
+// floating addresses.
+func mirroredGroups(cfg *config.Config) map[string][]netip.Addr {
+	addrs := map[string][]netip.Addr{}
+	if cfg == nil {
+		return addrs
+	}
+	for _, v := range cfg.Virtuals {
+		if tg := cfg.TrafficGroups[v.TrafficGroup]; v.Mirror && tg != nil && addrs[v.TrafficGroup] == nil {
+			for _, p := range tg.Prefixes {
+				addrs[v.TrafficGroup] = append(addrs[v.TrafficGroup], p.Addr())
+			}
+		}
+	}
+	return addrs
 }

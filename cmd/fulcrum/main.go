@@ -466,7 +466,7 @@ func startHA(ctx context.Context, cfg *config.Config, group *trust.Store, eng *e
 		eng.Metrics().Registry().MustRegister(mir.Collector())
 		eng.SetConnMirror(mir)
 	}
-	holds, err := newGroupHolds(cfg, log)
+	holds, err := newGroupHolds(cfg, eng.Config, log)
 	if err != nil {
 		if mir != nil {
 			mir.Close()

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -498,6 +499,14 @@ func connScenario(t *testing.T, prefix, kind string, s settings, n, base [3]int)
 	}
 	stb, err := l.mirrorStatus("b")
 	must(t, err)
+	// What the operator sees.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	out, err := l.devs["a"].ns.Command(ctx, binary, "show", "mirroring", "-api", "127.0.0.1:9090").CombinedOutput()
+	cancel()
+	if err != nil || !strings.Contains(string(out), "CONNECTIONS MIRRORED NOW") ||
+		!regexp.MustCompile(fmt.Sprintf(`(?m)^tg1\s+%d\s+%d\s`, total, total)).Match(out) {
+		t.Errorf("fulcrum show mirroring on a (want %d connections mirrored now): %v\n%s", total, err, out)
+	}
 	t.Logf("before %s: a mirrors %d connections (%d bytes); b could resume %d", kind, st.Connections.Open, st.Connections.Bytes, stb.Connections.Shadows)
 	if dir := os.Getenv("FULCRUM_LAB_PCAP"); dir != "" {
 		for _, x := range []struct {
