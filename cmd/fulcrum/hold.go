@@ -15,8 +15,8 @@ import (
 
 // groupHolds holds the packets of traffic groups with mirrored virtuals
 // while they are not active here: TCP segments to their floating
-// addresses other than new connections' SYNs are dropped, and so are
-// resets from those addresses; FINs and resets of mirrored connections'
+// addresses other than new connections' SYNs are dropped, UDP datagrams
+// to them too, and so are resets from those addresses; FINs and resets of mirrored connections'
 // sockets are dropped always (the Guard), until Fulcrum itself ends the
 // connection. A nil *groupHolds holds nothing.
 type groupHolds struct {

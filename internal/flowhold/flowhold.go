@@ -111,8 +111,8 @@ func (h *Holder) Close() error {
 // Hold drops, until release is called: (1) inbound TCP packets whose
 // destination is one of addrs, except pure SYNs (SYN set, ACK not set), so
 // that established flows to the addresses freeze while new connections
-// still reach listeners; and (2) outbound TCP packets with RST set whose
-// source is one of addrs. IPv4 and IPv6 addresses may be mixed. Release is
+// still reach listeners, and inbound UDP datagrams to them; and (2)
+// outbound TCP packets with RST set whose source is one of addrs. IPv4 and IPv6 addresses may be mixed. Release is
 // idempotent and safe to call after Close.
 func (h *Holder) Hold(addrs []netip.Addr) (release func() error, err error) {
 	var v4, v6 [][]byte
@@ -171,6 +171,16 @@ func (h *Holder) Hold(addrs []netip.Addr) (release func() error, err error) {
 					&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
 				},
 				flagsNotEqual(tcpSYN|tcpACK, tcpSYN),
+				counterDrop(),
+			)})
+			// UDP datagrams to the addresses wait too: a flow being
+			// re-created must not be started afresh by its own datagram.
+			h.conn.AddRule(&nftables.Rule{Table: h.table, Chain: in, Exprs: concat(
+				matchL4(fam.proto, unix.IPPROTO_UDP),
+				[]expr.Any{
+					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: fam.daddr, Len: alen},
+					&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
+				},
 				counterDrop(),
 			)})
 			h.conn.AddRule(&nftables.Rule{Table: h.table, Chain: out, Exprs: concat(
@@ -445,12 +455,15 @@ func (h *Holder) Dropped() (uint64, error) {
 }
 
 // matchTCP matches TCP packets of one IP version (in an inet table).
-func matchTCP(nfproto byte) []expr.Any {
+func matchTCP(nfproto byte) []expr.Any { return matchL4(nfproto, unix.IPPROTO_TCP) }
+
+// matchL4 matches packets of one IP version and transport protocol.
+func matchL4(nfproto, proto byte) []expr.Any {
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{nfproto}},
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
 	}
 }
 

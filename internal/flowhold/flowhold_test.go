@@ -187,9 +187,25 @@ func TestHold(t *testing.T) {
 			c, s := e.pair(t, l)
 			rc, rs := e.pair(t, l) // for the RST check
 
+			up, err := e.ns.ListenPacket("udp", netip.AddrPortFrom(e.server, 0).String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer up.Close()
+			uc, err := e.ns.Dial(context.Background(), &net.Dialer{LocalAddr: &net.UDPAddr{IP: e.client.AsSlice()}}, "udp", up.LocalAddr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer uc.Close()
 			release, err := e.h.Hold([]netip.Addr{e.server, netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8:ffff::1")})
 			if err != nil {
 				t.Fatal(err)
+			}
+			// A datagram to the held address is dropped.
+			uc.Write([]byte("held datagram"))
+			up.SetReadDeadline(time.Now().Add(150 * time.Millisecond))
+			if n, _, err := up.ReadFrom(make([]byte, 64)); err == nil {
+				t.Errorf("a %d-byte datagram reached the held address", n)
 			}
 			// Data from the peer is dropped: never acknowledged, never read.
 			checkHeld(t, c, s, "held")
@@ -230,6 +246,12 @@ func TestHold(t *testing.T) {
 				t.Fatalf("second release: %v", err)
 			}
 
+			// Datagrams pass again.
+			uc.Write([]byte("after"))
+			up.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if n, _, err := up.ReadFrom(make([]byte, 64)); err != nil || n != len("after") {
+				t.Errorf("datagram after the release: %d bytes, %v", n, err)
+			}
 			// Held bytes arrive when the peer retransmits.
 			expect(t, s, "held", 5*time.Second)
 			echo(t, c, s, "after")
