@@ -103,6 +103,12 @@ func (f *fakeAddrs) Announce(a netcfg.Address) error {
 	return nil
 }
 
+func (f *fakeAddrs) announcements() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.announced
+}
+
 func (f *fakeAddrs) has(a string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -235,7 +241,7 @@ func TestTwoDevicesElectFirstInOrder(t *testing.T) {
 			t.Errorf("b's view of a: %+v", d)
 		}
 	}
-	if a.addrs.announced == 0 {
+	if a.addrs.announcements() == 0 {
 		t.Error("a never announced its floating address")
 	}
 }
