@@ -47,12 +47,15 @@ type VirtualStatus struct {
 // MirrorCounts are a mirrored virtual's connections by what mirroring did
 // with them.
 type MirrorCounts struct {
-	Mirrored   uint64 `json:"mirrored"`    // whose state reached the mirror channel
-	Unmirrored uint64 `json:"unmirrored"`  // served without a mirror (no peer streaming, sockets unreadable)
-	Lost       uint64 `json:"lost"`        // mirroring ended before the connection did (channel down)
-	Restored   uint64 `json:"taken_over"`  // continued here after a failover
-	Resets     uint64 `json:"reset_gap"`   // taken over, then reset: the old active had acknowledged bytes never mirrored
-	HandedOver uint64 `json:"handed_over"` // frozen and moved to the peer in a planned failover
+	Mirrored   uint64 `json:"mirrored"`   // whose state reached the mirror channel
+	Unmirrored uint64 `json:"unmirrored"` // served without a mirror (no peer streaming, sockets unreadable)
+	Lost       uint64 `json:"lost"`       // mirroring ended before the connection did (channel down)
+	Restored   uint64 `json:"taken_over"` // continued here after a failover
+	Resets     uint64 `json:"reset_gap"`  // taken over, then reset: the old active had acknowledged bytes never mirrored
+	// ResetHalfClosed: taken over half-closed (a side had sent its FIN),
+	// so reset on both sides rather than left half open.
+	ResetHalfClosed uint64 `json:"reset_half_closed"`
+	HandedOver      uint64 `json:"handed_over"` // frozen and moved to the peer in a planned failover
 }
 
 // FastL4Status is how a fastl4 virtual's flows are relayed.

@@ -67,7 +67,7 @@ func (e *Engine) Virtuals() []api.VirtualStatus {
 			if v.Mirror {
 				m := &st.Mirror
 				vs.Mirror = &api.MirrorCounts{Mirrored: m.Mirrored.Load(), Unmirrored: m.Unmirrored.Load(), Lost: m.Lost.Load(),
-					Restored: m.Restored.Load(), Resets: m.Resets.Load(), HandedOver: m.HandedOver.Load()}
+					Restored: m.Restored.Load(), Resets: m.Resets.Load(), ResetHalfClosed: m.ResetHalfClosed.Load(), HandedOver: m.HandedOver.Load()}
 			}
 		}
 		out = append(out, vs)

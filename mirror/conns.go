@@ -94,6 +94,9 @@ type Conn struct {
 	// handedOver: the standby acknowledged the final state; it owns the
 	// connection now and Close must not make it forget it.
 	handedOver atomic.Bool
+	// halfClosed: HalfClose ended the mirroring; Close still tells the
+	// standby when the connection ends.
+	halfClosed atomic.Bool
 }
 
 // Broken reports whether the connection's mirroring was lost because the
@@ -229,7 +232,7 @@ func (c *Conn) Lost() bool {
 // Close ends the connection's mirroring: it ended, or can no longer be
 // resumed (half-closed); the standby forgets it.
 func (c *Conn) Close() {
-	if !c.Lost() && !c.handedOver.Load() {
+	if (!c.Lost() || c.halfClosed.Load() && !c.broken.Load()) && !c.handedOver.Load() {
 		select {
 		case c.cs.q <- &connMsg{typ: frameConnClose, c: c}:
 		default: // the queue is full: the standby drops it when the stream resets
@@ -255,6 +258,21 @@ func (c *Conn) Final(ctx context.Context, acked, sent [2]int64, ts [2]uint32) er
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// HalfClose tells the standby that the sender of direction dir sent its
+// FIN (and it was relayed on): the connection
+// can no longer move, and the device that takes over resets both sides.
+// Mirroring of the connection ends here (the rest of it goes unmirrored).
+func (c *Conn) HalfClose(dir int) {
+	if !c.Lost() {
+		select {
+		case c.cs.q <- &connMsg{typ: frameConnHalf, c: c, dir: byte(dir)}:
+		default:
+		}
+	}
+	c.halfClosed.Store(true)
+	c.cs.forget(c) // the gate stops waiting: the rest goes unmirrored
 }
 
 // Leave lets go of the connection here without telling the standby, which

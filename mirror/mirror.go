@@ -650,7 +650,7 @@ func (m *Mirror) receive(c net.Conn, g *group, authenticated func()) error {
 				}
 				seen = nil
 			}
-		case frameConnOpen, frameConnData, frameConnClose, frameConnFinal:
+		case frameConnOpen, frameConnData, frameConnClose, frameConnFinal, frameConnHalf:
 			if g.active.Load() {
 				break // the group is active here: nothing to stand by for
 			}

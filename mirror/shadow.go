@@ -21,6 +21,12 @@ type Shadow struct {
 	// Sent is, per direction, how far the stream went out to its
 	// receiving peer (Final only; otherwise all of it may have).
 	Sent [2]int64
+	// HalfClosed: a side sent its FIN before the failover. The connection
+	// cannot go on (TCP repair restores established sockets only); the
+	// device that takes over resets both sides, so that neither peer is
+	// left waiting on a half-open connection.
+	HalfClosed bool
+	FinDir     int // the direction whose sender sent the FIN (relayed on)
 }
 
 // SentEnd is how far direction dir may have gone out to its peer: the
@@ -105,6 +111,10 @@ func (t *shadows) apply(stream uint64, f *frame, now time.Time) error {
 		st.Data = append(st.Data, f.data...)
 		t.bytes += int64(len(f.data))
 		t.trim(st, int64(f.acked[0]))
+	case frameConnHalf:
+		if s := t.conns[f.id]; s != nil {
+			s.HalfClosed, s.FinDir = true, int(f.dir)
+		}
 	case frameConnClose:
 		if s := t.conns[f.id]; s != nil {
 			t.bytes -= int64(len(s.Streams[0].Data) + len(s.Streams[1].Data))

@@ -39,6 +39,11 @@ import (
 //	                           acked is how much of dir the receiving peer
 //	                           has acknowledged (what the standby may drop)
 //	close   sender → receiver  seq, id: ended, or no longer resumable
+//	half    sender → receiver  seq, id, dir u8: the sender of direction
+//	                           dir sent its FIN (relayed on); the
+//	                           connection cannot move, and the device that
+//	                           takes over resets both sides (no half-open
+//	                           leftovers)
 //	final   sender → receiver  seq, id, acked u64 ×2, sent u64 ×2,
 //	                           timestamp u32 ×2: a planned handover; the
 //	                           connection is frozen and every byte it holds
@@ -60,6 +65,7 @@ const (
 	frameConnData  = 8
 	frameConnClose = 9
 	frameConnFinal = 10
+	frameConnHalf  = 11
 
 	wireVersion = 2
 	maxFrame    = maxConnData + 64
@@ -213,6 +219,13 @@ func appendFrame(b []byte, f *frame, now time.Time) ([]byte, error) {
 	case frameConnClose:
 		e.u64(f.seq)
 		e.u64(f.id)
+	case frameConnHalf:
+		if f.dir > 1 {
+			return b, errors.New("mirror: half-close cannot be encoded")
+		}
+		e.u64(f.seq)
+		e.u64(f.id)
+		e.u8(f.dir)
 	case frameConnFinal:
 		e.u64(f.seq)
 		e.u64(f.id)
@@ -401,6 +414,13 @@ func decodeFrame(typ byte, payload []byte, now time.Time) (*frame, error) {
 	case frameConnClose:
 		f.seq = d.u64()
 		f.id = d.u64()
+	case frameConnHalf:
+		f.seq = d.u64()
+		f.id = d.u64()
+		f.dir = d.u8()
+		if d.err == nil && f.dir > 1 {
+			return nil, fmt.Errorf("%w: half-close direction %d", errMalformed, f.dir)
+		}
 	case frameConnFinal:
 		f.seq = d.u64()
 		f.id = d.u64()

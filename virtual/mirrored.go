@@ -219,6 +219,10 @@ func restoredStates(sh *mirror.Shadow, now time.Time) (client, server *tcprepair
 	return client, server, pending
 }
 
+// halfClosedResetAfter is when a half-closed connection taken over is
+// reset: after the takeover has lifted the traffic group's hold.
+const halfClosedResetAfter = 500 * time.Millisecond
+
 // restoreRecvBuffer is a restored socket's receive buffer: room for what
 // its peer may have in flight in the window the old socket had grown to
 // (memory is taken only for bytes actually queued).
@@ -242,6 +246,15 @@ func (l *Listener) Adopt(sh *mirror.Shadow) error {
 	}
 	p := l.Plan()
 	cs, ss, pending := restoredStates(sh, time.Now())
+	if sh.HalfClosed {
+		// The FIN relayed on took a sequence number: the reset below must
+		// come from just past it to be the one the peer accepts.
+		if sh.FinDir == mirror.ToServer {
+			ss.SendSeq++
+		} else {
+			cs.SendSeq++
+		}
+	}
 	o := tcprepair.RestoreOptions{RecvBuffer: restoreRecvBuffer}
 	c, err := tcprepair.Restore(cs, o)
 	if err != nil {
@@ -251,6 +264,23 @@ func (l *Listener) Adopt(sh *mirror.Shadow) error {
 	if err != nil {
 		tcprepair.CloseSilently(c)
 		return err
+	}
+	if sh.HalfClosed {
+		// A side had sent its FIN: the connection cannot go on here.
+		// Reset both sides now rather than leave either peer waiting on
+		// a half-open connection (a reset that misses the peer's exact
+		// sequence number draws a challenge ACK, which this host answers
+		// with an exact reset: the socket is gone by then).
+		// The traffic group's hold still drops resets from its addresses
+		// while connections are being restored: reset once it is lifted.
+		c.SetLinger(0)
+		s.SetLinger(0)
+		time.AfterFunc(halfClosedResetAfter, func() {
+			c.Close()
+			s.Close()
+		})
+		p.Stats.Mirror.ResetHalfClosed.Add(1)
+		return nil
 	}
 	var m *pool.Member
 	if pl := p.Pools[sh.Setup.Pool]; pl != nil {

@@ -174,7 +174,10 @@ type MirrorStats struct {
 	Lost       atomic.Uint64 // mirroring ended before the connection did (channel broke)
 	Restored   atomic.Uint64 // taken over from the previous active device
 	Resets     atomic.Uint64 // taken over but reset: the old active had acknowledged bytes the mirror never got
-	HandedOver atomic.Uint64 // frozen and handed to the peer in a planned failover
+	// ResetHalfClosed: taken over half-closed (a side had sent its FIN),
+	// so reset on both sides rather than left half open.
+	ResetHalfClosed atomic.Uint64
+	HandedOver      atomic.Uint64 // frozen and handed to the peer in a planned failover
 }
 
 // FastL4Stats counts how a fastl4 virtual's flows were relayed.

@@ -334,8 +334,15 @@ func (l *Listener) proxyMirrored(p *Plan, e *conntrack.Entry, c, s net.Conn, mem
 		}
 		l.untrackMirrored(mm)
 		// Half-closed: TCP repair restores only established sockets, so
-		// the connection can no longer move; the standby forgets it.
-		mc.Close()
+		// the connection can no longer move; the device that takes over
+		// resets it (the connection's own close, when it comes, tells
+		// the standby to forget it... once the channel carries it: the
+		// half frame went first).
+		dir := mirror.ToServer
+		if first == toClient {
+			dir = mirror.ToClient
+		}
+		mc.HalfClose(dir)
 	}
 	// first's source sent its FIN (CLOSE_WAIT on that socket); we sent ours
 	// on first's destination (FIN_WAIT).

@@ -194,6 +194,13 @@ func (s *seqServer) serve(c *net.TCPConn) {
 		out += int64(n)
 		return err
 	}
+	if class == classHalf {
+		// Read to the client's FIN, then keep this side open (as a server
+		// with more to say would) until the connection is reset or 30 s.
+		io.Copy(io.Discard, c)
+		time.Sleep(10 * time.Second)
+		return
+	}
 	if class == classSink {
 		class = classBulk // checks what it reads; sends nothing
 	} else if class == classBulk {
@@ -706,7 +713,11 @@ func TestBenchConnMirrorFailover(t *testing.T) {
 }
 
 // classSink: the server only checks what it receives (throughput runs).
-const classSink = 3
+// classHalf: the server keeps its side open after the client's FIN.
+const (
+	classSink = 3
+	classHalf = 4
+)
 
 // rawSeq opens a connection of class to port and returns it after the header.
 func rawSeq(t *testing.T, l *lab, port, class int, id uint64) *net.TCPConn {
@@ -941,5 +952,66 @@ func TestConnMirrorUDP(t *testing.T) {
 				t.Errorf("%d of %d mirrored udp flows kept their source port after %s", kept, n, kind)
 			}
 		})
+	}
+}
+
+// TestConnMirrorHalfClosed: a connection one side has half-closed when the
+// active is killed cannot move (TCP repair restores established sockets
+// only); the device that takes over resets both sides, so neither the
+// client nor the server is left with a half-open connection.
+func TestConnMirrorHalfClosed(t *testing.T) {
+	t.Parallel()
+	l, srvNS := newConnLab(t, "chc", ciSettings)
+	startSeqServer(t, srvNS)
+	l.start("a")
+	l.start("b")
+	if !eventually(5*time.Second, func() bool {
+		st, err := l.mirrorStatus("a")
+		return err == nil && l.group("a").State == "active" && st.Connections.Up
+	}) {
+		t.Fatal("a is not active with its mirror channel up")
+	}
+	if dir := os.Getenv("FULCRUM_LAB_PCAP"); dir != "" {
+		cap := srvNS.Command(context.Background(), "tcpdump", "-i", "eth0", "-s", "128", "-w", filepath.Join(dir, "hc.pcap"), "tcp port 7000")
+		must(t, cap.Start())
+		t.Cleanup(func() { cap.Process.Signal(syscall.SIGINT); cap.Wait() })
+		time.Sleep(200 * time.Millisecond)
+	}
+	c := rawSeq(t, l, mirrorPort, classHalf, 1)
+	defer c.Close()
+	time.Sleep(200 * time.Millisecond)
+	must(t, c.CloseWrite()) // the server's side stays open: half-closed
+	time.Sleep(300 * time.Millisecond)
+	port := c.LocalAddr().(*net.TCPAddr).Port
+	l.signal("a", syscall.SIGKILL)
+	if !eventually(5*time.Second, func() bool { return l.group("b").State == "active" }) {
+		t.Fatal("b did not take over")
+	}
+	// The client learns the connection is over (a reset, or the end of
+	// the stream), and nothing is left on either side (the server keeps its
+	// side open for 10 s unless it is reset).
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := c.Read(make([]byte, 1))
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("client of the half-closed connection after the takeover: read %v, want a reset or EOF", err)
+	}
+	leftover := func(ns *testnet.NS, filter string) string {
+		out, _ := ns.Run(context.Background(), "ss", "-tnH", "state", "all", filter)
+		return strings.TrimSpace(string(out))
+	}
+	var srvLeft, cliLeft string
+	if !eventually(5*time.Second, func() bool {
+		srvLeft = leftover(srvNS, fmt.Sprintf("( sport = :%d and dst %s )", serverPort, snatAddr))
+		cliLeft = leftover(l.client, fmt.Sprintf("( sport = :%d )", port))
+		return srvLeft == "" && cliLeft == ""
+	}) {
+		t.Errorf("half-open leftovers after the takeover:\nserver: %s\nclient: %s", srvLeft, cliLeft)
+	}
+	if b, err := l.devs["b"].api.Get("http://127.0.0.1:9090/api/v1/virtuals"); err == nil {
+		body, _ := io.ReadAll(b.Body)
+		b.Body.Close()
+		if !strings.Contains(string(body), `"reset_half_closed":1`) {
+			t.Errorf("b's virtuals do not count the half-closed connection it reset: %s", body)
+		}
 	}
 }
