@@ -461,9 +461,6 @@ func (v *validator) connectionMirror() {
 		case vs.ClientSSL != "" || vs.ServerSSL != "":
 			v.errorf(path, "TLS-terminated connections cannot be mirrored: Go's TLS cannot export a live connection's record state (keys and sequence numbers) and this kernel has no kTLS to read it from, so a standby could not continue the TLS stream; mirror a tcp virtual that passes TLS through instead (docs/ha.md)")
 			continue
-		case vs.Type == "http":
-			v.errorf(path, "mirroring http virtuals is not built yet (tcp and udp virtuals are); docs/ha.md says what survives a failover on an http virtual")
-			continue
 		case vs.Type == "fastl4":
 			v.errorf(path, "mirroring fastl4 virtuals is not built yet: their bytes move in the kernel, where no write gate can hold them until the standby has them (tcp and udp virtuals are mirrored)")
 			continue

@@ -141,12 +141,13 @@ func TestConnectionMirrorChecks(t *testing.T) {
 		strings.NewReplacer("[10.0.0.1, 192.168.0.1]}", "[10.0.0.1, 192.168.0.1], mirror_addresses: [10.0.0.1]}",
 			"[10.0.0.2, 192.168.0.2]}", "[10.0.0.2, 192.168.0.2], mirror_addresses: [10.0.0.2]}",
 			"{address: 10.0.0.100/24, interface: eth0}", "{address: 10.0.0.100/24, interface: eth0}, {address: 10.0.0.101/24, interface: eth0}").Replace(haBase)
-	good := base + "  m: {destination: 10.0.0.100:90, type: tcp, pool: p, snat: fl, mirror: true}\n  mu: {destination: 10.0.0.100:91, type: udp, pool: p, snat: fl, mirror: true}\n"
+	good := base + "  m: {destination: 10.0.0.100:90, type: tcp, pool: p, snat: fl, mirror: true}\n  mu: {destination: 10.0.0.100:91, type: udp, pool: p, snat: fl, mirror: true}\n" +
+		"  mh: {destination: 10.0.0.100:92, type: http, pool: p, snat: fl, mirror: true}\n"
 	c, err := Parse([]byte(good), "ha.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.Virtuals["m"].Mirror || !c.Virtuals["mu"].Mirror {
+	if !c.Virtuals["m"].Mirror || !c.Virtuals["mu"].Mirror || !c.Virtuals["mh"].Mirror {
 		t.Error("mirror not kept")
 	}
 	cases := []struct{ name, vs, want string }{
@@ -156,7 +157,9 @@ func TestConnectionMirrorChecks(t *testing.T) {
 		{"not floating", "{destination: 10.0.0.1:90, type: tcp, pool: p, snat: fl, mirror: true}", "needs a destination that is a floating address"},
 		{"tls", "{destination: 10.0.0.100:90, type: tcp, pool: p, snat: fl, client_ssl: x, mirror: true}", "TLS-terminated connections cannot be mirrored"},
 		{"udp automap", "{destination: 10.0.0.100:90, type: udp, pool: p, mirror: true}", "with automap the server-side connection"},
-		{"http", "{destination: 10.0.0.100:90, type: http, pool: p, snat: fl, mirror: true}", "mirroring http virtuals is not built yet"},
+		{"https", "{destination: 10.0.0.100:90, type: http, pool: p, snat: fl, client_ssl: x, mirror: true}", "TLS-terminated connections cannot be mirrored"},
+		{"http automap", "{destination: 10.0.0.100:90, type: http, pool: p, mirror: true}", "with automap the server-side connection"},
+		{"fastl4", "{destination: 10.0.0.100:90, type: fastl4, pool: p, snat: fl, mirror: true}", "mirroring fastl4 virtuals is not built yet"},
 	}
 	for _, tc := range cases {
 		_, err := Parse([]byte(base+"  m: "+tc.vs+"\n"), "ha.yaml")

@@ -134,6 +134,48 @@ func (m engineMirror) Open(group string, s *mirror.ConnSetup) (*mirror.Conn, err
 	return nil, mirror.ErrNotMirrored
 }
 
+func (m engineMirror) Up(group string) bool {
+	if cm := m.e.connMirror.Load(); cm != nil {
+		return (*cm).Up(group)
+	}
+	return false
+}
+
+// mirroredOf is the listeners of group's mirrored virtuals that are T.
+func mirroredOf[T any](e *Engine, group string) []T {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []T
+	for _, l := range e.listeners {
+		if x, ok := l.(T); ok && l.Plan().TrafficGroup == group && l.Plan().Mirror != nil {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// Quiesce prepares a planned handover of group's mirrored connections,
+// before its packets are held: http exchanges under way are given a
+// moment to finish (and no new one starts), so that their connections
+// can move. HandOver ends it; so does Resume, when no handover follows.
+func (e *Engine) Quiesce(ctx context.Context, group string) (busy int) {
+	type quiescer interface {
+		Quiesce(context.Context) int
+	}
+	for _, l := range mirroredOf[quiescer](e, group) {
+		busy += l.Quiesce(ctx)
+	}
+	return busy
+}
+
+// Resume ends a Quiesce that no handover followed.
+func (e *Engine) Resume(group string) {
+	type resumer interface{ Resume() }
+	for _, l := range mirroredOf[resumer](e, group) {
+		l.Resume()
+	}
+}
+
 // HandOver freezes the mirrored connections of group's virtuals and hands
 // them to the standby (a planned failover; the caller holds the group's
 // packets).
@@ -141,15 +183,7 @@ func (e *Engine) HandOver(ctx context.Context, group string) (moved, failed int,
 	type handerOver interface {
 		HandOver(context.Context) (int, int, error)
 	}
-	e.mu.Lock()
-	var ls []handerOver
-	for _, l := range e.listeners {
-		if h, ok := l.(handerOver); ok && l.Plan().TrafficGroup == group && l.Plan().Mirror != nil {
-			ls = append(ls, h)
-		}
-	}
-	e.mu.Unlock()
-	for _, l := range ls {
+	for _, l := range mirroredOf[handerOver](e, group) {
 		m, f, err := l.HandOver(ctx)
 		moved, failed = moved+m, failed+f
 		if firstErr == nil {
@@ -167,16 +201,8 @@ func (e *Engine) Abandon(group string) int {
 	type abandoner interface {
 		Abandon() int
 	}
-	e.mu.Lock()
-	var ls []abandoner
-	for _, l := range e.listeners {
-		if a, ok := l.(abandoner); ok && l.Plan().TrafficGroup == group && l.Plan().Mirror != nil {
-			ls = append(ls, a)
-		}
-	}
-	e.mu.Unlock()
 	n := 0
-	for _, l := range ls {
+	for _, l := range mirroredOf[abandoner](e, group) {
 		n += l.Abandon()
 	}
 	return n

@@ -40,7 +40,7 @@ func (s *Socket) valid() bool {
 // ConnSetup is a connection at the moment mirroring starts: both sockets
 // at stream offset 0 and the member it goes to.
 type ConnSetup struct {
-	Kind    byte // KindTCP or KindUDP
+	Kind    byte // KindTCP, KindUDP or KindHTTP
 	Virtual string
 	Pool    string
 	Member  netip.AddrPort
@@ -53,6 +53,12 @@ type ConnSetup struct {
 const (
 	KindTCP = 0 // a proxied TCP connection: sockets and streams
 	KindUDP = 1 // a UDP flow: the client, the member and the translated source (addresses only)
+	// KindHTTP is an http virtual's client connection waiting for its
+	// next request, everything before it answered and acknowledged: the
+	// client socket only (no member, no server socket; the next request
+	// is balanced afresh). Streams carry only what a planned handover
+	// found queued in the socket.
+	KindHTTP = 2
 )
 
 // Directions of a mirrored connection's streams.
@@ -166,6 +172,19 @@ func (m *Mirror) Open(group string, s *ConnSetup) (*Conn, error) {
 		return nil, ErrNotMirrored
 	}
 	return c, nil
+}
+
+// Up reports whether group's connections are mirrored now: a peer is
+// streaming (Open would succeed). A cheap check before the work of
+// reading a socket for Open.
+func (m *Mirror) Up(group string) bool {
+	g := m.groups[group]
+	if g == nil {
+		return false
+	}
+	g.conns.mu.Lock()
+	defer g.conns.mu.Unlock()
+	return g.conns.up
 }
 
 // send queues msg for the sender; false when the connection is lost.

@@ -28,11 +28,13 @@ import (
 //
 // Connection mirroring (version 2) adds, on the same stream:
 //
-//	open    sender → receiver  seq, id u64, kind u8 (0 tcp, 1 udp), age
-//	                           i64, virtual, pool, member, client socket,
-//	                           server socket: a connection at stream offset
-//	                           0 in both directions (udp: a flow, whose
-//	                           sockets carry addresses only)
+//	open    sender → receiver  seq, id u64, kind u8 (0 tcp, 1 udp, 2 http),
+//	                           age i64, virtual, pool, member, client
+//	                           socket, server socket: a connection at stream
+//	                           offset 0 in both directions (udp: a flow,
+//	                           whose sockets carry addresses only; http: an
+//	                           idle client connection, the client socket
+//	                           alone, no member and no server socket)
 //	data    sender → receiver  seq, id, dir u8, offset u64, acked u64,
 //	                           length u32, bytes: relayed bytes, mirrored
 //	                           before they are written to the other side;
@@ -192,8 +194,8 @@ func appendFrame(b []byte, f *frame, now time.Time) ([]byte, error) {
 		e.i64(remaining)
 	case frameConnOpen:
 		st := f.setup
-		if st == nil || len(st.Virtual) > 255 || len(st.Pool) > 255 || !st.Member.IsValid() ||
-			!st.Client.valid() || !st.Server.valid() {
+		if st == nil || len(st.Virtual) > 255 || len(st.Pool) > 255 || st.Kind > KindHTTP || !st.Client.valid() ||
+			st.Kind != KindHTTP && (!st.Member.IsValid() || !st.Server.valid()) {
 			return b, errors.New("mirror: connection setup cannot be encoded")
 		}
 		e.u64(f.seq)
@@ -202,6 +204,10 @@ func appendFrame(b []byte, f *frame, now time.Time) ([]byte, error) {
 		e.i64(int64(now.Sub(st.At)))
 		e.str8(st.Virtual)
 		e.str8(st.Pool)
+		if st.Kind == KindHTTP {
+			e.socket(&st.Client) // no member, no server socket
+			break
+		}
 		e.addrPort(st.Member)
 		e.socket(&st.Client)
 		e.socket(&st.Server)
@@ -392,10 +398,14 @@ func decodeFrame(typ byte, payload []byte, now time.Time) (*frame, error) {
 		kind := d.u8()
 		age := int64(d.u64())
 		st := &ConnSetup{Kind: kind, Virtual: d.str8(), Pool: d.str8()}
-		st.Member = d.addrPort()
-		d.socket(&st.Client)
-		d.socket(&st.Server)
-		if d.err == nil && (age < 0 || st.Virtual == "" || kind > KindUDP) {
+		if kind == KindHTTP {
+			d.socket(&st.Client)
+		} else {
+			st.Member = d.addrPort()
+			d.socket(&st.Client)
+			d.socket(&st.Server)
+		}
+		if d.err == nil && (age < 0 || st.Virtual == "" || kind > KindHTTP) {
 			return nil, fmt.Errorf("%w: connection setup fields", errMalformed)
 		}
 		st.At = now.Add(-time.Duration(age))

@@ -80,9 +80,12 @@ func TestWireConnFrames(t *testing.T) {
 	st.At = now.Add(-time.Second)
 	udp := *st
 	udp.Kind = KindUDP
+	// An idle http client connection: the client socket alone.
+	idle := &ConnSetup{Kind: KindHTTP, Virtual: st.Virtual, Pool: st.Pool, Client: st.Client, At: st.At}
 	frames := []*frame{
 		{typ: frameConnOpen, seq: 1, id: 7, setup: st},
 		{typ: frameConnOpen, seq: 1, id: 8, setup: &udp},
+		{typ: frameConnOpen, seq: 1, id: 9, setup: idle},
 		{typ: frameConnData, seq: 2, id: 7, dir: 1, offset: 100, acked: [2]uint64{90}, data: []byte("payload")},
 		{typ: frameConnClose, seq: 3, id: 7},
 		{typ: frameConnHalf, seq: 3, id: 7, dir: 1},
@@ -134,6 +137,7 @@ func FuzzDecodeFrame(f *testing.F) {
 		{typ: frameHello, version: 1, group: "tg1", device: "a"}, {typ: frameRecord, seq: 2, rec: r},
 		{typ: frameDelete, seq: 4, key: "k"}, {typ: frameEnd, seq: 5, count: 2}, {typ: frameAck, seq: 5},
 		{typ: frameConnOpen, seq: 6, id: 1, setup: testSetup()}, {typ: frameConnOpen, seq: 7, id: 2, setup: &ConnSetup{Kind: KindUDP, Virtual: "u", Pool: "p", Member: netip.MustParseAddrPort("10.9.0.1:53"), Client: Socket{Local: netip.MustParseAddrPort("192.0.2.10:53"), Remote: netip.MustParseAddrPort("198.51.100.7:4000")}, Server: Socket{Local: netip.MustParseAddrPort("192.0.2.11:41000"), Remote: netip.MustParseAddrPort("10.9.0.1:53")}}}, {typ: frameConnData, seq: 7, id: 1, dir: 1, offset: 10, acked: [2]uint64{4}, data: []byte("abc")},
+		{typ: frameConnOpen, seq: 8, id: 3, setup: &ConnSetup{Kind: KindHTTP, Virtual: "h", Client: testSetup().Client}},
 		{typ: frameConnClose, seq: 8, id: 1}, {typ: frameConnHalf, seq: 8, id: 1}, {typ: frameConnFinal, seq: 9, id: 1, acked: [2]uint64{1, 2}, sent: [2]uint64{1, 5}, ts: [2]uint32{3, 4}},
 	} {
 		b, _ := appendFrame(nil, fr, now)

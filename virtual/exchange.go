@@ -704,8 +704,40 @@ func (h *httpConn) tunnel(sc *serverConn, resp *h1.Response, req *h1.Request) bo
 	}
 	h.c.SetReadDeadline(time.Time{})
 	sc.conn.SetReadDeadline(time.Time{})
+	if h.mir != nil && sc.raw != nil {
+		h.tunnelMirrored(sc)
+		return false
+	}
 	h.l.proxyStreams(h.p, h.e, h.c, sc.conn, func(int64, int64) {})
 	return false
+}
+
+// tunnelMirrored relays an upgraded connection of a mirrored virtual as a
+// mirrored TCP connection: what the client sent after its request goes to
+// the member first, then, once both peers have acknowledged everything
+// written to them, the tunnel is announced to the standby from there
+// (stream offset 0 both ways) and relayed through the write gate. A
+// tunnel whose peers do not acknowledge in time is relayed unmirrored.
+func (h *httpConn) tunnelMirrored(sc *serverConn) {
+	p := h.p
+	if n := len(h.pre.pending); n > 0 {
+		b := h.pre.pending
+		h.pre.pending = nil
+		if _, err := sc.conn.Write(b); err != nil {
+			return
+		}
+		h.countIn(int64(n))
+	}
+	c := h.pre.TCPConn
+	m := sc.member
+	member := func(in, out int64) { m.AddBytes(in, out) }
+	if !awaitAcked(c, sc.raw) {
+		p.Stats.Mirror.Unmirrored.Add(1)
+		h.l.proxyStreams(p, h.e, c, sc.raw, member)
+		return
+	}
+	mc, gd := p.startMirror(c, sc.raw, m)
+	h.l.proxyMirrored(p, h.e, c, sc.raw, member, mc, gd, [2][]byte{})
 }
 
 // isStale reports errors that mean "the server closed this idle connection".

@@ -40,6 +40,8 @@ type httpConn struct {
 	idleArmed atomic.Bool // the client's read deadline is an idle one (renewed by progress)
 	linger    bool        // answered while the client may still be sending: drain before closing
 
+	mir *httpMirror // mirroring state (mirrored plain http virtuals only)
+
 	waitUntil time.Time                  // deadline of the current wait for a request
 	parked    atomic.Pointer[parkedConn] // set while the parker holds the connection
 	pc        parkedConn                 // the parking record (see parker.park)
@@ -69,6 +71,26 @@ func (h *httpConn) closeAll() {
 // (TLS, or data already waiting) or parks it until its first request
 // arrives. The connection ends through end, exactly once.
 func (l *Listener) startHTTP(p *Plan, raw net.Conn) {
+	h := l.newHTTPConn(p, raw)
+	if h.pre != nil && l.parker != nil {
+		// Most clients send their request with or right after the
+		// handshake: take it now if it is there, else park until it is.
+		if ok, err := h.pre.readAhead(false); err == nil && !ok {
+			if l.parker.park(h, p.HTTP.HeaderTimeout, true) == nil {
+				return
+			}
+		}
+	}
+	if l.parker != nil {
+		l.parker.dispatch(h, true)
+		return
+	}
+	go h.run(true)
+}
+
+// newHTTPConn makes the state of a client connection on an http virtual
+// and enters it in the connection table.
+func (l *Listener) newHTTPConn(p *Plan, raw net.Conn) *httpConn {
 	clientAP := addrPortOf(raw.RemoteAddr())
 	e := &conntrack.Entry{
 		Virtual:     p.Name,
@@ -94,22 +116,13 @@ func (l *Listener) startHTTP(p *Plan, raw net.Conn) {
 		h.cntVal.rio = wio // TLS reads the socket through countConn
 	}
 	h.c = &h.cntVal
+	if p.Mirror != nil && h.pre != nil {
+		h.mir = &httpMirror{}
+		l.trackHTTP(h)
+	}
 	p.Conns.Add(e, h.kill)
 	e.SetDetail(h.detail)
-	if h.pre != nil && l.parker != nil {
-		// Most clients send their request with or right after the
-		// handshake: take it now if it is there, else park until it is.
-		if ok, err := h.pre.readAhead(false); err == nil && !ok {
-			if l.parker.park(h, p.HTTP.HeaderTimeout, true) == nil {
-				return
-			}
-		}
-	}
-	if l.parker != nil {
-		l.parker.dispatch(h, true)
-		return
-	}
-	go h.run(true)
+	return h
 }
 
 func (h *httpConn) countIn(n int64)  { h.e.AddIn(n); h.p.Stats.BytesIn.Add(uint64(n)) }
@@ -132,6 +145,10 @@ func (h *httpConn) detail() any {
 // buffers back to the pools, counted out of the listener.
 func (h *httpConn) end() {
 	h.endOnce.Do(func() {
+		if h.mir != nil {
+			h.mirrorBusy(true) // before the close: its FIN must leave
+			h.l.untrackHTTP(h)
+		}
 		h.p.Conns.Remove(h.e)
 		h.forget()
 		h.closeAll()
@@ -145,6 +162,7 @@ func (h *httpConn) end() {
 // connection has no goroutine to notice its sockets closing, so kill ends
 // it; a busy one ends through its goroutine.
 func (h *httpConn) kill() {
+	h.mirrorBusy(true)
 	h.forget()
 	abortOrClose(h.raw, h.p.Clientside)
 	if pc := h.parked.Load(); pc != nil && h.l.parker.take(pc) {
@@ -252,6 +270,9 @@ func (h *httpConn) serve(first bool) (parked bool) {
 			if h.pre != nil && h.l.parker != nil {
 				// An idle connection holds no buffers and, parked, no
 				// goroutine: the parker resumes it when data arrives.
+				if h.mir != nil && !first && !h.pre.hasData() {
+					h.mirrorIdle() // mirrored once the client acknowledged the response
+				}
 				if parked, ok := h.awaitRequest(first); parked || !ok {
 					return parked
 				}
@@ -278,6 +299,9 @@ func (h *httpConn) serve(first bool) (parked bool) {
 			}
 		}
 		h.waitUntil = time.Time{}
+		if h.mir != nil {
+			h.mirrorBusy(false) // a request is arriving: the standby forgets the connection
+		}
 		// The head must then arrive within the header timeout. When it is
 		// already buffered no read can block, and a deadline would only cost
 		// a timer update per request.
@@ -416,7 +440,9 @@ func (p *prefetchConn) Read(b []byte) (int, error) {
 		n := copy(b, p.pending)
 		p.pending = p.pending[n:]
 		if len(p.pending) == 0 {
-			p.pool.Put(p.buf)
+			if p.buf != nil {
+				p.pool.Put(p.buf)
+			}
 			p.buf, p.pending = nil, nil
 		}
 		return n, nil

@@ -54,6 +54,9 @@ type Listener struct {
 
 	mirMu    sync.Mutex
 	mirrored map[*mirrored]struct{} // mirrored connections a planned handover can move
+	// httpMirrored: client connections of a mirrored http virtual (those
+	// waiting for a request move in a planned handover)
+	httpMirrored map[*httpConn]struct{}
 
 	closing   atomic.Bool // Close was called: an accept error ends the loop
 	closeOnce sync.Once
@@ -193,6 +196,11 @@ func serve(p *Plan, ln net.Listener) *Listener {
 	l := newListener(p)
 	l.ln = ln
 	l.kernel.ensure(p)
+	if p.Type == "http" {
+		// Before the loop: connections taken over from a mirror (Adopt)
+		// read the field too.
+		l.ensureParker(p)
+	}
 	l.loop.Add(1)
 	go l.acceptLoop()
 	return l
@@ -350,7 +358,6 @@ func (l *Listener) acceptLoop() {
 		l.conns.Add(1)
 		if p.Type == "http" {
 			l.ensureParker(p)
-			l.ensureParker(p)
 			l.startHTTP(p, c) // its lifetime may outlast any one goroutine
 			continue
 		}
@@ -393,7 +400,7 @@ func (p *Plan) clientMSS(c net.Conn) int {
 }
 
 // ensureParker creates the parker for the first http connection. Called
-// only from the accept loop.
+// only from the accept loop, or before it starts.
 func (l *Listener) ensureParker(p *Plan) {
 	if l.parker != nil || l.noParker {
 		return

@@ -20,6 +20,7 @@ import (
 // group's next-active device (mirror.Mirror).
 type ConnMirror interface {
 	Open(group string, s *mirror.ConnSetup) (*mirror.Conn, error)
+	Up(group string) bool // a peer is streaming now (Open would succeed)
 }
 
 // MirrorMark is the socket mark (SO_MARK) of a mirrored connection's
@@ -59,32 +60,36 @@ func setMark(c net.Conn, mark int) error {
 // them: marked, and their flows in the guard.
 type guarded struct {
 	g     FlowGuard
-	c, s  net.Conn
+	socks []net.Conn
 	flows []flowhold.Flow
 	done  atomic.Bool
 }
 
-// guard marks both sockets and adds their flows to p's guard.
-func (p *Plan) guard(c, s net.Conn) (*guarded, error) {
-	gd := &guarded{g: p.Guard, c: c, s: s}
-	for _, x := range []net.Conn{c, s} {
+// guard marks the sockets (a proxied connection's two, or an idle http
+// client connection's one) and adds their flows to p's guard.
+func (p *Plan) guard(socks ...net.Conn) (*guarded, error) {
+	gd := &guarded{g: p.Guard}
+	for _, x := range socks {
 		gd.flows = append(gd.flows, flowhold.Flow{Local: addrPortOf(x.LocalAddr()), Remote: addrPortOf(x.RemoteAddr())})
-	}
-	if err := setMark(c, MirrorMark); err != nil {
-		return nil, err
-	}
-	if err := setMark(s, MirrorMark); err != nil {
-		setMark(c, 0)
-		return nil, err
+		if err := setMark(x, MirrorMark); err != nil {
+			gd.unmark()
+			return nil, err
+		}
+		gd.socks = append(gd.socks, x)
 	}
 	if gd.g != nil {
 		if err := gd.g.Add(gd.flows...); err != nil {
-			setMark(c, 0)
-			setMark(s, 0)
+			gd.unmark()
 			return nil, err
 		}
 	}
 	return gd, nil
+}
+
+func (gd *guarded) unmark() {
+	for _, x := range gd.socks {
+		setMark(x, 0)
+	}
 }
 
 // release lets the connection's own FINs and resets out again: Fulcrum is
@@ -93,8 +98,7 @@ func (gd *guarded) release() {
 	if gd == nil || gd.done.Swap(true) {
 		return
 	}
-	setMark(gd.c, 0)
-	setMark(gd.s, 0)
+	gd.unmark()
 	if gd.g != nil {
 		gd.g.Remove(gd.flows...)
 	}
@@ -211,7 +215,9 @@ func restoredStates(sh *mirror.Shadow, now time.Time) (client, server *tcprepair
 		return r
 	}
 	client = build(&st.Client, 0, &sh.Streams[mirror.ToServer], &sh.Streams[mirror.ToClient], sh.SentEnd(mirror.ToClient))
-	server = build(&st.Server, 1, &sh.Streams[mirror.ToClient], &sh.Streams[mirror.ToServer], sh.SentEnd(mirror.ToServer))
+	if st.Kind != mirror.KindHTTP { // an idle http connection has no server socket
+		server = build(&st.Server, 1, &sh.Streams[mirror.ToClient], &sh.Streams[mirror.ToServer], sh.SentEnd(mirror.ToServer))
+	}
 	for dir := range pending {
 		st := &sh.Streams[dir]
 		pending[dir] = st.Data[sh.SentEnd(dir)-st.Base:]
@@ -235,11 +241,14 @@ const restoreRecvBuffer = 4 << 20
 // peer shows a gap (it sent bytes the old active acknowledged and never
 // mirrored) is reset on both sides: it can never be continued.
 func (l *Listener) Adopt(sh *mirror.Shadow) error {
-	if sh.Setup.Kind == mirror.KindUDP {
+	switch sh.Setup.Kind {
+	case mirror.KindUDP:
 		if l.udp == nil {
 			return errors.New("a udp flow for a virtual that is not udp")
 		}
 		return l.adoptUDP(sh)
+	case mirror.KindHTTP:
+		return l.adoptHTTP(sh)
 	}
 	if l.udp != nil {
 		return errors.New("a tcp connection for a udp virtual")
@@ -317,7 +326,14 @@ func (l *Listener) serveAdopted(p *Plan, c, s *net.TCPConn, m *pool.Member, sh *
 	}
 	ctx, cancel := context.WithCancel(l.ctx)
 	defer cancel()
-	go watchGap(ctx, p, c, s)
+	go watchGap(ctx, p, []*net.TCPConn{c, s}, func() {
+		// Both lingers first: aborting one side makes the relay
+		// close the other, which must reset too.
+		c.SetLinger(0)
+		s.SetLinger(0)
+		c.Close()
+		s.Close()
+	})
 	l.proxyMirrored(p, e, c, s, member, nil, nil, pending)
 }
 
@@ -339,17 +355,19 @@ const (
 	gapSegments   = 3               // while at least this many data segments came in
 )
 
-// watchGap resets a restored connection whose either peer shows a gap.
-func watchGap(ctx context.Context, p *Plan, c, s *net.TCPConn) {
+// watchGap resets (reset) a restored connection whose either peer (socks:
+// client, then server if there is one) shows a gap.
+func watchGap(ctx context.Context, p *Plan, socks []*net.TCPConn, reset func()) {
 	t := time.NewTicker(gapCheckEvery)
 	defer t.Stop()
 	start := time.Now()
-	var stuck [2]bool
+	stuck := make([]bool, len(socks))
 	for now := range t.C {
 		if ctx.Err() != nil || now.Sub(start) > gapWatchFor {
 			return
 		}
-		for i, conn := range []*net.TCPConn{c, s} {
+		done := true
+		for i, conn := range socks {
 			if stuck[i] {
 				continue
 			}
@@ -364,17 +382,13 @@ func watchGap(ctx context.Context, p *Plan, c, s *net.TCPConn) {
 			if info.Data_segs_in >= gapSegments && now.Sub(start) >= gapAfter {
 				p.Stats.Mirror.Resets.Add(1)
 				p.Log.Warn("taken-over connection reset: its peer sent bytes the previous active device acknowledged and never mirrored",
-					"client", c.RemoteAddr().String(), "snat", s.LocalAddr().String(), "side", [2]string{"client", "server"}[i], "segments", info.Data_segs_in)
-				// Both lingers first: aborting one side makes the relay
-				// close the other, which must reset too.
-				c.SetLinger(0)
-				s.SetLinger(0)
-				c.Close()
-				s.Close()
+					"client", socks[0].RemoteAddr().String(), "side", [2]string{"client", "server"}[i], "segments", info.Data_segs_in)
+				reset()
 				return
 			}
+			done = false
 		}
-		if stuck[0] && stuck[1] {
+		if done {
 			return
 		}
 	}
@@ -452,6 +466,15 @@ func (l *Listener) untrackMirrored(mm *mirrored) {
 // drain and will be reset by the peer that takes over).
 func (l *Listener) HandOver(ctx context.Context) (moved, failed int, firstErr error) {
 	l.leaveUDP() // the standby has the flows already: they need no final state
+	if l.parker != nil {
+		defer func() {
+			m, f, err := l.handOverHTTP(ctx)
+			moved, failed = moved+m, failed+f
+			if firstErr == nil {
+				firstErr = err
+			}
+		}()
+	}
 	l.mirMu.Lock()
 	list := make([]*mirrored, 0, len(l.mirrored))
 	for mm := range l.mirrored {
@@ -494,13 +517,16 @@ func (l *Listener) HandOver(ctx context.Context) (moved, failed int, firstErr er
 // mirror; a FIN or reset from here, later, would end them there.
 func (l *Listener) Abandon() int {
 	l.leaveUDP()
+	n := 0
+	if l.parker != nil {
+		n = l.abandonHTTP()
+	}
 	l.mirMu.Lock()
 	list := make([]*mirrored, 0, len(l.mirrored))
 	for mm := range l.mirrored {
 		list = append(list, mm)
 	}
 	l.mirMu.Unlock()
-	n := 0
 	for _, mm := range list {
 		res := make(chan error, 1)
 		select {

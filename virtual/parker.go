@@ -46,6 +46,10 @@ type parker struct {
 	parked    map[int32]*parkedConn
 	closed    bool
 	draining  bool          // drain was called: park refuses
+	// holding: a planned handover is under way; parked connections stay
+	// parked when their client sends (the request waits in the socket and
+	// moves with it). Under mu.
+	holding bool
 	done      chan struct{} // closed when both goroutines have ended
 	stop      chan struct{}
 	work      chan job // to a waiting worker (unbuffered)
@@ -356,6 +360,9 @@ func (pk *parker) handleLocked(fd int32) {
 	if w.sw != nil {
 		w.sw.wakeLocked()
 		return
+	}
+	if pk.holding {
+		return // resumed (or moved) when the handover ends: see resumeHeld
 	}
 	if pc := pk.parked[fd]; pc != nil && pk.takeLocked(pc) {
 		pk.dispatch(pc.h, pc.first)

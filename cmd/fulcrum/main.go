@@ -575,17 +575,23 @@ const holdSettle = 2 * time.Millisecond
 // HandOff hands group's mirrored connections to device to, which is
 // about to take the group over: their packets are held from here on.
 func (l lifecycle) HandOff(group, to string) {
+	ctx, cancel := context.WithTimeout(context.Background(), handOverLimit)
+	defer cancel()
+	start := time.Now()
+	// Before the hold, while members' responses still arrive: http
+	// exchanges under way finish, so that their connections can move.
+	busy := l.eng.Quiesce(ctx, group)
 	if !l.holds.hold(group) {
+		l.eng.Resume(group)
 		return
 	}
 	// Packets already past the hold when it went in land first.
 	time.Sleep(holdSettle)
-	ctx, cancel := context.WithTimeout(context.Background(), handOverLimit)
-	defer cancel()
-	start := time.Now()
+	held := time.Now()
 	moved, failed, err := l.eng.HandOver(ctx, group)
 	if moved+failed > 0 {
-		args := []any{"traffic_group", group, "to", to, "moved", moved, "not_moved", failed, "took", time.Since(start).String()}
+		args := []any{"traffic_group", group, "to", to, "moved", moved, "not_moved", failed, "quiesced", held.Sub(start).String(),
+			"busy_after_quiesce", busy, "held_for", time.Since(held).String()}
 		if err != nil {
 			args = append(args, "first_error", err.Error())
 		}

@@ -38,6 +38,11 @@ var (
 	udpServerPort = 7053
 	udpMirrorPort = 53
 	udpPlainPort  = 54
+	// http: virtual mh (mirrored) and uh (not), to the server's http
+	// port (keep-alive requests, and upgrades to the sequence protocol).
+	httpServerPort = 7080
+	httpMirrorPort = 8080
+	httpPlainPort  = 8081
 )
 
 // newConnLab builds the lab; the server namespace is returned for the
@@ -77,15 +82,18 @@ snat_pools:
 pools:
   srv: {members: [{address: "%s:%d"}]}
   usrv: {members: [{address: "%s:%d"}]}
+  hsrv: {members: [{address: "%s:%d"}]}
 virtuals:
   m: {destination: "%s:%d", type: tcp, pool: srv, snat: floating, mirror: true}
   u: {destination: "%s:%d", type: tcp, pool: srv, snat: floating}
   mu: {destination: "%s:%d", type: udp, pool: usrv, snat: floating, mirror: true}
   uu: {destination: "%s:%d", type: udp, pool: usrv, snat: floating}
+  mh: {destination: "%s:%d", type: http, pool: hsrv, snat: floating, mirror: true}
+  uh: {destination: "%s:%d", type: http, pool: hsrv, snat: floating}
 `, n, filepath.Join(l.dir, "trust-"+n),
 			lanAddr["a"], hal["a"], hal["a"], lanAddr["a"], lanAddr["b"], hal["b"], hal["b"], lanAddr["b"],
-			s.interval, s.deadTime, vip, snatAddr, snatAddr, serverAddr, serverPort, serverAddr, udpServerPort,
-			vip, mirrorPort, vip, plainPort, vip, udpMirrorPort, vip, udpPlainPort)
+			s.interval, s.deadTime, vip, snatAddr, snatAddr, serverAddr, serverPort, serverAddr, udpServerPort, serverAddr, httpServerPort,
+			vip, mirrorPort, vip, plainPort, vip, udpMirrorPort, vip, udpPlainPort, vip, httpMirrorPort, vip, httpPlainPort)
 		must(t, os.WriteFile(d.config, []byte(cfg), 0o600))
 	}
 	t.Cleanup(l.stopAll)
@@ -159,7 +167,7 @@ func startSeqServer(t *testing.T, ns *testnet.NS) *seqServer {
 				return
 			}
 			s.wg.Add(1)
-			go func() { defer s.wg.Done(); s.serve(c.(*net.TCPConn)) }()
+			go func() { defer s.wg.Done(); s.serve(c.(*net.TCPConn), c) }()
 		}
 	}()
 	t.Cleanup(func() { ln.Close() })
@@ -172,11 +180,13 @@ func (s *seqServer) isCorrupted(id uint64) bool {
 	return s.corrupted[id]
 }
 
-func (s *seqServer) serve(c *net.TCPConn) {
+// serve runs the sequence protocol on c, reading through rd (c, or a
+// reader that holds bytes already read from c).
+func (s *seqServer) serve(c *net.TCPConn, rd io.Reader) {
 	defer c.Close()
 	var hdr [16]byte
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.ReadFull(c, hdr[:]); err != nil || encbin.BigEndian.Uint32(hdr[:]) != streamMagic {
+	if _, err := io.ReadFull(rd, hdr[:]); err != nil || encbin.BigEndian.Uint32(hdr[:]) != streamMagic {
 		return
 	}
 	c.SetReadDeadline(time.Time{})
@@ -197,7 +207,7 @@ func (s *seqServer) serve(c *net.TCPConn) {
 	if class == classHalf {
 		// Read to the client's FIN, then keep this side open (as a server
 		// with more to say would) until the connection is reset or 30 s.
-		io.Copy(io.Discard, c)
+		io.Copy(io.Discard, rd)
 		time.Sleep(10 * time.Second)
 		return
 	}
@@ -222,7 +232,7 @@ func (s *seqServer) serve(c *net.TCPConn) {
 	buf, scratch := make([]byte, 64<<10), make([]byte, 64<<10)
 	var in int64
 	for {
-		n, err := c.Read(buf)
+		n, err := rd.Read(buf)
 		if n > 0 {
 			if !checkStream(buf[:n], id, 0, in, scratch) {
 				s.mu.Lock()
@@ -272,7 +282,12 @@ func dialSeq(l *lab, port int, class int, id uint64) (*seqConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &seqConn{id: id, class: class, c: nc.(*net.TCPConn), stop: make(chan struct{}), readDone: make(chan struct{})}
+	return startSeq(nc.(*net.TCPConn), class, id)
+}
+
+// startSeq starts the sequence protocol on a connection.
+func startSeq(c *net.TCPConn, class int, id uint64) (*seqConn, error) {
+	s := &seqConn{id: id, class: class, c: c, stop: make(chan struct{}), readDone: make(chan struct{})}
 	var hdr [16]byte
 	encbin.BigEndian.PutUint32(hdr[:], streamMagic)
 	hdr[4] = byte(class)
@@ -397,16 +412,7 @@ func (s *seqConn) finish(srv *seqServer, at time.Time, timeout time.Duration) se
 	default:
 		r.outcome = "stalled"
 	}
-	last := time.Time{}
-	for _, p := range s.progress {
-		if !last.IsZero() && !last.After(at) && !p.Before(at) {
-			r.pause = p.Sub(last)
-		}
-		last = p
-	}
-	if r.pause == 0 && !last.IsZero() && last.Before(at) && r.outcome == "survived" && s.class == classIdle {
-		r.pause = 0 // idle: nothing was due
-	}
+	r.pause = pauseAround(s.progress, at)
 	return r
 }
 
@@ -515,12 +521,42 @@ func connScenario(t *testing.T, prefix, kind string, s settings, n, base [3]int)
 		t.Errorf("fulcrum show mirroring on a (want %d connections mirrored now): %v\n%s", total, err, out)
 	}
 	t.Logf("before %s: a mirrors %d connections (%d bytes); b could resume %d", kind, st.Connections.Open, st.Connections.Bytes, stb.Connections.Shadows)
+	mirrored, plain = newTally(), newTally()
+	failAndFinish(t, l, srvNS, srv, prefix, kind, []popSet{{finishers(conns), mirrored}, {finishers(plainConns), plain}})
+	t.Logf("%s, mirrored virtual:\n%s%s, unmirrored virtual:\n%s", kind, mirrored, kind, plain)
+	return mirrored, plain
+}
+
+// finisher is a lab connection, checked once more after the failure.
+type finisher interface {
+	finish(srv *seqServer, at time.Time, timeout time.Duration) seqResult
+}
+
+func finishers[T finisher](cs []T) []finisher {
+	out := make([]finisher, len(cs))
+	for i, c := range cs {
+		out[i] = c
+	}
+	return out
+}
+
+// popSet is connections counted into one tally.
+type popSet struct {
+	conns []finisher
+	t     *tally
+}
+
+// failAndFinish applies failure kind to a (active), waits for b to take
+// over and for the connections to settle, and finishes each connection of
+// sets into its tally.
+func failAndFinish(t *testing.T, l *lab, srvNS *testnet.NS, srv *seqServer, prefix, kind string, sets []popSet) {
+	t.Helper()
 	if dir := os.Getenv("FULCRUM_LAB_PCAP"); dir != "" {
 		for _, x := range []struct {
 			ns     *testnet.NS
 			name   string
 			filter string
-		}{{l.client, "cli", "tcp port 80"}, {srvNS, "srv", "tcp port 7000"}, {l.devs["b"].ns, "b", "tcp port 80 or tcp port 7000"}} {
+		}{{l.client, "cli", "tcp"}, {srvNS, "srv", "tcp"}, {l.devs["b"].ns, "b", "tcp"}} {
 			cap := x.ns.Command(context.Background(), "tcpdump", "-i", "eth0", "-s", "128", "-w", filepath.Join(dir, prefix+x.name+".pcap"), x.filter)
 			must(t, cap.Start())
 			t.Cleanup(func() { cap.Process.Signal(syscall.SIGINT); cap.Wait() })
@@ -571,13 +607,9 @@ func connScenario(t *testing.T, prefix, kind string, s settings, n, base [3]int)
 		}
 		time.Sleep(time.Second)
 	}
-	mirrored, plain = newTally(), newTally()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for _, set := range []struct {
-		conns []*seqConn
-		t     *tally
-	}{{conns, mirrored}, {plainConns, plain}} {
+	for _, set := range sets {
 		for _, c := range set.conns {
 			wg.Add(1)
 			go func() {
@@ -608,8 +640,11 @@ func connScenario(t *testing.T, prefix, kind string, s settings, n, base [3]int)
 			}
 		}
 	}
-	t.Logf("%s, mirrored virtual:\n%s%s, unmirrored virtual:\n%s", kind, mirrored, kind, plain)
-	return mirrored, plain
+	for _, n := range []string{"a", "b"} {
+		if log := l.log(n); strings.Contains(log, "DATA RACE") || strings.Contains(log, "panic:") {
+			t.Errorf("device %s reported a data race or panicked:\n%s", n, log)
+		}
+	}
 }
 
 // TestConnMirrorPlanned: `fulcrum failover` moves every established

@@ -44,7 +44,11 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(dir)
 		binary = filepath.Join(dir, "fulcrum")
-		out, err := exec.Command("go", "build", "-o", binary, "github.com/fulcrum-adc/fulcrum/cmd/fulcrum").CombinedOutput()
+		args := []string{"build", "-o", binary}
+		if os.Getenv("FULCRUM_LAB_RACE") != "" {
+			args = append(args, "-race") // the devices report data races in their logs (checked by failAndFinish)
+		}
+		out, err := exec.Command("go", append(args, "github.com/fulcrum-adc/fulcrum/cmd/fulcrum")...).CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "building fulcrum: %v\n%s", err, out)
 			return 1

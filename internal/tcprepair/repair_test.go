@@ -102,13 +102,14 @@ func TestSnapshotConsistent(t *testing.T) {
 		samples       []sample
 		aRead, aWrote int64
 		moved, busy   int
+		queued        int
 		buf           = make([]byte, 1<<20)
 	)
 	for i := range 300 {
 		var s *State
 		var m int
 		err := withFD(ac, func(fd int) (err error) {
-			s, m, err = snapshot(ac, fd)
+			s, m, err = snapshot(ac, fd, false)
 			return err
 		})
 		if err != nil {
@@ -137,6 +138,21 @@ func TestSnapshotConsistent(t *testing.T) {
 			t.Fatal(err)
 		}
 		aWrote += int64(w)
+		// SnapshotSent: the send queue is the tail of what was written,
+		// ending at write_seq.
+		ss, err := SnapshotSent(ac)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ss.SendSeq+uint32(len(ss.SendQueue)) != s.SendSeq+uint32(w) {
+			t.Fatalf("snapshot %d: SendSeq %d + %d queued, want write_seq %d", i, ss.SendSeq, len(ss.SendQueue), s.SendSeq+uint32(w))
+		}
+		if err := down.check(ss.SendQueue, aWrote-int64(len(ss.SendQueue))); err != nil {
+			t.Fatalf("snapshot %d: send queue: %v", i, err)
+		}
+		if len(ss.SendQueue) > 0 {
+			queued++
+		}
 		if after, err := Snapshot(ac); err == nil && after.RecvSeq != s.RecvSeq+uint32(n) {
 			t.Fatalf("snapshot %d: RecvSeq %d after reading %d bytes, want %d", i, after.RecvSeq, n, s.RecvSeq+uint32(n))
 		}
@@ -144,7 +160,7 @@ func TestSnapshotConsistent(t *testing.T) {
 			busy++
 		}
 	}
-	t.Logf("%d snapshots: rcv_nxt moved during %d of the reads (retried); data waiting after %d", len(samples), moved, busy)
+	t.Logf("%d snapshots: rcv_nxt moved during %d of the reads (retried); data waiting after %d; unacknowledged bytes read by %d", len(samples), moved, busy, queued)
 
 	// Freeze the flow and dump.
 	close(stopPW)

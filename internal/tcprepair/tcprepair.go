@@ -141,16 +141,50 @@ func dump(c *net.TCPConn, fd int) (*State, error) {
 func Snapshot(c *net.TCPConn) (*State, error) {
 	var s *State
 	err := withFD(c, func(fd int) (err error) {
-		s, _, err = snapshot(c, fd)
+		s, _, err = snapshot(c, fd, false)
 		return err
 	})
 	return s, err
 }
 
+// SnapshotSent is Snapshot that also reads the send queue: SendQueue is
+// what the application wrote and the peer has not acknowledged, and
+// SendSeq the sequence number of its first byte. The application must not
+// write to c meanwhile. While the send queue is selected, data the kernel
+// would push on an arriving ACK is marked sent without being sent (it goes
+// out on the retransmission timer instead): read it when the queue holds
+// what was sent already (a response written, its acknowledgement pending).
+func SnapshotSent(c *net.TCPConn) (*State, error) {
+	var s *State
+	err := withFD(c, func(fd int) (err error) {
+		s, _, err = snapshot(c, fd, true)
+		return err
+	})
+	return s, err
+}
+
+// peekSendQueue reads the selected send queue whole: the bytes from snd_una
+// to write_seq (fewer than SIOCOUTQ said if an ACK arrived meanwhile).
+func peekSendQueue(fd int) ([]byte, error) {
+	n, err := ioctlInt(fd, unix.SIOCOUTQ, "SIOCOUTQ")
+	if err != nil || n == 0 {
+		return nil, err
+	}
+	buf := make([]byte, n+1)
+	got, _, err := unix.Recvfrom(fd, buf, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	if err != nil {
+		return nil, opErr("read send queue", err)
+	}
+	if got > n {
+		return nil, &Error{Op: "read send queue", Err: errors.New("the application wrote meanwhile")}
+	}
+	return buf[:got:got], nil
+}
+
 // snapshot also returns how many times rcv_nxt moved during a read. It is
 // on the connection-setup path, so it makes as few system calls as it can
 // (12 for an IPv4 or IPv6 socket with timestamps).
-func snapshot(c *net.TCPConn, fd int) (*State, int, error) {
+func snapshot(c *net.TCPConn, fd int, sendQueue bool) (*State, int, error) {
 	s := &State{}
 	if err := endpoints(c, fd, s); err != nil {
 		return nil, 0, err
@@ -171,13 +205,16 @@ func snapshot(c *net.TCPConn, fd int) (*State, int, error) {
 			return err
 		}
 		seq, err := getQueueSeq(fd)
+		if err == nil && sendQueue {
+			s.SendQueue, err = peekSendQueue(fd)
+		}
 		if err2 := selectQueue(fd, tcpRecvQueue); err == nil {
 			err = err2
 		}
 		if err != nil {
 			return err
 		}
-		s.SendSeq = seq
+		s.SendSeq = seq - uint32(len(s.SendQueue))
 		stable := false
 		for range snapshotTries {
 			before, err := getQueueSeq(fd)
