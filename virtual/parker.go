@@ -39,17 +39,17 @@ import (
 // its timer (header or keep-alive timeout), or take by the connection
 // table's closer (idle reaping, shutdown). take decides the winner.
 type parker struct {
-	epfd      int
-	epf       *os.File // epfd, registered with Go's poller
-	mu        sync.Mutex
-	watched   map[int32]*watch // by file descriptor, for the descriptor's life
-	parked    map[int32]*parkedConn
-	closed    bool
-	draining  bool          // drain was called: park refuses
+	epfd     int
+	epf      *os.File // epfd, registered with Go's poller
+	mu       sync.Mutex
+	watched  map[int32]*watch // by file descriptor, for the descriptor's life
+	parked   map[int32]*parkedConn
+	closed   bool
+	draining bool // drain was called: park refuses
 	// holding: a planned handover is under way; parked connections stay
 	// parked when their client sends (the request waits in the socket and
 	// moves with it). Under mu.
-	holding bool
+	holding   bool
 	done      chan struct{} // closed when both goroutines have ended
 	stop      chan struct{}
 	work      chan job // to a waiting worker (unbuffered)
