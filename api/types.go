@@ -56,6 +56,9 @@ type MirrorCounts struct {
 	// so reset on both sides rather than left half open.
 	ResetHalfClosed uint64 `json:"reset_half_closed"`
 	HandedOver      uint64 `json:"handed_over"` // frozen and moved to the peer in a planned failover
+	// Remirrored: tcp connections and http upgrade tunnels mirrored from
+	// where they were (begun unmirrored, mirroring lost, or taken over)
+	Remirrored uint64 `json:"remirrored"`
 }
 
 // FastL4Status is how a fastl4 virtual's flows are relayed.

@@ -67,7 +67,8 @@ func (e *Engine) Virtuals() []api.VirtualStatus {
 			if v.Mirror {
 				m := &st.Mirror
 				vs.Mirror = &api.MirrorCounts{Mirrored: m.Mirrored.Load(), Unmirrored: m.Unmirrored.Load(), Lost: m.Lost.Load(),
-					Restored: m.Restored.Load(), Resets: m.Resets.Load(), ResetHalfClosed: m.ResetHalfClosed.Load(), HandedOver: m.HandedOver.Load()}
+					Restored: m.Restored.Load(), Resets: m.Resets.Load(), ResetHalfClosed: m.ResetHalfClosed.Load(), HandedOver: m.HandedOver.Load(),
+					Remirrored: m.Remirrored.Load()}
 			}
 		}
 		out = append(out, vs)

@@ -141,6 +141,18 @@ func (m engineMirror) Up(group string) bool {
 	return false
 }
 
+// onUpLater is how long OnUp waits before calling back while there is no
+// connection mirror yet (the engine starts before it).
+const onUpLater = 2 * time.Second
+
+func (m engineMirror) OnUp(group string, f func()) (cancel func()) {
+	if cm := m.e.connMirror.Load(); cm != nil {
+		return (*cm).OnUp(group, f)
+	}
+	t := time.AfterFunc(onUpLater, f)
+	return func() { t.Stop() }
+}
+
 // mirroredOf is the listeners of group's mirrored virtuals that are T.
 func mirroredOf[T any](e *Engine, group string) []T {
 	e.mu.Lock()

@@ -141,6 +141,8 @@ type connSender struct {
 	open     map[uint64]*Conn
 	inflight []inflight
 	nextID   uint64
+	waiters  map[uint64]func() // OnUp callbacks, called when up next
+	nextWait uint64
 
 	opened, lostN, bytes atomic.Uint64
 }
@@ -186,6 +188,40 @@ func (m *Mirror) Up(group string) bool {
 	defer g.conns.mu.Unlock()
 	return g.conns.up
 }
+
+// OnUp calls f, in a goroutine of its own, once group's connections can be
+// mirrored: at once if a peer streams now, otherwise when one next does
+// (a connection waiting unmirrored is mirrored from there). cancel
+// forgets f (the connection ended or stopped waiting); f may still run
+// if it was about to.
+func (m *Mirror) OnUp(group string, f func()) (cancel func()) {
+	g := m.groups[group]
+	if g == nil {
+		return func() {}
+	}
+	cs := g.conns
+	cs.mu.Lock()
+	if cs.up {
+		cs.mu.Unlock()
+		go f()
+		return func() {}
+	}
+	if cs.waiters == nil {
+		cs.waiters = map[uint64]func(){}
+	}
+	cs.nextWait++
+	id := cs.nextWait
+	cs.waiters[id] = f
+	cs.mu.Unlock()
+	return func() {
+		cs.mu.Lock()
+		delete(cs.waiters, id)
+		cs.mu.Unlock()
+	}
+}
+
+// Done is closed when c is no longer mirrored (Lost).
+func (c *Conn) Done() <-chan struct{} { return c.lost }
 
 // send queues msg for the sender; false when the connection is lost.
 func (c *Conn) send(msg *connMsg) bool {
@@ -315,7 +351,11 @@ func (cs *connSender) setUp(up bool) {
 	cs.mu.Lock()
 	cs.up = up
 	var lost []*Conn
-	if !up {
+	waiters := cs.waiters
+	if up {
+		cs.waiters = nil
+	} else {
+		waiters = nil
 		for _, c := range cs.open {
 			lost = append(lost, c)
 		}
@@ -323,6 +363,9 @@ func (cs *connSender) setUp(up bool) {
 		cs.inflight = nil
 	}
 	cs.mu.Unlock()
+	for _, f := range waiters {
+		go f()
+	}
 	for _, c := range lost {
 		c.broken.Store(true)
 		c.once.Do(func() { close(c.lost) })

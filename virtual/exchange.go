@@ -714,12 +714,10 @@ func (h *httpConn) tunnel(sc *serverConn, resp *h1.Response, req *h1.Request) bo
 
 // tunnelMirrored relays an upgraded connection of a mirrored virtual as a
 // mirrored TCP connection: what the client sent after its request goes to
-// the member first, then, once both peers have acknowledged everything
-// written to them, the tunnel is announced to the standby from there
-// (stream offset 0 both ways) and relayed through the write gate. A
-// tunnel whose peers do not acknowledge in time is relayed unmirrored.
+// the member first; then the tunnel is mirrored from where it is (the
+// relay's first re-mirror check, at once) and relayed through the write
+// gate.
 func (h *httpConn) tunnelMirrored(sc *serverConn) {
-	p := h.p
 	if n := len(h.pre.pending); n > 0 {
 		b := h.pre.pending
 		h.pre.pending = nil
@@ -728,16 +726,9 @@ func (h *httpConn) tunnelMirrored(sc *serverConn) {
 		}
 		h.countIn(int64(n))
 	}
-	c := h.pre.TCPConn
 	m := sc.member
 	member := func(in, out int64) { m.AddBytes(in, out) }
-	if !awaitAcked(c, sc.raw) {
-		p.Stats.Mirror.Unmirrored.Add(1)
-		h.l.proxyStreams(p, h.e, c, sc.raw, member)
-		return
-	}
-	mc, gd := p.startMirror(c, sc.raw, m)
-	h.l.proxyMirrored(p, h.e, c, sc.raw, member, mc, gd, [2][]byte{})
+	h.l.proxyMirrored(h.p, h.e, h.pre.TCPConn, sc.raw, member, nil, &h.tunnelGuard, [2][]byte{}, memberRef{m.PoolName(), m.Addr()})
 }
 
 // isStale reports errors that mean "the server closed this idle connection".

@@ -40,7 +40,8 @@ type httpConn struct {
 	idleArmed atomic.Bool // the client's read deadline is an idle one (renewed by progress)
 	linger    bool        // answered while the client may still be sending: drain before closing
 
-	mir *httpMirror // mirroring state (mirrored plain http virtuals only)
+	mir         *httpMirror // mirroring state (mirrored plain http virtuals only)
+	tunnelGuard guardSlot   // a mirrored upgrade tunnel's crash guard
 
 	waitUntil time.Time                  // deadline of the current wait for a request
 	parked    atomic.Pointer[parkedConn] // set while the parker holds the connection
@@ -58,6 +59,7 @@ func (h *httpConn) setCur(sc *serverConn) {
 }
 
 func (h *httpConn) closeAll() {
+	h.tunnelGuard.release()
 	h.c.Close()
 	h.mu.Lock()
 	if h.cur != nil {
@@ -163,6 +165,7 @@ func (h *httpConn) end() {
 // it; a busy one ends through its goroutine.
 func (h *httpConn) kill() {
 	h.mirrorBusy(true)
+	h.tunnelGuard.release()
 	h.forget()
 	abortOrClose(h.raw, h.p.Clientside)
 	if pc := h.parked.Load(); pc != nil && h.l.parker.take(pc) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +22,8 @@ import (
 type ConnMirror interface {
 	Open(group string, s *mirror.ConnSetup) (*mirror.Conn, error)
 	Up(group string) bool // a peer is streaming now (Open would succeed)
+	// OnUp calls f once a peer streams (at once if one does now).
+	OnUp(group string, f func()) (cancel func())
 }
 
 // MirrorMark is the socket mark (SO_MARK) of a mirrored connection's
@@ -89,6 +92,21 @@ func (p *Plan) guard(socks ...net.Conn) (*guarded, error) {
 func (gd *guarded) unmark() {
 	for _, x := range gd.socks {
 		setMark(x, 0)
+	}
+}
+
+// guardSlot holds a connection's crash guard for whoever ends the
+// connection (its relays, the reaper, a closer): a re-mirror may set the
+// guard up after the connection began.
+type guardSlot struct{ g atomic.Pointer[guarded] }
+
+func (s *guardSlot) set(g *guarded) { s.g.Store(g) }
+func (s *guardSlot) get() *guarded  { return s.g.Load() }
+
+// release releases the guard, if there is one (nil-safe).
+func (s *guardSlot) release() {
+	if s != nil {
+		s.get().release()
 	}
 }
 
@@ -264,6 +282,10 @@ func (l *Listener) Adopt(sh *mirror.Shadow) error {
 			cs.SendSeq++
 		}
 	}
+	p.Log.Debug("restoring mirrored connection", "client", sh.Setup.Client.Remote,
+		"final", sh.Final, "client_rcv", cs.RecvSeq, "client_snd", cs.SendSeq, "client_sendq", len(cs.SendQueue),
+		"server_rcv", ss.RecvSeq, "server_snd", ss.SendSeq, "server_sendq", len(ss.SendQueue),
+		"pending_to_server", len(pending[mirror.ToServer]), "pending_to_client", len(pending[mirror.ToClient]))
 	o := tcprepair.RestoreOptions{RecvBuffer: restoreRecvBuffer}
 	c, err := tcprepair.Restore(cs, o)
 	if err != nil {
@@ -310,7 +332,8 @@ func (l *Listener) Adopt(sh *mirror.Shadow) error {
 func (l *Listener) serveAdopted(p *Plan, c, s *net.TCPConn, m *pool.Member, sh *mirror.Shadow, pending [2][]byte) {
 	e := &conntrack.Entry{Virtual: p.Name, Proto: p.Type, Client: sh.Setup.Client.Remote, VirtualAddr: sh.Setup.Client.Local,
 		Created: time.Now(), IdleTimeout: p.IdleTimeout}
-	reap := func() { abortOrClose(c, p.Clientside); abortOrClose(s, p.Serverside) }
+	var guard guardSlot // set by a re-mirror
+	reap := func() { guard.release(); abortOrClose(c, p.Clientside); abortOrClose(s, p.Serverside) }
 	p.Conns.Add(e, reap)
 	defer p.Conns.Remove(e)
 	defer c.Close()
@@ -334,7 +357,7 @@ func (l *Listener) serveAdopted(p *Plan, c, s *net.TCPConn, m *pool.Member, sh *
 		c.Close()
 		s.Close()
 	})
-	l.proxyMirrored(p, e, c, s, member, nil, nil, pending)
+	l.proxyMirrored(p, e, c, s, member, nil, &guard, pending, memberRef{sh.Setup.Pool, sh.Setup.Member})
 }
 
 // Gap detection after a takeover: a peer that keeps sending data while
@@ -420,29 +443,40 @@ func (mm *mirrored) abandon() error {
 	if mm.c == nil || mm.s == nil {
 		return errors.New("not a TCP connection")
 	}
-	mm.mc.Leave()
+	if mc := mm.mc.Load(); mc != nil {
+		mc.Leave()
+	}
 	tcprepair.CloseSilently(mm.c)
 	tcprepair.CloseSilently(mm.s)
 	return nil
 }
 
-// mirrored is a connection being mirrored, as a planned handover finds it.
+// memberRef names the member a mirrored connection goes to (for the
+// standby, which may not have the member object).
+type memberRef struct {
+	pool string
+	addr netip.AddrPort
+}
+
+// mirrored is a connection of a mirrored virtual: mirrored now (mc), or
+// waiting to be (re-mirrored once a peer streams: remirror).
 type mirrored struct {
 	c, s               *net.TCPConn
-	mc                 *mirror.Conn
+	mc                 atomic.Pointer[mirror.Conn] // nil: not mirrored now
+	guard              *guardSlot                  // the crash guard
+	ref                memberRef
 	toServer, toClient *relay
 	cancel             context.CancelFunc // ends the relays' write-gate waits
 	freeze             chan freezeReq     // a handover or abandon asks; the connection's goroutine answers
 }
 
-// trackMirrored registers a mirrored connection for handovers and points
-// its relays at the mirror.
-func (l *Listener) trackMirrored(c, s net.Conn, mc *mirror.Conn, toServer, toClient *relay) *mirrored {
-	ctx, cancel := context.WithCancel(l.ctx)
-	toServer.mirrorTo(ctx, mc, mirror.ToServer)
-	toClient.mirrorTo(ctx, mc, mirror.ToClient)
-	mm := &mirrored{c: tcpConnOf(c), s: tcpConnOf(s), mc: mc, toServer: toServer, toClient: toClient, cancel: cancel,
+// trackMirrored registers a connection of a mirrored virtual for handovers
+// and points its relays at the mirror (mc; nil: not mirrored yet).
+func (l *Listener) trackMirrored(c, s net.Conn, mc *mirror.Conn, guard *guardSlot, ref memberRef, toServer, toClient *relay) *mirrored {
+	mm := &mirrored{c: tcpConnOf(c), s: tcpConnOf(s), guard: guard, ref: ref, toServer: toServer, toClient: toClient,
 		freeze: make(chan freezeReq)}
+	mm.mc.Store(mc)
+	mm.arm(l.ctx)
 	l.mirMu.Lock()
 	if l.mirrored == nil {
 		l.mirrored = map[*mirrored]struct{}{}
@@ -450,6 +484,81 @@ func (l *Listener) trackMirrored(c, s net.Conn, mc *mirror.Conn, toServer, toCli
 	l.mirrored[mm] = struct{}{}
 	l.mirMu.Unlock()
 	return mm
+}
+
+// arm points the relays at the current mirror with a fresh context for
+// their write-gate waits (the relays are not running).
+func (mm *mirrored) arm(parent context.Context) {
+	ctx, cancel := context.WithCancel(parent)
+	mm.cancel = cancel
+	if mc := mm.mc.Load(); mc != nil {
+		mm.toServer.mirrorTo(ctx, mc, mirror.ToServer)
+		mm.toClient.mirrorTo(ctx, mc, mirror.ToClient)
+	}
+}
+
+// Re-mirroring: a connection of a mirrored virtual that is not mirrored
+// now (its standby was absent when it began, the channel broke, or it was
+// taken over in a failover) is mirrored from where it is as soon as a
+// peer streams (ConnMirror.OnUp); an attempt that fails (a socket that
+// cannot be read, the channel lost meanwhile) is retried after
+// remirrorRetry.
+const remirrorRetry = 2 * time.Second
+
+// remirror mirrors a connection whose relays are frozen (both goroutines
+// returned) from where it is: the sockets are read live (TCP repair, with
+// the bytes each peer has not acknowledged), stream offset 0 of each
+// direction becomes the first byte its receiving peer may lack, and the
+// standby gets those bytes and the ones read and not yet written before
+// the relays go on through the write gate.
+func (l *Listener) remirror(p *Plan, mm *mirrored) error {
+	if mm.toServer.srcEOF.Load() || mm.toClient.srcEOF.Load() {
+		return errors.New("half-closed")
+	}
+	cs, err := tcprepair.SnapshotSent(mm.c)
+	if err != nil {
+		return err
+	}
+	ss, err := tcprepair.SnapshotSent(mm.s)
+	if err != nil {
+		return err
+	}
+	toServer := append(append([]byte(nil), ss.SendQueue...), mm.toServer.unwritten()...)
+	toClient := append(append([]byte(nil), cs.SendQueue...), mm.toClient.unwritten()...)
+	client, server := socketOf(cs), socketOf(ss)
+	client.RecvSeq -= uint32(len(toServer)) // offset 0 of what was read from the client
+	server.RecvSeq -= uint32(len(toClient))
+	gd := mm.guard.get()
+	if gd == nil {
+		if gd, err = p.guard(mm.c, mm.s); err != nil {
+			return err
+		}
+	}
+	setup := &mirror.ConnSetup{Virtual: p.Name, Pool: mm.ref.pool, Member: mm.ref.addr, Client: client, Server: server, At: time.Now()}
+	mc, err := p.Mirror.Open(p.TrafficGroup, setup)
+	if err == nil && (!mc.Data(mirror.ToServer, 0, toServer, 0) || !mc.Data(mirror.ToClient, 0, toClient, 0)) {
+		mc.Close()
+		err = mirror.ErrNotMirrored
+	}
+	if err != nil {
+		if mm.guard.get() == nil {
+			gd.release()
+		}
+		return err
+	}
+	if old := mm.mc.Swap(mc); old != nil {
+		old.Close()
+	}
+	mm.guard.set(gd)
+	p.Log.Debug("connection re-mirrored", "client", cs.Remote,
+		"client_rcv", cs.RecvSeq, "client_snd", cs.SendSeq, "client_sendq", len(cs.SendQueue),
+		"server_rcv", ss.RecvSeq, "server_snd", ss.SendSeq, "server_sendq", len(ss.SendQueue),
+		"unwritten_to_server", len(toServer)-len(ss.SendQueue), "unwritten_to_client", len(toClient)-len(cs.SendQueue))
+	mm.toServer.readOff, mm.toClient.readOff = int64(len(toServer)), int64(len(toClient))
+	mm.toServer.wrote.Store(int64(len(ss.SendQueue)))
+	mm.toClient.wrote.Store(int64(len(cs.SendQueue)))
+	p.Stats.Mirror.Remirrored.Add(1)
+	return nil
 }
 
 func (l *Listener) untrackMirrored(mm *mirrored) {
@@ -484,6 +593,10 @@ func (l *Listener) HandOver(ctx context.Context) (moved, failed int, firstErr er
 	results := make([]chan error, len(list))
 	for i, mm := range list {
 		results[i] = make(chan error, 1)
+		if mm.mc.Load() == nil {
+			results[i] <- mirror.ErrNotMirrored // the standby does not have it
+			continue
+		}
 		select {
 		case mm.freeze <- freezeReq{done: results[i]}:
 		case <-ctx.Done():
@@ -528,6 +641,9 @@ func (l *Listener) Abandon() int {
 	}
 	l.mirMu.Unlock()
 	for _, mm := range list {
+		if mm.mc.Load() == nil {
+			continue // the standby does not have it: it ends when its client next sends
+		}
 		res := make(chan error, 1)
 		select {
 		case mm.freeze <- freezeReq{abandon: true, done: res}:
@@ -578,7 +694,7 @@ func (l *Listener) handOver(p *Plan, mm *mirrored) error {
 		out  *tcprepair.State // the socket it writes
 		name string
 	}{{mm.toServer, cs, ss, "client"}, {mm.toClient, ss, cs, "server"}} {
-		if len(x.in.RecvQueue) > 0 && !mm.mc.Data(dir, x.r.readOff, x.in.RecvQueue, 0) {
+		if len(x.in.RecvQueue) > 0 && !mm.mc.Load().Data(dir, x.r.readOff, x.in.RecvQueue, 0) {
 			return resume(mirror.ErrNotMirrored)
 		}
 		x.r.readOff += int64(len(x.in.RecvQueue))
@@ -587,7 +703,7 @@ func (l *Listener) handOver(p *Plan, mm *mirrored) error {
 	}
 	ctx, cancel := context.WithTimeout(l.ctx, handOverWait)
 	defer cancel()
-	if err := mm.mc.Final(ctx, acked, sent, [2]uint32{cs.Timestamp, ss.Timestamp}); err != nil {
+	if err := mm.mc.Load().Final(ctx, acked, sent, [2]uint32{cs.Timestamp, ss.Timestamp}); err != nil {
 		return resume(err)
 	}
 	tcprepair.CloseSilently(mm.c)

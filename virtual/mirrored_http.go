@@ -44,6 +44,9 @@ type httpMirror struct {
 	gd     *guarded
 	timer  *time.Timer
 	tries  int
+	// stopWaiting forgets the wait for a mirror peer (ConnMirror.OnUp)
+	// of a connection waiting unmirrored because none streams.
+	stopWaiting func()
 	// countedOK, countedNot: counted in the virtual's mirrored and
 	// unmirrored stats (each once)
 	countedOK, countedNot bool
@@ -104,6 +107,10 @@ func (h *httpConn) mirrorBusy(end bool) {
 	if m.timer != nil {
 		m.timer.Stop()
 	}
+	if m.stopWaiting != nil {
+		m.stopWaiting()
+		m.stopWaiting = nil
+	}
 	h.unmirrorLocked()
 }
 
@@ -140,8 +147,23 @@ func (h *httpConn) idleCheck(gen uint64) {
 	}
 	m.tries++
 	if !p.Mirror.Up(p.TrafficGroup) {
-		h.unmirrorLocked()
-		h.countMirror(false, errors.New("no mirror peer streaming"))
+		// A mirror lost with its channel is kept (and the crash guard
+		// with it): the standby may still hold the connection and take it
+		// over, so this device must let it go silently (abandonHTTP).
+		if m.mc == nil {
+			h.countMirror(false, errors.New("no mirror peer streaming"))
+		}
+		if m.stopWaiting == nil {
+			// Checked again as soon as a peer streams.
+			m.stopWaiting = p.Mirror.OnUp(p.TrafficGroup, func() {
+				m.mu.Lock()
+				if m.gen == gen {
+					m.stopWaiting = nil
+				}
+				m.mu.Unlock()
+				h.idleCheck(gen)
+			})
+		}
 		h.scheduleLocked(idleRecheck)
 		return
 	}
@@ -152,8 +174,10 @@ func (h *httpConn) idleCheck(gen uint64) {
 		h.scheduleLocked(next)
 		return
 	case err != nil:
-		h.unmirrorLocked()
-		h.countMirror(false, err)
+		if m.mc == nil {
+			h.countMirror(false, err)
+		}
+		h.scheduleLocked(idleRecheck)
 		return
 	}
 	old, oldGuard := m.mc, m.gd
@@ -203,7 +227,7 @@ func (h *httpConn) countMirror(ok bool, err error) {
 	case !ok && !m.countedNot:
 		m.countedNot = true
 		if n := s.Unmirrored.Add(1); n&(n-1) == 0 {
-			h.p.Log.Warn("http connection waiting unmirrored: it will not survive a failover", "virtual", h.p.Name, "reason", err.Error(), "unmirrored", n)
+			h.p.Log.Warn("http connection waiting unmirrored: it will not survive a failover", "reason", err.Error(), "unmirrored", n)
 		}
 	}
 }
@@ -416,13 +440,15 @@ func (h *httpConn) handOver(ctx context.Context) error {
 }
 
 // abandonHTTP lets go of the mirrored waiting connections silently (no
-// FIN, no RST), leaving them to the standby, which keeps them.
+// FIN, no RST), leaving them to the standby, which keeps them (also those
+// whose mirror was lost with its channel: the standby may have taken them
+// over from what it held).
 func (l *Listener) abandonHTTP() int {
 	n := 0
 	for _, h := range l.httpList() {
 		m := h.mir
 		m.mu.Lock()
-		mirrored := m.mc != nil && !m.mc.Lost()
+		mirrored := m.mc != nil
 		m.mu.Unlock()
 		if !mirrored || !h.takeParked() {
 			continue
@@ -480,24 +506,4 @@ func (l *Listener) adoptHTTP(sh *mirror.Shadow) error {
 		go h.run(false)
 	}
 	return nil
-}
-
-// ackWait bounds how long an Upgrade waits for both peers to acknowledge
-// what was written to them before the tunnel is mirrored.
-const ackWait = time.Second
-
-// awaitAcked waits until neither socket holds bytes its peer has not
-// acknowledged: a tunnel mirrored from here starts from what both peers
-// have (offset 0 of each direction).
-func awaitAcked(c, s net.Conn) bool {
-	deadline := time.Now().Add(ackWait)
-	for d := 100 * time.Microsecond; ; d = min(2*d, 20*time.Millisecond) {
-		if unsentBytes(c) == 0 && unsentBytes(s) == 0 {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(d)
-	}
 }

@@ -178,6 +178,9 @@ type MirrorStats struct {
 	// so reset on both sides rather than left half open.
 	ResetHalfClosed atomic.Uint64
 	HandedOver      atomic.Uint64 // frozen and handed to the peer in a planned failover
+	// Remirrored: tcp connections (and http upgrade tunnels) mirrored from
+	// where they were: begun unmirrored, mirroring lost, or taken over.
+	Remirrored atomic.Uint64
 }
 
 // FastL4Stats counts how a fastl4 virtual's flows were relayed.

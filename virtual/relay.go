@@ -82,6 +82,28 @@ func (r *relay) freeze() {
 	kick(r.writerUp)
 }
 
+// thaw makes a frozen relay ready to run again (both its goroutines
+// returned): a re-mirror, or a freeze called off.
+func (r *relay) thaw() {
+	r.frozen.Store(false)
+	r.eof.Store(false)
+	r.writerDone.Store(false)
+	r.src.SetReadDeadline(time.Time{})
+	r.dst.SetWriteDeadline(time.Time{})
+}
+
+// unwritten is what a frozen relay read and did not write yet: the rest of
+// its pending bytes, then its buffer.
+func (r *relay) unwritten() []byte {
+	out := append([]byte(nil), r.pending...)
+	r.buf.mu.Lock()
+	defer r.buf.mu.Unlock()
+	for _, c := range r.buf.chunks {
+		out = append(out, c.b[c.r:c.w]...)
+	}
+	return out
+}
+
 // mirrorTo makes r mirror what it relays as direction dir of c (ctx ends
 // the write gate's waits).
 func (r *relay) mirrorTo(ctx context.Context, c *mirror.Conn, dir int) {
@@ -267,10 +289,11 @@ func (r *relay) write() (err error) {
 		n, err := r.dst.Write(r.pending)
 		r.count(int64(n))
 		r.wrote.Add(int64(n))
-		r.pending = nil
+		r.pending = r.pending[n:] // a frozen relay keeps the rest
 		if err != nil {
 			return err
 		}
+		r.pending = nil
 	}
 	for {
 		if r.frozen.Load() {

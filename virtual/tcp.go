@@ -44,13 +44,13 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 	}
 	raw := c
 	var server net.Conn
-	var gd *guarded // mirrored: the crash guard's hold on the sockets
+	var guard guardSlot // mirrored: the crash guard's hold on the sockets
 	var mu sync.Mutex
 	closeAll := func() {
 		mu.Lock()
-		s, g := server, gd
+		s := server
 		mu.Unlock()
-		g.release()
+		guard.release()
 		c.Close()
 		if s != nil {
 			s.Close()
@@ -59,9 +59,9 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 	// The reaper ends idle connections: with reset-on-timeout, by RST.
 	reap := func() {
 		mu.Lock()
-		s, g := server, gd
+		s := server
 		mu.Unlock()
-		g.release()
+		guard.release()
 		endClient(raw)
 		if s != nil {
 			endServer(s)
@@ -152,10 +152,8 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 			l.relayFastL4(p, e, c, s, member)
 		case p.Mirror != nil:
 			mc, g := p.startMirror(c, s, m)
-			mu.Lock()
-			gd = g
-			mu.Unlock()
-			l.proxyMirrored(p, e, c, s, member, mc, g, [2][]byte{})
+			guard.set(g)
+			l.proxyMirrored(p, e, c, s, member, mc, &guard, [2][]byte{}, memberRef{m.PoolName(), m.Addr()})
 		default:
 			l.proxyStreams(p, e, c, s, member)
 		}
@@ -267,13 +265,15 @@ func (p *Plan) forwardPeeked(s net.Conn, e *conntrack.Entry, m *pool.Member, b [
 // ended when the shorter of the two timers expires first. The flow ends when
 // both directions are done or either fails.
 func (l *Listener) proxyStreams(p *Plan, e *conntrack.Entry, c, s net.Conn, member func(in, out int64)) {
-	l.proxyMirrored(p, e, c, s, member, nil, nil, [2][]byte{})
+	l.proxyMirrored(p, e, c, s, member, nil, nil, [2][]byte{}, memberRef{})
 }
 
-// proxyMirrored is proxyStreams for a connection mirrored through mc (nil:
-// not mirrored), or taken over from another device with bytes pending for
-// each direction (written before anything read).
-func (l *Listener) proxyMirrored(p *Plan, e *conntrack.Entry, c, s net.Conn, member func(in, out int64), mc *mirror.Conn, gd *guarded, pending [2][]byte) {
+// proxyMirrored is proxyStreams for a connection of a mirrored virtual
+// (ref names its member; zero: not mirrored at all): mirrored through mc,
+// or not yet (nil: mirrored from where it is once a peer streams), or
+// taken over from another device with bytes pending for each direction
+// (written before anything read).
+func (l *Listener) proxyMirrored(p *Plan, e *conntrack.Entry, c, s net.Conn, member func(in, out int64), mc *mirror.Conn, guard *guardSlot, pending [2][]byte, ref memberRef) {
 	toServerBuf, toClientBuf := p.ToServer, p.ToClient
 	autoProxyBuffers(p, c, s, &toServerBuf, &toClientBuf)
 	toServer := newRelay(s, c, toServerBuf.High, toServerBuf.Low, func(n int64) {
@@ -290,47 +290,123 @@ func (l *Listener) proxyMirrored(p *Plan, e *conntrack.Entry, c, s net.Conn, mem
 	toClient.tune(p.Serverside, p.Clientside)
 	toServer.pending, toClient.pending = pending[mirror.ToServer], pending[mirror.ToClient]
 	var mm *mirrored
-	if mc != nil {
-		toServer.ending = gd.release
-		toClient.ending = gd.release
-		mm = l.trackMirrored(c, s, mc, toServer, toClient)
+	if p.Mirror != nil && ref.addr.IsValid() && tcpConnOf(c) != nil && tcpConnOf(s) != nil {
+		if guard == nil {
+			guard = new(guardSlot)
+		}
+		mm = l.trackMirrored(c, s, mc, guard, ref, toServer, toClient)
+		// The crash guard goes before any FIN or RST leaves (it may be
+		// set up later, by a re-mirror).
+		toServer.ending = guard.release
+		toClient.ending = guard.release
 		defer l.untrackMirrored(mm)
 		defer func() {
-			if mc.Broken() {
-				p.Stats.Mirror.Lost.Add(1)
+			if cur := mm.mc.Load(); cur != nil {
+				if cur.Broken() {
+					p.Stats.Mirror.Lost.Add(1)
+				}
+				cur.Close()
 			}
-			mc.Close()
 		}()
 	}
 	e.SetDetail(func() any { return streamDetail(p, c, s, toServer, toClient) })
-	done := make(chan *relay, 2)
-	go func() { toClient.run(); done <- toClient }()
-	go func() { toServer.run(); done <- toServer }()
+	type ended struct {
+		r      *relay
+		frozen bool
+	}
+	done := make(chan ended, 2)
+	running := 0
+	start := func(r *relay) {
+		running++
+		go func() {
+			err := r.run()
+			done <- ended{r, errors.Is(err, errFrozen)}
+		}()
+	}
+	start(toClient)
+	start(toServer)
 	var first *relay
 	if mm == nil {
-		first = <-done
+		first = (<-done).r
+		running--
 	} else {
-		select {
-		case first = <-done:
-		case req := <-mm.freeze:
-			// A planned handover: stop both directions where they are and
-			// give the connection to the peer.
-			toServer.freeze()
-			toClient.freeze()
-			mm.cancel() // after freeze: a writer whose gate wait ends must see it frozen
-			<-done
-			<-done
-			var err error
-			if !req.abandon {
-				err = l.handOver(p, mm)
+		// Not mirrored (never, or its mirror was lost): mirrored from
+		// where it is as soon as a peer streams (wake); a failed attempt
+		// is retried after remirrorRetry.
+		wake := make(chan struct{}, 1)
+		var stopWaiting func()
+		defer func() {
+			if stopWaiting != nil {
+				stopWaiting()
 			}
-			if req.abandon || err != nil {
-				// Its group is leaving this device either way: a FIN or
-				// reset from here could end it where it goes on.
-				mm.abandon()
+		}()
+		var retry <-chan time.Time
+	loop:
+		for {
+			var lost <-chan struct{}
+			if cur := mm.mc.Load(); cur != nil && !cur.Lost() {
+				lost = cur.Done()
+			} else if stopWaiting == nil && retry == nil {
+				stopWaiting = p.Mirror.OnUp(p.TrafficGroup, func() { kick(wake) })
 			}
-			req.done <- err
-			return
+			select {
+			case x := <-done:
+				running--
+				first = x.r
+				break loop
+			case <-lost:
+				continue // wait for a peer to stream again
+			case <-retry:
+				retry = nil
+				continue
+			case req := <-mm.freeze:
+				// A planned handover: stop both directions where they are and
+				// give the connection to the peer.
+				toServer.freeze()
+				toClient.freeze()
+				mm.cancel() // after freeze: a writer whose gate wait ends must see it frozen
+				<-done
+				<-done
+				var err error
+				if !req.abandon {
+					err = l.handOver(p, mm)
+				}
+				if req.abandon || err != nil {
+					// Its group is leaving this device either way: a FIN or
+					// reset from here could end it where it goes on.
+					mm.abandon()
+				}
+				req.done <- err
+				return
+			case <-wake:
+				stopWaiting = nil
+				if !p.Mirror.Up(p.TrafficGroup) {
+					continue // down again meanwhile
+				}
+				toServer.freeze()
+				toClient.freeze()
+				mm.cancel()
+				a, b := <-done, <-done
+				running -= 2
+				if a.frozen && b.frozen {
+					if err := l.remirror(p, mm); err != nil {
+						p.Log.Debug("connection not re-mirrored", "client", e.Client, "err", err)
+						retry = time.After(remirrorRetry)
+					}
+				}
+				mm.arm(l.ctx)
+				for _, x := range []ended{a, b} {
+					if x.frozen {
+						x.r.thaw()
+						start(x.r)
+					} else if first == nil {
+						first = x.r // it ended on its own meanwhile
+					}
+				}
+				if first != nil {
+					break loop
+				}
+			}
 		}
 		l.untrackMirrored(mm)
 		// Half-closed: TCP repair restores only established sockets, so
@@ -342,7 +418,9 @@ func (l *Listener) proxyMirrored(p *Plan, e *conntrack.Entry, c, s net.Conn, mem
 		if first == toClient {
 			dir = mirror.ToClient
 		}
-		mc.HalfClose(dir)
+		if cur := mm.mc.Load(); cur != nil {
+			cur.HalfClose(dir)
+		}
 	}
 	// first's source sent its FIN (CLOSE_WAIT on that socket); we sent ours
 	// on first's destination (FIN_WAIT).
@@ -357,7 +435,9 @@ func (l *Listener) proxyMirrored(p *Plan, e *conntrack.Entry, c, s net.Conn, mem
 		})
 		defer t.Stop()
 	}
-	<-done
+	for ; running > 0; running-- {
+		<-done
+	}
 }
 
 // closingTimeout is the shorter of the CLOSE_WAIT timer of the socket that

@@ -45,6 +45,20 @@ var (
 	httpPlainPort  = 8081
 )
 
+// startMirrored starts both devices and waits for a to be active with its
+// connection-mirroring channel up.
+func (l *lab) startMirrored(t *testing.T) {
+	t.Helper()
+	l.start("a")
+	l.start("b")
+	if !eventually(5*time.Second, func() bool {
+		st, err := l.mirrorStatus("a")
+		return err == nil && l.group("a").State == "active" && st.Connections.Up
+	}) {
+		t.Fatalf("a is not active with its mirror channel up: %+v", l.groupOrNil("a"))
+	}
+}
+
 // newConnLab builds the lab; the server namespace is returned for the
 // test to listen in. Nothing runs yet.
 func newConnLab(t *testing.T, prefix string, s settings) (*lab, *testnet.NS) {
@@ -77,6 +91,7 @@ traffic_groups:
   tg1:
     addresses: [{address: %s/24, interface: eth0}, {address: %s/24, interface: eth0}]
 management: {address: "127.0.0.1:9090"}
+log: {level: %s}
 snat_pools:
   floating: {addresses: [%s]}
 pools:
@@ -92,7 +107,7 @@ virtuals:
   uh: {destination: "%s:%d", type: http, pool: hsrv, snat: floating}
 `, n, filepath.Join(l.dir, "trust-"+n),
 			lanAddr["a"], hal["a"], hal["a"], lanAddr["a"], lanAddr["b"], hal["b"], hal["b"], lanAddr["b"],
-			s.interval, s.deadTime, vip, snatAddr, snatAddr, serverAddr, serverPort, serverAddr, udpServerPort, serverAddr, httpServerPort,
+			s.interval, s.deadTime, vip, snatAddr, labLogLevel(), snatAddr, serverAddr, serverPort, serverAddr, udpServerPort, serverAddr, httpServerPort,
 			vip, mirrorPort, vip, plainPort, vip, udpMirrorPort, vip, udpPlainPort, vip, httpMirrorPort, vip, httpPlainPort)
 		must(t, os.WriteFile(d.config, []byte(cfg), 0o600))
 	}
@@ -493,14 +508,7 @@ func connScenario(t *testing.T, prefix, kind string, s settings, n, base [3]int)
 	t.Helper()
 	l, srvNS := newConnLab(t, prefix, s)
 	srv := startSeqServer(t, srvNS)
-	l.start("a")
-	l.start("b")
-	if !eventually(5*time.Second, func() bool {
-		st, err := l.mirrorStatus("a")
-		return err == nil && l.group("a").State == "active" && st.Connections.Up
-	}) {
-		t.Fatalf("a is not active with its mirror channel up: %+v", l.groupOrNil("a"))
-	}
+	l.startMirrored(t)
 	conns := population(t, l, mirrorPort, 0, n)
 	plainConns := population(t, l, plainPort, 100000, base)
 	time.Sleep(time.Second)
@@ -551,59 +559,72 @@ type popSet struct {
 // sets into its tally.
 func failAndFinish(t *testing.T, l *lab, srvNS *testnet.NS, srv *seqServer, prefix, kind string, sets []popSet) {
 	t.Helper()
+	failAndFinishOn(t, l, srvNS, srv, prefix, kind, "a", "b", sets)
+}
+
+// failOver applies failure kind to device from (active) and waits for to
+// to take over; it returns when the failure began.
+func failOver(t *testing.T, l *lab, kind, from, to string) time.Time {
+	t.Helper()
+	at := time.Now()
+	switch kind {
+	case "planned":
+		if out, err := l.failover(from, to); err != nil {
+			t.Fatalf("fulcrum failover: %v: %s", err, out)
+		}
+	case "kill":
+		l.signal(from, syscall.SIGKILL)
+	case "stop":
+		l.signal(from, syscall.SIGSTOP)
+	case "cut":
+		// Every HA path: the direct link and the device's LAN port (it is
+		// cut off from the client and the server too).
+		setLink(t, l.devs[from].ns, "ha1", false)
+		setLink(t, l.lan, "p"+from, false)
+	}
+	if !eventually(5*time.Second, func() bool { return l.group(to).State == "active" }) {
+		t.Fatalf("%s did not take over after %s of %s", to, kind, from)
+	}
+	t.Logf("%s of %s: %s active %s after", kind, from, to, time.Since(at).Round(time.Millisecond))
+	return at
+}
+
+func failAndFinishOn(t *testing.T, l *lab, srvNS *testnet.NS, srv *seqServer, prefix, kind, from, to string, sets []popSet) {
+	t.Helper()
 	if dir := os.Getenv("FULCRUM_LAB_PCAP"); dir != "" {
 		for _, x := range []struct {
 			ns     *testnet.NS
 			name   string
 			filter string
-		}{{l.client, "cli", "tcp"}, {srvNS, "srv", "tcp"}, {l.devs["b"].ns, "b", "tcp"}} {
+		}{{l.client, "cli", "tcp"}, {srvNS, "srv", "tcp"}, {l.devs[to].ns, to, "tcp"}} {
 			cap := x.ns.Command(context.Background(), "tcpdump", "-i", "eth0", "-s", "128", "-w", filepath.Join(dir, prefix+x.name+".pcap"), x.filter)
 			must(t, cap.Start())
 			t.Cleanup(func() { cap.Process.Signal(syscall.SIGINT); cap.Wait() })
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	at := time.Now()
-	switch kind {
-	case "planned":
-		if out, err := l.failover("a", "b"); err != nil {
-			t.Fatalf("fulcrum failover: %v: %s", err, out)
-		}
-	case "kill":
-		l.signal("a", syscall.SIGKILL)
-	case "stop":
-		l.signal("a", syscall.SIGSTOP)
-	case "cut":
-		// Every HA path: the direct link and a's LAN port (a is cut off
-		// from the client and the server too).
-		setLink(t, l.devs["a"].ns, "ha1", false)
-		setLink(t, l.lan, "pa", false)
-	}
-	if !eventually(5*time.Second, func() bool { return l.group("b").State == "active" }) {
-		t.Fatalf("b did not take over after %s", kind)
-	}
-	t.Logf("%s: b active %s after", kind, time.Since(at).Round(time.Millisecond))
+	at := failOver(t, l, kind, from, to)
 	// Long enough for the new active to tell a gap (4 s without a byte in
 	// order while data comes) and reset it.
 	time.Sleep(5 * time.Second)
 	if os.Getenv("FULCRUM_LAB_DEBUG") != "" {
-		for _, ns := range []*testnet.NS{l.devs["b"].ns, l.client, srvNS} {
+		for _, ns := range []*testnet.NS{l.devs[to].ns, l.client, srvNS} {
 			out, _ := ns.Run(context.Background(), "ss", "-tnio")
 			t.Logf("ss in %s:\n%s", ns.Name(), out)
 		}
 	}
 	switch kind {
 	case "stop":
-		l.signal("a", syscall.SIGCONT)
+		l.signal(from, syscall.SIGCONT)
 	case "cut":
-		setLink(t, l.lan, "pa", true)
-		setLink(t, l.devs["a"].ns, "ha1", true)
+		setLink(t, l.lan, "p"+from, true)
+		setLink(t, l.devs[from].ns, "ha1", true)
 	}
 	if kind == "stop" || kind == "cut" {
 		// The old active finds it lost the group and lets go; the
 		// connections go on at b.
-		if !eventually(5*time.Second, func() bool { return l.group("a").State == "standby" }) {
-			t.Errorf("a did not step down after %s: %+v", kind, l.groupOrNil("a"))
+		if !eventually(5*time.Second, func() bool { return l.group(from).State == "standby" }) {
+			t.Errorf("%s did not step down after %s: %+v", from, kind, l.groupOrNil(from))
 		}
 		time.Sleep(time.Second)
 	}
@@ -622,19 +643,19 @@ func failAndFinish(t *testing.T, l *lab, srvNS *testnet.NS, srv *seqServer, pref
 		}
 	}
 	wg.Wait()
-	if b, err := l.devs["b"].api.Get("http://127.0.0.1:9090/api/v1/virtuals"); err == nil {
+	if b, err := l.devs[to].api.Get("http://127.0.0.1:9090/api/v1/virtuals"); err == nil {
 		body, _ := io.ReadAll(b.Body)
 		b.Body.Close()
-		t.Logf("b's virtuals: %s", body)
+		t.Logf("%s's virtuals: %s", to, body)
 	}
 	if os.Getenv("FULCRUM_LAB_DEBUG") != "" {
-		out, _ := l.devs["b"].ns.Run(context.Background(), "nstat", "-az")
+		out, _ := l.devs[to].ns.Run(context.Background(), "nstat", "-az")
 		for _, line := range strings.Split(string(out), "\n") {
 			if f := strings.Fields(line); len(f) > 1 && f[1] != "0" && strings.HasPrefix(f[0], "TcpExt") {
-				t.Log("b nstat: " + line)
+				t.Log(to + " nstat: " + line)
 			}
 		}
-		for _, line := range strings.Split(l.log("b"), "\n") {
+		for _, line := range strings.Split(l.log(to), "\n") {
 			if strings.Contains(line, "taken-over connection reset") {
 				t.Log(line)
 			}
@@ -824,14 +845,7 @@ func TestBenchConnMirrorCost(t *testing.T) {
 	}
 	l, srvNS := newConnLab(t, "mco", ciSettings)
 	startSeqServer(t, srvNS)
-	l.start("a")
-	l.start("b")
-	if !eventually(5*time.Second, func() bool {
-		st, err := l.mirrorStatus("a")
-		return err == nil && l.group("a").State == "active" && st.Connections.Up
-	}) {
-		t.Fatal("a is not active with its mirror channel up")
-	}
+	l.startMirrored(t)
 	const rounds = 3
 	var tm, tp []float64
 	var lm, lp []time.Duration
@@ -959,16 +973,7 @@ func TestConnMirrorUDP(t *testing.T) {
 				}
 			}
 			time.Sleep(200 * time.Millisecond) // the flows' entries reach the standby
-			if kind == "planned" {
-				if out, err := l.failover("a", "b"); err != nil {
-					t.Fatalf("fulcrum failover: %v: %s", err, out)
-				}
-			} else {
-				l.signal("a", syscall.SIGKILL)
-			}
-			if !eventually(5*time.Second, func() bool { return l.group("b").State == "active" }) {
-				t.Fatalf("b did not take over after %s", kind)
-			}
+			failOver(t, l, kind, "a", "b")
 			kept, plainKept := 0, 0
 			for _, f := range mirrored {
 				if after := udpSource(f.c); after == f.before {
@@ -998,14 +1003,7 @@ func TestConnMirrorHalfClosed(t *testing.T) {
 	t.Parallel()
 	l, srvNS := newConnLab(t, "chc", ciSettings)
 	startSeqServer(t, srvNS)
-	l.start("a")
-	l.start("b")
-	if !eventually(5*time.Second, func() bool {
-		st, err := l.mirrorStatus("a")
-		return err == nil && l.group("a").State == "active" && st.Connections.Up
-	}) {
-		t.Fatal("a is not active with its mirror channel up")
-	}
+	l.startMirrored(t)
 	if dir := os.Getenv("FULCRUM_LAB_PCAP"); dir != "" {
 		cap := srvNS.Command(context.Background(), "tcpdump", "-i", "eth0", "-s", "128", "-w", filepath.Join(dir, "hc.pcap"), "tcp port 7000")
 		must(t, cap.Start())
@@ -1018,10 +1016,7 @@ func TestConnMirrorHalfClosed(t *testing.T) {
 	must(t, c.CloseWrite()) // the server's side stays open: half-closed
 	time.Sleep(300 * time.Millisecond)
 	port := c.LocalAddr().(*net.TCPAddr).Port
-	l.signal("a", syscall.SIGKILL)
-	if !eventually(5*time.Second, func() bool { return l.group("b").State == "active" }) {
-		t.Fatal("b did not take over")
-	}
+	failOver(t, l, "kill", "a", "b")
 	// The client learns the connection is over (a reset, or the end of
 	// the stream), and nothing is left on either side (the server keeps its
 	// side open for 10 s unless it is reset).

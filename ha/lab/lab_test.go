@@ -368,11 +368,19 @@ func (l *lab) stopAll() {
 		syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
 		<-d.waited
 	}
-	if l.t.Failed() {
+	if l.t.Failed() || os.Getenv("FULCRUM_LAB_DEBUG") != "" {
 		for _, n := range sortedDevices(l.devs) {
 			l.t.Logf("log of device %s:\n%s", n, l.log(n))
 		}
 	}
+}
+
+// labLogLevel is the devices' log level: debug under FULCRUM_LAB_DEBUG.
+func labLogLevel() string {
+	if os.Getenv("FULCRUM_LAB_DEBUG") != "" {
+		return "debug"
+	}
+	return "info"
 }
 
 func (l *lab) log(n string) string {
