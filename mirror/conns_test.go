@@ -160,3 +160,45 @@ func TestShadowRefusesGaps(t *testing.T) {
 		t.Errorf("bytes accounted %d after drops, want 0", tb.bytes)
 	}
 }
+
+// TestOnUp: a callback registered while the group's channel is down runs
+// once when it comes up, not before; one registered while up runs at
+// once; a cancelled one never runs; going down and up again does not run
+// a callback twice.
+func TestOnUp(t *testing.T) {
+	cs := newConnSender()
+	m := &Mirror{groups: map[string]*group{"tg1": {name: "tg1", conns: cs}}}
+	ran := make(chan string, 8)
+	m.OnUp("tg1", func() { ran <- "waiting" })
+	cancel := m.OnUp("tg1", func() { ran <- "cancelled" })
+	cancel()
+	select {
+	case r := <-ran:
+		t.Fatalf("%s callback ran while the group was down", r)
+	case <-time.After(50 * time.Millisecond):
+	}
+	cs.setUp(true)
+	if r := <-ran; r != "waiting" {
+		t.Fatalf("ran %q, want the waiting callback", r)
+	}
+	m.OnUp("tg1", func() { ran <- "now" })
+	if r := <-ran; r != "now" {
+		t.Fatalf("ran %q, want the one registered while up", r)
+	}
+	cs.setUp(false)
+	cs.setUp(true)
+	select {
+	case r := <-ran:
+		t.Fatalf("%s callback ran again", r)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if len(cs.waiters) != 0 {
+		t.Fatalf("%d waiters kept", len(cs.waiters))
+	}
+	m.OnUp("nope", func() { ran <- "unknown group" }) // no such group: never runs
+	select {
+	case r := <-ran:
+		t.Fatalf("%s callback ran", r)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
