@@ -575,14 +575,9 @@ func (l *Listener) untrackMirrored(mm *mirrored) {
 // drain and will be reset by the peer that takes over).
 func (l *Listener) HandOver(ctx context.Context) (moved, failed int, firstErr error) {
 	l.leaveUDP() // the standby has the flows already: they need no final state
+	var t handOverTally
 	if l.parker != nil {
-		defer func() {
-			m, f, err := l.handOverHTTP(ctx)
-			moved, failed = moved+m, failed+f
-			if firstErr == nil {
-				firstErr = err
-			}
-		}()
+		defer func() { moved, failed, firstErr = l.handOverHTTP(ctx, &t) }()
 	}
 	l.mirMu.Lock()
 	list := make([]*mirrored, 0, len(l.mirrored))
@@ -612,16 +607,27 @@ func (l *Listener) HandOver(ctx context.Context) (moved, failed int, firstErr er
 		case <-ctx.Done():
 			err = ctx.Err()
 		}
-		if err != nil {
-			failed++
-			if firstErr == nil {
-				firstErr = err
-			}
-			continue
-		}
-		moved++
+		t.add(err)
 	}
-	return moved, failed, firstErr
+	return t.moved, t.failed, t.first
+}
+
+// handOverTally counts a handover's connections: moved, or not (and the
+// first reason).
+type handOverTally struct {
+	moved, failed int
+	first         error
+}
+
+func (t *handOverTally) add(err error) {
+	if err == nil {
+		t.moved++
+		return
+	}
+	t.failed++
+	if t.first == nil {
+		t.first = err
+	}
 }
 
 // Abandon closes every mirrored connection of the listener silently (no

@@ -363,27 +363,17 @@ func (l *Listener) Resume() {
 // a request to the standby (a planned failover; the traffic group's
 // packets are held, after Quiesce). Those still in an exchange cannot
 // move: the device that takes over resets them when their client next
-// sends.
-func (l *Listener) handOverHTTP(ctx context.Context) (moved, failed int, firstErr error) {
+// sends. Counted in t (with the tcp connections); returns the totals.
+func (l *Listener) handOverHTTP(ctx context.Context, t *handOverTally) (moved, failed int, firstErr error) {
 	defer l.Resume()
 	for _, h := range l.httpList() {
 		if !h.takeParked() {
-			failed++
-			if firstErr == nil {
-				firstErr = errBusy
-			}
+			t.add(errBusy)
 			continue
 		}
-		if err := h.handOver(ctx); err != nil {
-			failed++
-			if firstErr == nil {
-				firstErr = err
-			}
-			continue
-		}
-		moved++
+		t.add(h.handOver(ctx))
 	}
-	return moved, failed, firstErr
+	return t.moved, t.failed, t.first
 }
 
 // reset ends h with a reset to its client.
