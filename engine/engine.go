@@ -220,6 +220,18 @@ func (e *Engine) Abandon(group string) int {
 	return n
 }
 
+// Announced tells group's mirrored virtuals that, after a takeover, the
+// group's addresses are announced from here (and the hold that covered
+// the restore is lifted): the connections taken over start sending.
+func (e *Engine) Announced(group string) {
+	type announced interface {
+		Announced()
+	}
+	for _, l := range mirroredOf[announced](e, group) {
+		l.Announced()
+	}
+}
+
 // adopt restores the connections mirrored here for group (it just went
 // active): each goes to its virtual's listener.
 func (e *Engine) adopt(group string) {

@@ -37,6 +37,15 @@ type HandOffer interface {
 	HandOff(group, to string)
 }
 
+// AnnounceWatcher is an Engine that wants to know when a group it made
+// active has announced its addresses for the first time (gratuitous ARP,
+// unsolicited neighbor advertisement): from then on the group's peers
+// send to this device, so connections taken over may send (their peers'
+// acknowledgements come here).
+type AnnounceWatcher interface {
+	Announced(group string)
+}
+
 // Addresses adds, renews, removes and announces floating addresses. The
 // host's (netcfg) is the default; tests substitute their own.
 type Addresses interface {
@@ -637,6 +646,9 @@ func (m *Manager) announceLoop(ctx context.Context, group string, addrs []netcfg
 			if err := m.addrs.Announce(a); err != nil && i == 0 {
 				m.log.Warn("could not announce a floating address", "group", group, "address", a.String(), "error", err)
 			}
+		}
+		if w, ok := m.engine.(AnnounceWatcher); ok && i == 0 {
+			w.Announced(group)
 		}
 		t.Reset(m.garpGap)
 	}

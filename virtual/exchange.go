@@ -718,6 +718,9 @@ func (h *httpConn) tunnel(sc *serverConn, resp *h1.Response, req *h1.Request) bo
 // relay's first re-mirror check, at once) and relayed through the write
 // gate.
 func (h *httpConn) tunnelMirrored(sc *serverConn) {
+	// From here it is a tcp connection: a planned handover moves it as
+	// one, and a quiescence does not wait for it.
+	h.l.untrackHTTP(h)
 	if n := len(h.pre.pending); n > 0 {
 		b := h.pre.pending
 		h.pre.pending = nil

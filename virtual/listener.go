@@ -54,6 +54,11 @@ type Listener struct {
 
 	mirMu    sync.Mutex
 	mirrored map[*mirrored]struct{} // mirrored connections a planned handover can move
+	// afterHold: connections taken over, waiting for their traffic
+	// group's addresses to be announced from here before they send
+	// (Announced).
+	afterHold      []func()
+	afterHoldTimer *time.Timer
 	// httpMirrored: client connections of a mirrored http virtual (those
 	// waiting for a request move in a planned handover)
 	httpMirrored map[*httpConn]struct{}

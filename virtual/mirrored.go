@@ -243,10 +243,6 @@ func restoredStates(sh *mirror.Shadow, now time.Time) (client, server *tcprepair
 	return client, server, pending
 }
 
-// halfClosedResetAfter is when a half-closed connection taken over is
-// reset: after the takeover has lifted the traffic group's hold.
-const halfClosedResetAfter = 500 * time.Millisecond
-
 // restoreRecvBuffer is a restored socket's receive buffer: room for what
 // its peer may have in flight in the window the old socket had grown to
 // (memory is taken only for bytes actually queued).
@@ -306,7 +302,7 @@ func (l *Listener) Adopt(sh *mirror.Shadow) error {
 		// while connections are being restored: reset once it is lifted.
 		c.SetLinger(0)
 		s.SetLinger(0)
-		time.AfterFunc(halfClosedResetAfter, func() {
+		l.startAfterHold(func() {
 			c.Close()
 			s.Close()
 		})
@@ -321,12 +317,63 @@ func (l *Listener) Adopt(sh *mirror.Shadow) error {
 	p.Stats.Active.Add(1)
 	p.Stats.Total.Add(1)
 	p.Stats.Mirror.Restored.Add(1)
-	go func() {
-		defer l.conns.Done()
-		defer p.Stats.Active.Add(-1)
-		l.serveAdopted(p, c, s, m, sh, pending)
-	}()
+	l.startAfterHold(func() {
+		probeInFlight(c)
+		probeInFlight(s)
+		go func() {
+			defer l.conns.Done()
+			defer p.Stats.Active.Add(-1)
+			l.serveAdopted(p, c, s, m, sh, pending)
+		}()
+	})
 	return nil
+}
+
+// afterHoldLimit bounds how long a connection taken over waits for
+// Announced.
+const afterHoldLimit = time.Second
+
+// startAfterHold runs start once the traffic group's packets flow to this
+// device (Announced: the hold lifted, the addresses announced from here).
+// A connection taken over sends nothing before: its peer's
+// acknowledgements would meet the hold, or go to the old device, and the
+// restored socket would resend only on its first retransmission timeout
+// (a second: it has no round-trip sample yet).
+func (l *Listener) startAfterHold(start func()) {
+	l.mirMu.Lock()
+	defer l.mirMu.Unlock()
+	l.afterHold = append(l.afterHold, start)
+	if l.afterHoldTimer == nil {
+		l.afterHoldTimer = time.AfterFunc(afterHoldLimit, l.Announced)
+	}
+}
+
+// Announced tells the listener that, after a takeover, its traffic
+// group's addresses are announced from here: the connections taken over
+// start.
+func (l *Listener) Announced() {
+	l.mirMu.Lock()
+	starts := l.afterHold
+	l.afterHold = nil
+	if l.afterHoldTimer != nil {
+		l.afterHoldTimer.Stop()
+		l.afterHoldTimer = nil
+	}
+	l.mirMu.Unlock()
+	for _, start := range starts {
+		start()
+	}
+}
+
+// probeInFlight sends a window probe on a restored socket that holds bytes
+// its peer has not acknowledged: the peer had them, most likely, and its
+// acknowledgement met the hold; its answer to the probe acknowledges them
+// now rather than after the restored socket's first retransmission
+// timeout. Nothing else may use c yet.
+func probeInFlight(c *net.TCPConn) {
+	if unsentBytes(c) > 0 {
+		tcprepair.Probe(c)
+	}
 }
 
 func (l *Listener) serveAdopted(p *Plan, c, s *net.TCPConn, m *pool.Member, sh *mirror.Shadow, pending [2][]byte) {

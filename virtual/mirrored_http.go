@@ -325,10 +325,36 @@ func (l *Listener) Quiesce(ctx context.Context) (busy int) {
 			}
 		}
 		if busy == 0 || time.Now().After(deadline) || ctx.Err() != nil {
-			return busy
+			break
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
+	// A response just written is not acknowledged yet, and its client's
+	// acknowledgement would meet the hold: the restored socket would then
+	// resend it only on its first retransmission timeout (1 s: it has no
+	// round-trip sample). Give the clients a moment (their delayed ACK) to
+	// acknowledge, so the handover moves connections with nothing in flight.
+	deadline = time.Now().Add(httpAckWait)
+	for l.responsesInFlight() && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(2 * time.Millisecond)
+	}
+	return busy
+}
+
+// httpAckWait bounds how long a quiescence waits for the clients of parked
+// connections to acknowledge their last response (Linux delays an ACK by
+// up to 40 ms).
+const httpAckWait = 50 * time.Millisecond
+
+// responsesInFlight reports whether a parked connection has response bytes
+// its client has not acknowledged.
+func (l *Listener) responsesInFlight() bool {
+	for _, h := range l.httpList() {
+		if h.parked.Load() != nil && h.pre != nil && unsentBytes(h.pre.TCPConn) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // Resume ends a quiescence: parked connections whose client sent a request
@@ -470,16 +496,6 @@ func (l *Listener) adoptHTTP(sh *mirror.Shadow) error {
 	if err != nil {
 		return err
 	}
-	if b := pending[mirror.ToClient]; len(b) > 0 {
-		// Response bytes the old socket had not sent yet.
-		c.SetWriteDeadline(time.Now().Add(handOverWait))
-		_, err := c.Write(b)
-		c.SetWriteDeadline(time.Time{})
-		if err != nil {
-			c.Close()
-			return err
-		}
-	}
 	p.Stats.Active.Add(1)
 	p.Stats.Total.Add(1)
 	p.Stats.Mirror.Restored.Add(1)
@@ -488,6 +504,24 @@ func (l *Listener) adoptHTTP(sh *mirror.Shadow) error {
 	if b := pending[mirror.ToServer]; len(b) > 0 && h.pre != nil {
 		h.pre.pending = append([]byte(nil), b...) // a request that had arrived
 	}
+	l.startAfterHold(func() { l.startAdoptedHTTP(h, c, pending[mirror.ToClient]) })
+	return nil
+}
+
+// startAdoptedHTTP starts an http connection taken over, once its packets
+// flow: response bytes the old socket had not sent go out first.
+func (l *Listener) startAdoptedHTTP(h *httpConn, c *net.TCPConn, unsent []byte) {
+	p := h.p
+	probeInFlight(c)
+	if len(unsent) > 0 {
+		c.SetWriteDeadline(time.Now().Add(handOverWait))
+		_, err := c.Write(unsent)
+		c.SetWriteDeadline(time.Time{})
+		if err != nil {
+			h.end()
+			return
+		}
+	}
 	go watchGap(l.ctx, p, []*net.TCPConn{c}, h.reset)
 	h.waitUntil = time.Now().Add(p.HTTP.KeepAliveTimeout)
 	if l.parker != nil {
@@ -495,5 +529,4 @@ func (l *Listener) adoptHTTP(sh *mirror.Shadow) error {
 	} else {
 		go h.run(false)
 	}
-	return nil
 }

@@ -599,6 +599,10 @@ func (l lifecycle) HandOff(group, to string) {
 	}
 }
 
+// Announced: group's addresses are announced from here; the connections
+// taken over may send (their peers' acknowledgements come here now).
+func (l lifecycle) Announced(group string) { l.eng.Announced(group) }
+
 func (l lifecycle) SetTrafficGroupActive(group string, active bool) error {
 	if !active && l.holds.hold(group) {
 		// Released with no one to hand to: a peer may already continue
