@@ -361,6 +361,11 @@ func (d *Decoder) decode(dst, p []byte, maxOut int) ([]byte, error) {
 	return dst, nil
 }
 
+// Reset clears the cache and moves to the next epoch, as after a
+// divergence: the caller lost a payload the peer's Encoder learnt from
+// (one that failed to decompress before it got here).
+func (d *Decoder) Reset() { d.reset() }
+
 func (d *Decoder) reset() {
 	d.cache.clear()
 	d.epoch++
