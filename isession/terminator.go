@@ -1,0 +1,246 @@
+package isession
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fulcrum-adc/fulcrum/isession/mux"
+)
+
+// Terminator is the data-center end: it accepts tunnel connections and
+// hands each inner connection to its target (F5: the iSession listener's
+// target virtual).
+type Terminator struct {
+	settings *Settings
+	// Resolve says where an inner connection goes: the address of a local
+	// virtual server, or the original destination; ok false refuses it.
+	resolve func(Target) (addr netip.AddrPort, via string, ok bool)
+	dial    func(ctx context.Context, addr netip.AddrPort) (net.Conn, error)
+	log     *slog.Logger
+	opt     TerminatorOptions
+
+	mu      sync.Mutex
+	tunnels map[*Tunnel]struct{}
+	closed  bool
+
+	handshakes                                   chan struct{} // bounds handshakes in flight
+	accepted, refused, streams, noTarget, failed atomic.Uint64
+	wg                                           sync.WaitGroup
+}
+
+// TerminatorOptions bound what remote parties can make a Terminator hold.
+type TerminatorOptions struct {
+	MaxTunnels    int           // tunnel connections at once (default 256)
+	MaxHandshakes int           // handshakes in flight (default 64)
+	IdleTimeout   time.Duration // an inner connection idle this long both ways is closed (default 300 s)
+}
+
+// NewTerminator returns a Terminator.
+func NewTerminator(s *Settings, opt TerminatorOptions, resolve func(Target) (netip.AddrPort, string, bool),
+	dial func(ctx context.Context, addr netip.AddrPort) (net.Conn, error), log *slog.Logger) *Terminator {
+	if opt.MaxTunnels <= 0 {
+		opt.MaxTunnels = 256
+	}
+	if opt.MaxHandshakes <= 0 {
+		opt.MaxHandshakes = 64
+	}
+	if opt.IdleTimeout <= 0 {
+		opt.IdleTimeout = 300 * time.Second
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Terminator{settings: s, resolve: resolve, dial: dial, log: log, opt: opt,
+		tunnels: map[*Tunnel]struct{}{}, handshakes: make(chan struct{}, opt.MaxHandshakes)}
+}
+
+// Serve accepts tunnel connections on ln until ln is closed.
+func (t *Terminator) Serve(ln net.Listener) error {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		select {
+		case t.handshakes <- struct{}{}:
+		default:
+			t.refused.Add(1)
+			c.Close() // too many handshakes in flight: the peer retries
+			continue
+		}
+		t.wg.Add(1)
+		go func() {
+			defer t.wg.Done()
+			t.serveConn(c)
+		}()
+	}
+}
+
+func (t *Terminator) serveConn(c net.Conn) {
+	tu, err := Server(context.Background(), c, t.settings)
+	<-t.handshakes
+	if err != nil {
+		t.refused.Add(1)
+		t.log.Warn("iSession tunnel refused", "remote", c.RemoteAddr(), "err", err)
+		return
+	}
+	t.mu.Lock()
+	if t.closed || len(t.tunnels) >= t.opt.MaxTunnels {
+		t.mu.Unlock()
+		t.refused.Add(1)
+		t.log.Warn("iSession tunnel refused: too many tunnel connections", "remote", c.RemoteAddr(), "max", t.opt.MaxTunnels)
+		tu.Close()
+		return
+	}
+	t.tunnels[tu] = struct{}{}
+	t.mu.Unlock()
+	t.accepted.Add(1)
+	t.log.Info("iSession tunnel up", "remote", c.RemoteAddr(), "peer", tu.Peer, "negotiated", tu.Outcome.String())
+	defer func() {
+		t.mu.Lock()
+		delete(t.tunnels, tu)
+		t.mu.Unlock()
+		tu.Close()
+		t.log.Info("iSession tunnel down", "remote", c.RemoteAddr(), "peer", tu.Peer, "err", tu.Err())
+	}()
+	for {
+		st, err := tu.Accept()
+		if err != nil {
+			return
+		}
+		t.streams.Add(1)
+		t.wg.Add(1)
+		go func() {
+			defer t.wg.Done()
+			t.serveStream(st)
+		}()
+	}
+}
+
+func (t *Terminator) serveStream(st *mux.Stream) {
+	tg, err := ParseTarget(st.Header())
+	if err != nil {
+		t.noTarget.Add(1)
+		st.Reset(mux.CodeProtocol)
+		return
+	}
+	addr, via, ok := t.resolve(tg)
+	if !ok {
+		t.noTarget.Add(1)
+		t.log.Debug("iSession stream refused: no target", "destination", tg.Dst, "client", tg.Src)
+		st.Reset(mux.CodeRefused)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	s, err := t.dial(ctx, addr)
+	cancel()
+	if err != nil {
+		t.failed.Add(1)
+		t.log.Debug("iSession stream: target unreachable", "target", addr, "via", via, "client", tg.Src, "err", err)
+		st.Reset(mux.CodeRefused)
+		return
+	}
+	Relay(st, s, t.opt.IdleTimeout)
+}
+
+// halfCloser is a connection that can end its sending direction alone.
+type halfCloser interface{ CloseWrite() error }
+
+// Relay copies both ways between a and b until both directions ended
+// (each end's FIN is passed on as a half-close) or neither moved a byte
+// for idle; then it closes both.
+func Relay(a, b net.Conn, idle time.Duration) {
+	var last atomic.Int64
+	last.Store(time.Now().UnixNano())
+	var wg sync.WaitGroup
+	pipe := func(dst, src net.Conn) {
+		defer wg.Done()
+		buf := make([]byte, 64<<10)
+		for {
+			src.SetReadDeadline(time.Now().Add(idle))
+			n, err := src.Read(buf)
+			if n > 0 {
+				last.Store(time.Now().UnixNano())
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					a.Close()
+					b.Close()
+					return
+				}
+			}
+			if err == nil {
+				continue
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) && time.Since(time.Unix(0, last.Load())) < idle {
+				continue // the other direction is moving
+			}
+			if err == io.EOF {
+				if hc, ok := dst.(halfCloser); ok {
+					hc.CloseWrite()
+					return
+				}
+			}
+			a.Close()
+			b.Close()
+			return
+		}
+	}
+	wg.Add(2)
+	go pipe(a, b)
+	go pipe(b, a)
+	wg.Wait()
+	a.Close()
+	b.Close()
+}
+
+// TerminatorStats summarises a Terminator.
+type TerminatorStats struct {
+	Accepted, Refused, Streams, NoTarget, TargetFailed uint64
+	Tunnels                                            []Stats
+}
+
+// Stats returns the counters and every tunnel connection's stats.
+func (t *Terminator) Stats() TerminatorStats {
+	t.mu.Lock()
+	ts := make([]*Tunnel, 0, len(t.tunnels))
+	for tu := range t.tunnels {
+		ts = append(ts, tu)
+	}
+	t.mu.Unlock()
+	s := TerminatorStats{Accepted: t.accepted.Load(), Refused: t.refused.Load(), Streams: t.streams.Load(),
+		NoTarget: t.noTarget.Load(), TargetFailed: t.failed.Load()}
+	for _, tu := range ts {
+		s.Tunnels = append(s.Tunnels, tu.Stats())
+	}
+	return s
+}
+
+// Close closes every tunnel connection (the caller closes the listener)
+// and waits for the inner connections to end.
+func (t *Terminator) Close() {
+	t.mu.Lock()
+	t.closed = true
+	ts := make([]*Tunnel, 0, len(t.tunnels))
+	for tu := range t.tunnels {
+		ts = append(ts, tu)
+	}
+	t.mu.Unlock()
+	for _, tu := range ts {
+		tu.Close()
+	}
+	t.wg.Wait()
+}
