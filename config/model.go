@@ -15,6 +15,7 @@ type Config struct {
 	SNATPools  map[string]*SNATPool `yaml:"snat_pools"`
 	Virtuals   map[string]*Virtual  `yaml:"virtuals"`
 	Limits     Limits               `yaml:"limits"`
+	ISession   ISession             `yaml:"isession"`
 
 	// High availability (config/ha.go; docs/ha.md).
 	Local         Local                    `yaml:"local"`
@@ -119,6 +120,7 @@ type Profiles struct {
 	ServerSSL   map[string]*ServerSSLProfile   `yaml:"server_ssl"`
 	Persistence map[string]*PersistenceProfile `yaml:"persistence"`
 	TCP         map[string]*TCPProfile         `yaml:"tcp"`
+	ISession    map[string]*ISessionProfile    `yaml:"isession"`
 	FastL4      map[string]*FastL4Profile      `yaml:"fastl4"`
 }
 
@@ -223,6 +225,8 @@ type Virtual struct {
 	ConnectionLimit     int      `yaml:"connection_limit"`     // 0 = unlimited (tcp/http); udp: flows, default 10000, ≥ 1
 	Enabled             *bool    `yaml:"enabled"`              // default true
 	Mirror              bool     `yaml:"mirror"`               // connection mirroring to the traffic group's next-active device (F5: Connection Mirroring)
+	ISession            string   `yaml:"isession"`             // iSession profile: send connections through a tunnel to another site
+	ISessionEndpoints   string   `yaml:"isession_endpoints"`   // pool of the remote sites' iSession listener addresses
 
 	// TrafficGroup is the traffic group whose floating addresses hold the
 	// destination ("" when none): the virtual listens only where that group

@@ -643,11 +643,7 @@ func notBuilt(key string, t reflect.Type) string {
 		case "mirroring":
 			return "there is no top-level mirroring section: connections are mirrored per virtual server (mirror: true), persistence records per persistence profile (mirror: true), on the channel at failover.mirror_port between devices' mirror_addresses"
 		case "tunnels", "etherip":
-			return "tunnels (iSession, EtherIP) are not built yet"
-		}
-	case reflect.TypeFor[Profiles]():
-		if key == "isession" {
-			return "iSession profiles are not built yet"
+			return "tunnels (EtherIP) are not built yet; iSession is configured with profiles.isession, the top-level isession section and a virtual's isession key"
 		}
 	case reflect.TypeFor[Virtual]():
 		switch key {

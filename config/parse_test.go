@@ -72,7 +72,7 @@ func TestDecodeErrors(t *testing.T) {
 	}{
 		{"unknown top-level key", poolWeb + vsWeb + `
 virtual_servers: {}  #<-
-`, "virtual_servers", `unknown key "virtual_servers" in configuration (valid keys: management, log, monitors, pools, profiles, snat_pools, virtuals, limits, local, devices, failover, traffic_groups, config_sync)`},
+`, "virtual_servers", `unknown key "virtual_servers" in configuration (valid keys: management, log, monitors, pools, profiles, snat_pools, virtuals, limits, isession, local, devices, failover, traffic_groups, config_sync)`},
 		{"unknown pool key with suggestion", vsWeb + `
 pools:
   web:

@@ -77,6 +77,7 @@ func (v *validator) validate() {
 	v.tcpProfiles()
 	v.fastL4Profiles()
 	v.snatPools()
+	v.isession()
 	v.virtuals()
 	v.listeners()
 	v.ha()
@@ -828,7 +829,7 @@ func (v *validator) virtuals() {
 			v.errorf(path+".destination", "%v", err)
 		}
 		var pool *Pool
-		if vs.Pool == "" {
+		if vs.Pool == "" && vs.ISession == "" {
 			v.errorf(path+".pool", "pool is required: the pool this virtual sends connections to")
 		} else if refCheck(v, path+".pool", "pool", vs.Pool, c.Pools) {
 			pool = c.Pools[vs.Pool]

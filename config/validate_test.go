@@ -1108,8 +1108,8 @@ func TestNotYetBuiltKeysSayWhy(t *testing.T) {
 	if err == nil {
 		t.Fatal("configuration with unbuilt features accepted")
 	}
-	for _, want := range []string{"f.yaml:1: mirroring: there is no top-level mirroring section", "f.yaml:3: tunnels: tunnels (iSession, EtherIP) are not built yet",
-		"f.yaml:6: profiles.isession: iSession profiles are not built yet", `f.yaml:12: virtuals.v.lbsp: "lbsp" is not built yet`} {
+	for _, want := range []string{"f.yaml:1: mirroring: there is no top-level mirroring section", "f.yaml:3: tunnels: tunnels (EtherIP) are not built yet; iSession is configured with profiles.isession, the top-level isession section and a virtual's isession key",
+		`f.yaml:12: virtuals.v.lbsp: "lbsp" is not built yet`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fulcrum-adc/fulcrum/config"
+	"github.com/fulcrum-adc/fulcrum/isession"
 	"github.com/fulcrum-adc/fulcrum/monitor"
 	"github.com/fulcrum-adc/fulcrum/persist"
 	"github.com/fulcrum-adc/fulcrum/pool"
@@ -26,6 +27,10 @@ type compiled struct {
 	pools map[string]*pool.Pool
 	plans map[string]*virtual.Plan // by listener key
 	jobs  []monitor.Job
+	// tunnels are the iSession pools of this configuration, by profile;
+	// newTunnels those it created (closed if it is not applied).
+	tunnels    map[string]*tunnelPool
+	newTunnels []*isession.Pool
 }
 
 func listenerKey(typ string, dest netip.AddrPort) string {
@@ -39,7 +44,7 @@ func listenerKey(typ string, dest netip.AddrPort) string {
 // the running configuration uses except carrying pool members over (their
 // runtime state is shared by design).
 func (e *Engine) compile(cfg *config.Config) (*compiled, error) {
-	c := &compiled{pools: map[string]*pool.Pool{}, plans: map[string]*virtual.Plan{}}
+	c := &compiled{pools: map[string]*pool.Pool{}, plans: map[string]*virtual.Plan{}, tunnels: map[string]*tunnelPool{}}
 	for _, name := range cfg.PoolNames() {
 		pc := cfg.Pools[name]
 		p, err := poolConfig(name, pc)
@@ -128,7 +133,7 @@ func (e *Engine) compile(cfg *config.Config) (*compiled, error) {
 			TrafficGroup:    v.TrafficGroup,
 			Pool:            pl,
 			Pools:           c.pools,
-			HashKey:         hashKey(cfg.Pools[v.Pool].HashKey),
+			HashKey:         poolHashKey(cfg, v.Pool),
 			PersistTable:    e.persists,
 			Conns:           e.conns,
 			IdleTimeout:     durOrZero(v.IdleTimeout),
@@ -210,9 +215,30 @@ func (e *Engine) compile(cfg *config.Config) (*compiled, error) {
 				ResponseTimeout:   hp.ResponseTimeout.D(),
 			}
 		}
+		if v.ISession != "" {
+			tp, err := e.tunnelPoolFor(cfg, v.ISession, c)
+			if err != nil {
+				discardTunnels(c)
+				return nil, err
+			}
+			is := &virtual.ISessionPlan{Tunnels: tp, Profile: v.ISession}
+			if v.Pool != "" {
+				local := *plan // local fallback: the same virtual on its own pool
+				is.Local = &local
+			}
+			plan.Pool, plan.HashKey = c.pools[v.ISessionEndpoints], poolHashKey(cfg, v.ISessionEndpoints)
+			plan.ISession = is
+		}
 		c.plans[listenerKey(v.Type, dest)] = plan
 	}
 	return c, nil
+}
+
+func poolHashKey(cfg *config.Config, name string) virtual.HashKey {
+	if p := cfg.Pools[name]; p != nil {
+		return hashKey(p.HashKey)
+	}
+	return virtual.HashKey{}
 }
 
 func intOr(p *int, d int) int {

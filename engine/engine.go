@@ -81,6 +81,8 @@ type Engine struct {
 
 	states stateStore // runtime member states and their file (state.go)
 
+	isession isessionState // tunnel pools and listener (isession.go); guarded by mu
+
 	connMirror atomic.Pointer[ConnMirror]        // SetConnMirror
 	flowGuard  atomic.Pointer[virtual.FlowGuard] // SetFlowGuard
 }
@@ -383,6 +385,12 @@ func (e *Engine) Apply(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	commitTerm, discardTerm, err := e.prepareTerminator(cfg)
+	if err != nil {
+		discardTunnels(c)
+		return &ListenError{File: cfg.File, Line: cfg.Line("isession.listen"), Virtual: "isession listener",
+			Addr: cfg.ISession.Listen, Running: e.cfg != nil, Err: err}
+	}
 	commitStates := e.applyMemberStates(cfg, c.pools) // saved member states (state.go)
 	// Open the listeners this configuration adds; keep the ones it shares.
 	next := make(map[string]virtual.Server, len(c.plans))
@@ -403,6 +411,8 @@ func (e *Engine) Apply(cfg *config.Config) error {
 				o.Close()
 				e.drain(o) // a client may have connected already
 			}
+			discardTunnels(c)
+			discardTerm()
 			return &ListenError{File: cfg.File, Line: cfg.Line("virtuals." + plan.Name + ".destination"),
 				Virtual: plan.Name, Addr: plan.Destination.String(), Running: e.cfg != nil, Err: err}
 		}
@@ -427,6 +437,8 @@ func (e *Engine) Apply(cfg *config.Config) error {
 	}
 	e.forgetRemoved(c)
 	commitStates()
+	e.commitTunnels(c)
+	commitTerm()
 	if old := e.cfg; old != nil && (old.Management != cfg.Management || old.Log != cfg.Log) {
 		e.log.Warn("management and log settings changed: they take effect at the next restart; the rest of the configuration is applied now")
 	}
@@ -565,6 +577,7 @@ func (e *Engine) drain(l virtual.Server) {
 // closes the rest and stops every background task. Apply refuses from the
 // moment Close begins.
 func (e *Engine) Close(ctx context.Context) {
+	defer e.closeISession()
 	e.mu.Lock()
 	e.closed = true
 	ls := make([]virtual.Server, 0, len(e.listeners)+len(e.draining))

@@ -13,6 +13,7 @@ import (
 
 	"github.com/fulcrum-adc/fulcrum/conntrack"
 	"github.com/fulcrum-adc/fulcrum/internal/sockmap"
+	"github.com/fulcrum-adc/fulcrum/isession"
 	"github.com/fulcrum-adc/fulcrum/persist"
 	"github.com/fulcrum-adc/fulcrum/pool"
 	"github.com/fulcrum-adc/fulcrum/profile/tcp"
@@ -57,6 +58,9 @@ type Plan struct {
 	ConnectionLimit int // 0: unlimited
 
 	Stats *Stats // per-virtual counters; carried across reloads by name
+
+	// ISession, when set, sends connections through iSession tunnels.
+	ISession *ISessionPlan
 
 	// Mirror mirrors the virtual's connections to its traffic group's
 	// next-active device (nil: mirror off).
@@ -163,8 +167,16 @@ type Stats struct {
 	// Call-ID or session ID): they were balanced without that key.
 	PersistFallbacks atomic.Uint64
 
-	FastL4 FastL4Stats // fastl4 virtuals only
-	Mirror MirrorStats // mirrored virtuals only
+	FastL4   FastL4Stats   // fastl4 virtuals only
+	Mirror   MirrorStats   // mirrored virtuals only
+	ISession ISessionStats // iSession virtuals only
+}
+
+// ISessionStats counts an iSession virtual's connections.
+type ISessionStats struct {
+	Tunneled      atomic.Uint64 // sent through a tunnel
+	LocalFallback atomic.Uint64 // served from the local pool: no tunnel could be set up
+	Refused       atomic.Uint64 // no tunnel and no local pool
 }
 
 // MirrorStats counts a mirrored virtual's connections.
@@ -206,4 +218,18 @@ func (p *Plan) reject(reason string) {
 	if p.Rejected != nil {
 		p.Rejected(reason)
 	}
+}
+
+// ISessionPlan sends a virtual's connections through iSession tunnels
+// (the remote end): the Plan's Pool holds the endpoints (the data-center
+// sites' listeners) and Tunnels the tunnel connections to them.
+type ISessionPlan struct {
+	Tunnels *isession.Pool
+	Profile string
+	// Local serves connections when no tunnel can be set up (the
+	// virtual's own pool; nil: none, they are refused).
+	Local *Plan
+	// down is set while tunnels cannot be set up, so the change is logged
+	// once rather than per connection.
+	down atomic.Bool
 }

@@ -93,6 +93,25 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 		}
 	}
 
+	if p.ISession != nil {
+		setServer := func(s net.Conn) {
+			mu.Lock()
+			server = s
+			mu.Unlock()
+		}
+		if l.serveISession(p, e, c, clientAP, setServer) {
+			return
+		}
+		if p.ISession.Local == nil {
+			p.Stats.ISession.Refused.Add(1)
+			p.reject("no_tunnel")
+			p.Log.Debug("connection refused: no iSession tunnel and no local pool", "client", clientAP)
+			return
+		}
+		p.Stats.ISession.LocalFallback.Add(1)
+		p.Log.Debug("no iSession tunnel: serving from the local pool", "client", clientAP, "pool", p.ISession.Local.Pool.Name())
+		p = p.ISession.Local
+	}
 	var key []byte
 	if p.HashKey.Kind == HashSourceAddr {
 		b := clientAP.Addr().As16()

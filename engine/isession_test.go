@@ -1,0 +1,183 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// isessionCerts writes a CA and certificates for names signed by it (both
+// client and server use) into dir.
+func isessionCerts(t *testing.T, dir string, names ...string) (ca string) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sites CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	ca = filepath.Join(dir, "ca.crt")
+	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600)
+	for i, n := range names {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(int64(i + 2)), Subject: pkix.Name{CommonName: n},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+			KeyUsage:    x509.KeyUsageDigitalSignature,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kb, _ := x509.MarshalECPrivateKey(key)
+		os.WriteFile(filepath.Join(dir, n+".crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+		os.WriteFile(filepath.Join(dir, n+".key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	}
+	return ca
+}
+
+// echoNamed accepts connections, writes its name and a newline, then
+// echoes everything back.
+func echoNamed(t *testing.T, name string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.Write([]byte(name + "\n"))
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// echoTrip connects to addr, sends data, half-closes and returns the
+// name line and the echoed bytes.
+func echoTrip(t *testing.T, addr string, data []byte) (string, []byte) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	go func() {
+		c.Write(data)
+		c.(*net.TCPConn).CloseWrite()
+	}()
+	all, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("read: %v (after %d bytes)", err, len(all))
+	}
+	name, rest, _ := bytes.Cut(all, []byte("\n"))
+	return string(name), rest
+}
+
+func TestISessionBetweenTwoSites(t *testing.T) {
+	dir := t.TempDir()
+	ca := isessionCerts(t, dir, "dc", "branch")
+	app, local := echoNamed(t, "app"), echoNamed(t, "local")
+	dcPort, appPort, vipPort := freePort(t), freePort(t), freePort(t)
+	dc := startEngine(t, fmtYAML(`
+isession:
+	cert: %[1]s/dc.crt
+	key: %[1]s/dc.key
+	ca: %[2]s
+	listen: 127.0.0.1:%[3]d
+	profile: dc
+profiles:
+	isession:
+		dc:
+			target_virtual: app
+pools:
+	backend:
+		members: [{address: %[4]s}]
+virtuals:
+	app:
+		destination: 127.0.0.1:%[5]d
+		type: tcp
+		pool: backend
+`, dir, ca, dcPort, app, appPort))
+	branchYAML := fmtYAML(`
+isession:
+	cert: %[1]s/branch.crt
+	key: %[1]s/branch.key
+	ca: %[2]s
+pools:
+	sites:
+		members: [{address: 127.0.0.1:%[3]d}]
+		passive: {enabled: false}
+	local:
+		members: [{address: %[4]s}]
+virtuals:
+	remote:
+		destination: 127.0.0.1:%[5]d
+		type: tcp
+		isession: isession
+		isession_endpoints: sites
+		pool: local
+`, dir, ca, dcPort, local, vipPort)
+	br := startEngine(t, branchYAML)
+	vip := fmt.Sprintf("127.0.0.1:%d", vipPort)
+
+	// Repetitive data through the tunnel, byte-exact, twice over one tunnel.
+	data := bytes.Repeat([]byte("versions of one file, over and over; "), 60000)
+	for i := range 2 {
+		name, got := echoTrip(t, vip, data)
+		if name != "app" || !bytes.Equal(got, data) {
+			t.Fatalf("round %d: served by %q, %d of %d bytes back", i, name, len(got), len(data))
+		}
+	}
+	st := br.ISessions().Pools["isession"]
+	if st.Dials != 1 || len(st.Tunnels) != 1 {
+		t.Fatalf("tunnel not reused: %+v", st)
+	}
+	tu := st.Tunnels[0]
+	if tu.Peer != "dc" || tu.Mux.RawOut < uint64(2*len(data)) || tu.Mux.WireOut > tu.Mux.RawOut/10 {
+		t.Fatalf("tunnel stats: peer %q raw %d wire %d (%s)", tu.Peer, tu.Mux.RawOut, tu.Mux.WireOut, tu.Outcome)
+	}
+	if l := dc.ISessions().Listener; l == nil || l.Accepted != 1 || l.Streams != 2 {
+		t.Fatalf("listener stats %+v", l)
+	}
+	if n := br.vstats["remote"].ISession.Tunneled.Load(); n != 2 {
+		t.Fatalf("tunneled %d", n)
+	}
+
+	// The data center goes away: the branch serves from its local pool.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	dc.Close(ctx)
+	cancel()
+	waitFor(t, "tunnel closed", 5*time.Second, func() bool { return len(br.ISessions().Pools["isession"].Tunnels) == 0 })
+	name, got := echoTrip(t, vip, []byte("hello"))
+	if name != "local" || string(got) != "hello" {
+		t.Fatalf("fallback: served by %q, got %q", name, got)
+	}
+	if n := br.vstats["remote"].ISession.LocalFallback.Load(); n != 1 {
+		t.Fatalf("fallbacks %d", n)
+	}
+}
