@@ -244,23 +244,23 @@ func (e *Engine) prepareTerminator(cfg *config.Config) (commit, discard func(), 
 			e.resolveTarget, dialer(nil), e.log.With("isession", "listener"))
 	}
 	return func() {
-		st.cfg.Store(cfg)
-		if st.ln != nil {
-			st.ln.Close()
-		}
-		if st.term != nil {
-			go st.term.Close()
-		}
-		st.ln, st.term, st.lnKey = ln, term, key
-		if term != nil {
-			e.log.Info("iSession listener up", "address", ln.Addr().String(), "profile", is.Profile)
-			go term.Serve(ln)
-		}
-	}, func() {
-		if ln != nil {
-			ln.Close()
-		}
-	}, nil
+			st.cfg.Store(cfg)
+			if st.ln != nil {
+				st.ln.Close()
+			}
+			if st.term != nil {
+				go st.term.Close()
+			}
+			st.ln, st.term, st.lnKey = ln, term, key
+			if term != nil {
+				e.log.Info("iSession listener up", "address", ln.Addr().String(), "profile", is.Profile)
+				go term.Serve(ln)
+			}
+		}, func() {
+			if ln != nil {
+				ln.Close()
+			}
+		}, nil
 }
 
 // resolveTarget is the data-center end's target-virtual policy.
