@@ -225,6 +225,12 @@ func (c *Client) Mirroring(ctx context.Context, out any) error {
 	return c.do(ctx, http.MethodGet, "/api/v1/mirroring", nil, nil, out)
 }
 
+// ISessions reads the iSession tunnels' state (GET /api/v1/isessions)
+// into out (the engine's ISessionStats).
+func (c *Client) ISessions(ctx context.Context, out any) error {
+	return c.do(ctx, http.MethodGet, "/api/v1/isessions", nil, nil, out)
+}
+
 // SyncStatus reads config sync's state (GET /api/v1/sync) into out (the
 // configsync package's Status).
 func (c *Client) SyncStatus(ctx context.Context, out any) error {

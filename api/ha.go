@@ -65,6 +65,14 @@ func (h *handler) mirrorStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, h.mirroring.MirrorStatus())
 }
 
+func (h *handler) isessionStatus(w http.ResponseWriter, r *http.Request) {
+	if h.isessions == nil {
+		writeError(w, http.StatusNotFound, "iSession is not available on this device", nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, h.isessions())
+}
+
 func (h *handler) syncStatus(w http.ResponseWriter, r *http.Request) {
 	if h.sync == nil {
 		writeError(w, http.StatusNotFound, "no device group is configured on this device", nil)

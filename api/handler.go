@@ -45,6 +45,9 @@ type Options struct {
 	Mirroring Mirroring
 	// Sync, when set, serves GET and POST /api/v1/sync.
 	Sync Sync
+	// ISessions, when set, serves GET /api/v1/isessions: the iSession
+	// tunnels' state (the engine's ISessionStats).
+	ISessions func() any
 }
 
 // ErrorResponse is the body of every API error.
@@ -104,6 +107,7 @@ type handler struct {
 	ha        HA
 	mirroring Mirroring
 	sync      Sync
+	isessions func() any
 	m         *Metrics
 	log       *slog.Logger
 	tokenHash *[sha256.Size]byte // nil: no authentication
@@ -116,7 +120,7 @@ func NewHandler(b Backend, m *Metrics, opt Options) http.Handler {
 	if m == nil {
 		m = NewMetrics(b)
 	}
-	h := &handler{b: b, m: m, log: opt.Log, ha: opt.HA, mirroring: opt.Mirroring, sync: opt.Sync}
+	h := &handler{b: b, m: m, log: opt.Log, ha: opt.HA, mirroring: opt.Mirroring, sync: opt.Sync, isessions: opt.ISessions}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -148,6 +152,7 @@ func NewHandler(b Backend, m *Metrics, opt Options) http.Handler {
 		{"/api/v1/ha", map[string]http.HandlerFunc{"GET": h.haStatus}},
 		{"/api/v1/mirroring", map[string]http.HandlerFunc{"GET": h.mirrorStatus}},
 		{"/api/v1/sync", map[string]http.HandlerFunc{"GET": h.syncStatus, "POST": h.syncRun}},
+		{"/api/v1/isessions", map[string]http.HandlerFunc{"GET": h.isessionStatus}},
 		{"/api/v1/traffic-groups/{name}/failover", map[string]http.HandlerFunc{"POST": h.failover}},
 		{"/metrics", map[string]http.HandlerFunc{"GET": promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{
 			// One bad series (say two pools reported under one name) must

@@ -42,6 +42,16 @@ type VirtualStatus struct {
 	FastL4 *FastL4Status `json:"fastl4,omitempty"`
 	// Mirror counts a mirrored virtual's connections (nil when mirror is off).
 	Mirror *MirrorCounts `json:"mirror,omitempty"`
+	// ISession counts an iSession virtual's connections (nil without isession).
+	ISession *ISessionCounts `json:"isession,omitempty"`
+}
+
+// ISessionCounts are an iSession virtual's connections by where they went.
+type ISessionCounts struct {
+	Profile       string `json:"profile"`
+	Tunneled      uint64 `json:"tunneled"`       // through a tunnel
+	LocalFallback uint64 `json:"local_fallback"` // served from the local pool: no tunnel could be set up
+	Refused       uint64 `json:"refused"`        // no tunnel and no local pool
 }
 
 // MirrorCounts are a mirrored virtual's connections by what mirroring did

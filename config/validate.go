@@ -831,7 +831,7 @@ func (v *validator) virtuals() {
 		var pool *Pool
 		if vs.Pool == "" && vs.ISession == "" {
 			v.errorf(path+".pool", "pool is required: the pool this virtual sends connections to")
-		} else if refCheck(v, path+".pool", "pool", vs.Pool, c.Pools) {
+		} else if vs.Pool != "" && refCheck(v, path+".pool", "pool", vs.Pool, c.Pools) {
 			pool = c.Pools[vs.Pool]
 		}
 		if vs.ConnectionLimit < 0 {

@@ -41,7 +41,8 @@ func (e *Engine) Virtuals() []api.VirtualStatus {
 		switch {
 		case !enabled:
 			vs.Availability = "disabled"
-		case pools[v.Pool] != nil && pools[v.Pool].AvailableCount() > 0:
+		case pools[v.Pool] != nil && pools[v.Pool].AvailableCount() > 0,
+			v.ISession != "" && pools[v.ISessionEndpoints] != nil && pools[v.ISessionEndpoints].AvailableCount() > 0:
 			vs.Availability = "available"
 		default:
 			vs.Availability = "offline"
@@ -69,6 +70,11 @@ func (e *Engine) Virtuals() []api.VirtualStatus {
 				vs.Mirror = &api.MirrorCounts{Mirrored: m.Mirrored.Load(), Unmirrored: m.Unmirrored.Load(), Lost: m.Lost.Load(),
 					Restored: m.Restored.Load(), Resets: m.Resets.Load(), ResetHalfClosed: m.ResetHalfClosed.Load(), HandedOver: m.HandedOver.Load(),
 					Remirrored: m.Remirrored.Load()}
+			}
+			if v.ISession != "" {
+				is := &st.ISession
+				vs.ISession = &api.ISessionCounts{Profile: v.ISession, Tunneled: is.Tunneled.Load(),
+					LocalFallback: is.LocalFallback.Load(), Refused: is.Refused.Load()}
 			}
 		}
 		out = append(out, vs)

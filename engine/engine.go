@@ -335,6 +335,7 @@ func New(opt Options) *Engine {
 			Help: "New persistence records not stored because the table was full (limits.persistence_records); those clients were balanced without persistence."},
 			func() float64 { return float64(e.persists.Refused()) }),
 	)
+	e.registerISessionMetrics()
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.bg.Add(2)
 	go func() { defer e.bg.Done(); e.conns.Run(e.ctx, time.Second) }()

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"sync/atomic"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/fulcrum-adc/fulcrum/config"
 	"github.com/fulcrum-adc/fulcrum/isession"
 	"github.com/fulcrum-adc/fulcrum/isession/codec"
@@ -290,16 +292,23 @@ func (e *Engine) resolveTarget(t isession.Target) (netip.AddrPort, string, bool)
 	case "match_all":
 		names := cfg.VirtualNames()
 		slices.Sort(names)
-		for _, name := range names {
-			v := cfg.Virtuals[name]
-			if (v.Enabled != nil && !*v.Enabled) || v.ISession != "" || (v.Type != "tcp" && v.Type != "http" && v.Type != "fastl4") {
-				continue
+		// A virtual on the exact address first, then one listening on
+		// every address of the family (0.0.0.0 or ::).
+		for _, wildcard := range []bool{false, true} {
+			for _, name := range names {
+				v := cfg.Virtuals[name]
+				if (v.Enabled != nil && !*v.Enabled) || v.ISession != "" || (v.Type != "tcp" && v.Type != "http" && v.Type != "fastl4") {
+					continue
+				}
+				d, err := config.ParseDestination(v.Destination)
+				if err != nil || (t.Dst.Port() != 0 && d.Port() != t.Dst.Port()) {
+					continue
+				}
+				da, ta := d.Addr().Unmap(), t.Dst.Addr().Unmap()
+				if (!wildcard && da == ta) || (wildcard && da.IsUnspecified() && da.Is4() == ta.Is4()) {
+					return local(name)
+				}
 			}
-			d, err := config.ParseDestination(v.Destination)
-			if err != nil || d.Addr().Unmap() != t.Dst.Addr().Unmap() || (t.Dst.Port() != 0 && d.Port() != t.Dst.Port()) {
-				continue
-			}
-			return local(name)
 		}
 	default:
 		return local(p.TargetVirtual)
@@ -353,3 +362,49 @@ func (e *Engine) closeISession() {
 		term.Close()
 	}
 }
+
+// registerISessionMetrics exports the tunnels: connections per fate
+// (counters, per virtual), and the live tunnel connections with their
+// byte counts so far (gauges: a tunnel's counts leave with it).
+func (e *Engine) registerISessionMetrics() {
+	fate := func(name, help string, get func(*virtualStatsView) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 {
+			var n uint64
+			e.mu.Lock()
+			for _, st := range e.vstats {
+				n += get(&virtualStatsView{st.ISession.Tunneled.Load(), st.ISession.LocalFallback.Load(), st.ISession.Refused.Load()})
+			}
+			e.mu.Unlock()
+			return float64(n)
+		})
+	}
+	live := func(name, help string, get func(isession.Stats) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 {
+			var v float64
+			st := e.ISessions()
+			for _, p := range st.Pools {
+				for _, t := range p.Tunnels {
+					v += get(t)
+				}
+			}
+			if st.Listener != nil {
+				for _, t := range st.Listener.Tunnels {
+					v += get(t)
+				}
+			}
+			return v
+		})
+	}
+	e.metrics.Registry().MustRegister(
+		fate("fulcrum_isession_tunneled_connections_total", "Client connections sent through an iSession tunnel.", func(v *virtualStatsView) uint64 { return v.tunneled }),
+		fate("fulcrum_isession_local_fallback_total", "Client connections of iSession virtuals served from the local pool because no tunnel could be set up.", func(v *virtualStatsView) uint64 { return v.fallback }),
+		fate("fulcrum_isession_refused_total", "Client connections of iSession virtuals refused: no tunnel and no local pool.", func(v *virtualStatsView) uint64 { return v.refused }),
+		live("fulcrum_isession_tunnels", "iSession tunnel connections up (both ends).", func(t isession.Stats) float64 { return 1 }),
+		live("fulcrum_isession_streams_open", "Inner connections open in iSession tunnels.", func(t isession.Stats) float64 { return float64(t.Mux.StreamsOpen) }),
+		live("fulcrum_isession_live_raw_bytes_sent", "Bytes sent into the live tunnel connections before optimization.", func(t isession.Stats) float64 { return float64(t.Mux.RawOut) }),
+		live("fulcrum_isession_live_wire_bytes_sent", "Bytes the live tunnel connections sent after optimization (before TLS).", func(t isession.Stats) float64 { return float64(t.Mux.WireOut) }),
+		live("fulcrum_isession_live_dedup_refs_sent", "Chunks the live tunnel connections sent as de-duplication references.", func(t isession.Stats) float64 { return float64(t.DedupOut.Refs) }),
+	)
+}
+
+type virtualStatsView struct{ tunneled, fallback, refused uint64 }

@@ -13,10 +13,13 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/fulcrum-adc/fulcrum/isession"
 )
 
 // isessionCerts writes a CA and certificates for names signed by it (both
@@ -179,5 +182,74 @@ virtuals:
 	}
 	if n := br.vstats["remote"].ISession.LocalFallback.Load(); n != 1 {
 		t.Fatalf("fallbacks %d", n)
+	}
+}
+
+func TestISessionTargetPolicy(t *testing.T) {
+	dir := t.TempDir()
+	ca := isessionCerts(t, dir, "dc")
+	src := func(target string) string {
+		return fmtYAML(`
+isession:
+	cert: %[1]s/dc.crt
+	key: %[1]s/dc.key
+	ca: %[2]s
+	listen: 127.0.0.1:%[3]d
+profiles:
+	isession:
+		isession:
+			target_virtual: %[4]s
+pools:
+	p:
+		members: [{address: 127.0.0.1:9}]
+virtuals:
+	web:
+		destination: 127.0.0.1:%[5]d
+		type: http
+		pool: p
+	any:
+		destination: 0.0.0.0:%[6]d
+		type: tcp
+		pool: p
+	off:
+		destination: 127.0.0.2:%[5]d
+		type: tcp
+		pool: p
+		enabled: false
+`, dir, ca, freePort(t), target, freePort(t), freePort(t))
+	}
+	e := startEngine(t, src("match_all"))
+	cfg := e.isession.cfg.Load()
+	web, _ := netip.ParseAddrPort(cfg.Virtuals["web"].Destination)
+	anyd, _ := netip.ParseAddrPort(cfg.Virtuals["any"].Destination)
+	off, _ := netip.ParseAddrPort(cfg.Virtuals["off"].Destination)
+	tg := func(dst netip.AddrPort) isession.Target {
+		return isession.Target{Dst: dst, Src: netip.MustParseAddrPort("192.0.2.1:1000")}
+	}
+	for _, c := range []struct {
+		dst      netip.AddrPort
+		want     netip.AddrPort
+		via      string
+		resolved bool
+	}{
+		{web, web, "virtual web", true},
+		{netip.AddrPortFrom(web.Addr(), 0), web, "virtual web", true}, // port transparency off: any port of the address
+		{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.5"), anyd.Port()), netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), anyd.Port()), "virtual any", true},
+		{off, off, "original destination", true}, // disabled virtuals do not match
+		{netip.MustParseAddrPort("127.0.0.9:4000"), netip.MustParseAddrPort("127.0.0.9:4000"), "original destination", true},
+		{netip.MustParseAddrPort("[2001:db8::9]:0"), netip.AddrPort{}, "", false}, // nothing matches, no port to go to
+	} {
+		got, via, ok := e.resolveTarget(tg(c.dst))
+		if got != c.want || via != c.via || ok != c.resolved {
+			t.Errorf("%v: got %v %q %v, want %v %q %v", c.dst, got, via, ok, c.want, c.via, c.resolved)
+		}
+	}
+	e2 := startEngine(t, src("web"))
+	if got, via, _ := e2.resolveTarget(tg(netip.MustParseAddrPort("127.0.0.9:4000"))); via != "virtual web" || got.Port() == 4000 {
+		t.Errorf("named: %v %q", got, via)
+	}
+	e3 := startEngine(t, src("none"))
+	if got, via, _ := e3.resolveTarget(tg(web)); via != "original destination" || got != web {
+		t.Errorf("none: %v %q", got, via)
 	}
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/fulcrum-adc/fulcrum/api"
 	"github.com/fulcrum-adc/fulcrum/config"
 	"github.com/fulcrum-adc/fulcrum/configsync"
+	"github.com/fulcrum-adc/fulcrum/engine"
 	"github.com/fulcrum-adc/fulcrum/ha"
 	"github.com/fulcrum-adc/fulcrum/mirror"
 )
@@ -357,8 +358,10 @@ func (c *apiCLI) show(args []string) int {
 		what = "mirroring"
 	case "sync", "config-sync":
 		what = "sync"
+	case "isessions", "isession", "tunnels":
+		what = "isessions"
 	default:
-		return c.usageError(fs, "cannot show %q: want virtuals, pools, connections, persistence, config, devices, traffic-groups, mirroring or sync", what)
+		return c.usageError(fs, "cannot show %q: want virtuals, pools, connections, persistence, config, devices, traffic-groups, mirroring, sync or isessions", what)
 	}
 	pos, err := c.parse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -431,6 +434,11 @@ func (c *apiCLI) show(args []string) int {
 		var st mirror.Status
 		if err = cl.Mirroring(ctx, &st); err == nil {
 			return c.showMirroring(&st, *out)
+		}
+	case "isessions":
+		var st engine.ISessionStats
+		if err = cl.ISessions(ctx, &st); err == nil {
+			return c.showISessions(&st, *out)
 		}
 	case "config":
 		// YAML as applied, secrets redacted: the same whatever -o says.
