@@ -365,6 +365,14 @@ func TestWindowAutoTune(t *testing.T) {
 	if s.Stats().WindowGrowths == 0 {
 		t.Fatal("no growth counted")
 	}
+	// A later stream on the same session starts at the tuned window, and
+	// its sender is told at once (a WINDOW right behind the OPEN).
+	st2, _ := c.OpenData(context.Background(), nil, []byte("x"))
+	b2, _ := s.Accept()
+	if w := b2.Window(); w < a2.Window() {
+		t.Fatalf("new stream's window %d, tuned %d", w, a2.Window())
+	}
+	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return st2.sendWindow >= a2.Window()-1 }, "credit not granted to the new stream")
 }
 
 func TestDeadlinesAndClose(t *testing.T) {

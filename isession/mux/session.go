@@ -117,6 +117,7 @@ type Session struct {
 	goAwayIn   bool      // the peer will accept no new streams
 	goAwayOut  bool      // this end accepts no new streams
 	growth     int       // window growth granted beyond initial windows
+	tuned      int       // the largest window auto-tuning reached: new streams start there
 	err        error     // why the session closed
 	lastRecv   time.Time
 	pingWait   []pingWaiter
@@ -458,6 +459,11 @@ func (s *Session) fill(out []byte) []byte {
 		var consumed int
 		out, consumed = s.frame(out, st, open, data[:n], final, fin)
 		s.mu.Lock()
+		if open && st.openCredit > 0 {
+			out = appendWindow(out, st.id, uint32(st.openCredit))
+			st.openCredit = 0
+			s.c.framesOut.Add(1)
+		}
 		if st.reset {
 			// Reset while the frame was built: it goes out all the same
 			// (the peer's decoder must see every encoded payload) and is
@@ -734,6 +740,11 @@ func (s *Session) handleData(h header, p, buf []byte) ([]byte, error) {
 		default:
 			st = s.newStream(h.stream, append([]byte(nil), hdr...), false)
 			st.openSent = true
+			if st.openCredit > 0 {
+				s.ctrl = appendWindow(s.ctrl, st.id, uint32(st.openCredit))
+				st.openCredit = 0
+				s.kick()
+			}
 			s.streams[st.id] = st
 			s.peerOpen++
 			opened = true

@@ -31,6 +31,9 @@ type Stream struct {
 	lastCred  time.Time
 	grown     int // window beyond the initial one, from the session budget
 	recvFIN   bool
+	// openCredit is credit beyond the initial window granted at creation,
+	// not yet sent (it follows the OPEN frame).
+	openCredit int
 
 	readClosed  bool
 	writeClosed bool
@@ -42,8 +45,14 @@ type Stream struct {
 	rch, wch chan struct{}
 }
 
+// newStream makes a stream. s.mu held. A new stream's receive window
+// starts at the largest window auto-tuning has reached on this session
+// (the path is the same for every stream), as far as the growth budget
+// allows: the credit beyond the initial window the peer assumes goes out
+// in a WINDOW frame right after the stream's OPEN, so even a stream's
+// first round trip can fill the path.
 func (s *Session) newStream(id uint32, hdr []byte, local bool) *Stream {
-	return &Stream{
+	st := &Stream{
 		s: s, id: id, hdr: hdr, local: local,
 		sendWindow: s.opt.PeerInitialWindow,
 		recvAvail:  s.opt.InitialWindow,
@@ -51,6 +60,14 @@ func (s *Session) newStream(id uint32, hdr []byte, local bool) *Stream {
 		rch:        make(chan struct{}, 1),
 		wch:        make(chan struct{}, 1),
 	}
+	if extra := min(s.tuned-st.window, s.opt.SessionWindow-s.growth); extra > 0 {
+		st.window += extra
+		st.recvAvail += extra
+		st.grown += extra
+		s.growth += extra
+		st.openCredit = extra
+	}
+	return st
 }
 
 // ID is the stream's ID on the wire.
@@ -164,6 +181,7 @@ func (s *Session) creditLocked(st *Stream) {
 			st.window += grow
 			st.grown += grow
 			s.growth += grow
+			s.tuned = max(s.tuned, st.window)
 			s.c.growths.Add(1)
 		} else {
 			grow = 0
