@@ -13,7 +13,7 @@ class El {
   get textContent() { return this._text + this.children.map(c => c.textContent).join(' '); }
 }
 const ids = {};
-for (const id of ['status', 'login', 'token', 'msg', 'virtuals', 'pools', 'ha', 'hasection']) ids[id] = new El('div');
+for (const id of ['status', 'login', 'token', 'msg', 'virtuals', 'pools', 'ha', 'hasection', 'isessions', 'issection']) ids[id] = new El('div');
 global.document = {
   getElementById: id => ids[id],
   createElement: t => new El(t),
