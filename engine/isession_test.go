@@ -253,3 +253,100 @@ virtuals:
 		t.Errorf("none: %v %q", got, via)
 	}
 }
+
+// TestISessionEndpointFailover: one data-center endpoint refuses, the
+// other serves; every connection gets through (the failed endpoint is
+// reselected away from and charged as the member that failed), and the
+// tunnel is set up once.
+func TestISessionEndpointFailover(t *testing.T) {
+	dir := t.TempDir()
+	ca := isessionCerts(t, dir, "dc", "branch")
+	app := echoNamed(t, "app")
+	dcPort, appPort, vipPort := freePort(t), freePort(t), freePort(t)
+	startEngine(t, fmtYAML(`
+isession:
+	cert: %[1]s/dc.crt
+	key: %[1]s/dc.key
+	ca: %[2]s
+	listen: 127.0.0.1:%[3]d
+profiles:
+	isession:
+		isession:
+			target_virtual: app
+pools:
+	backend:
+		members: [{address: %[4]s}]
+virtuals:
+	app:
+		destination: 127.0.0.1:%[5]d
+		type: tcp
+		pool: backend
+`, dir, ca, dcPort, app, appPort))
+	dead := refusingAddr(t)
+	br := startEngine(t, fmtYAML(`
+isession:
+	cert: %[1]s/branch.crt
+	key: %[1]s/branch.key
+	ca: %[2]s
+pools:
+	sites:
+		members: [{address: %[3]s}, {address: 127.0.0.1:%[4]d}]
+virtuals:
+	remote:
+		destination: 127.0.0.1:%[5]d
+		type: tcp
+		isession: isession
+		isession_endpoints: sites
+`, dir, ca, dead, dcPort, vipPort))
+	vip := fmt.Sprintf("127.0.0.1:%d", vipPort)
+	for i := range 6 {
+		if name, got := echoTrip(t, vip, []byte("x")); name != "app" || string(got) != "x" {
+			t.Fatalf("connection %d: %q %q", i, name, got)
+		}
+	}
+	st := br.ISessions().Pools["isession"]
+	if len(st.Tunnels) != 1 || st.DialFailures == 0 {
+		t.Fatalf("pool %+v", st)
+	}
+	var deadErrors uint64
+	for _, p := range br.Pools() {
+		for _, m := range p.Members {
+			if m.Address == dead {
+				deadErrors = m.Errors
+			}
+		}
+	}
+	if deadErrors == 0 {
+		t.Fatal("the refusing endpoint was not charged")
+	}
+	// Without any endpoint and without a local pool: refused and counted.
+	br2 := startEngine(t, fmtYAML(`
+isession:
+	cert: %[1]s/branch.crt
+	key: %[1]s/branch.key
+	ca: %[2]s
+pools:
+	sites:
+		members: [{address: %[3]s}]
+virtuals:
+	remote:
+		destination: 127.0.0.1:%[4]d
+		type: tcp
+		isession: isession
+		isession_endpoints: sites
+`, dir, ca, dead, freePort(t)))
+	var addr string
+	for _, v := range br2.Virtuals() {
+		addr = v.Destination
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, _ := c.Read(make([]byte, 1)); n != 0 {
+		t.Fatal("served without a tunnel or a local pool")
+	}
+	c.Close()
+	waitFor(t, "refusal counted", 5*time.Second, func() bool { return br2.vstats["remote"].ISession.Refused.Load() == 1 })
+}
