@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -109,6 +110,13 @@ type wanBench struct {
 
 func newWANBench(b *testing.B, cfg testnet.WANConfig, objects [][]byte, dedupCache int64) *wanBench {
 	w := &wanBench{b: b, wan: testnet.NewWAN(b, cfg), objects: objects, ca: newCA(b)}
+	if os.Getenv("FULCRUM_ISESSION_SSAI") == "0" {
+		for _, ns := range []*testnet.NS{w.wan.Client, w.wan.Server} {
+			if err := ns.SetSysctl("net.ipv4.tcp_slow_start_after_idle", "0"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 	srv := w.wan.ServerAddr.String()
 	w.orig = origin(b, w.wan.Server, srv+":0", objects)
 	origAP := netip.MustParseAddrPort(w.orig)
@@ -209,6 +217,15 @@ func (w *wanBench) get(v string, n int) error {
 	return fmt.Errorf("unknown variant %s", v)
 }
 
+// variants are the named ones, or those FULCRUM_ISESSION_VARIANTS lists
+// (for exploring; published numbers come from runs of all).
+func variants(all ...string) []string {
+	if v := os.Getenv("FULCRUM_ISESSION_VARIANTS"); v != "" {
+		return strings.Split(v, ",")
+	}
+	return all
+}
+
 func scenarioOn(s string) bool {
 	v := os.Getenv("FULCRUM_ISESSION_BENCH")
 	return v == "" || strings.Contains(v, s)
@@ -232,24 +249,29 @@ func versionsOf(count int) [][]byte {
 	return out
 }
 
-// diskImage returns a synthetic VM disk image of size bytes: 4 KiB blocks,
-// 45 % zero, 25 % copies of a few hundred common blocks (libraries, the
-// same files in several places), 30 % unique (random).
+// diskImage returns a synthetic VM disk image of size bytes laid out as
+// extents of 64 KiB to 2 MiB, as file systems allocate: 45 % of them zero
+// (never-written space), 25 % copies of one of 64 common files (the same
+// libraries and packages in several places), 30 % unique (random) data.
 func diskImage(size int) []byte {
 	r := mrand.New(mrand.NewPCG(9, 9))
-	common := make([][]byte, 512)
+	common := make([][]byte, 64)
 	for i := range common {
-		common[i] = randomData(uint64(1000+i), 4096)
+		common[i] = randomData(uint64(1000+i), 256<<10+r.IntN(1792<<10))
 	}
 	img := make([]byte, size)
-	for off := 0; off < size; off += 4096 {
+	for off := 0; off < size; {
+		n := min(size-off, 64<<10+r.IntN(1984<<10))
 		switch x := r.IntN(100); {
 		case x < 45:
 		case x < 70:
-			copy(img[off:], common[r.IntN(len(common))])
+			f := common[r.IntN(len(common))]
+			n = min(size-off, len(f))
+			copy(img[off:], f)
 		default:
-			copy(img[off:], randomData(r.Uint64(), 4096))
+			copy(img[off:off+n], randomData(r.Uint64(), n))
 		}
+		off += n
 	}
 	return img
 }
@@ -277,18 +299,24 @@ func benchVersions(b *testing.B) {
 		b.Logf("100 objects of 1 MiB (versions of one incompressible file), 100 ms RTT, 1%% loss, 45 Mbit/s")
 		b.Logf("%-8s %8s %10s %12s", "variant", "objects", "seconds", "goodput Mbit/s")
 		res := map[string]float64{}
-		for _, v := range []string{"cubic", "bbr", "tls", "tunnel"} {
+		for _, v := range variants("cubic", "bbr", "tls", "tunnel") {
 			n := len(objs)
 			if v == "cubic" {
 				n = 5
 			}
 			start := time.Now()
+			per := make([]time.Duration, 0, n)
 			for i := range n {
+				t0 := time.Now()
 				if err := w.get(v, i); err != nil {
 					b.Fatalf("%s object %d: %v", v, i, err)
 				}
+				per = append(per, time.Since(t0))
 			}
 			d := time.Since(start)
+			slices.Sort(per)
+			b.Logf("%-8s per object: min %v, median %v, p90 %v, max %v", v, per[0].Round(time.Millisecond),
+				per[len(per)/2].Round(time.Millisecond), per[len(per)*9/10].Round(time.Millisecond), per[len(per)-1].Round(time.Millisecond))
 			mbit := float64(n<<20) * 8 / d.Seconds() / 1e6
 			res[v] = mbit
 			b.Logf("%-8s %8d %10.2f %12.2f", v, n, d.Seconds(), mbit)
@@ -378,6 +406,7 @@ func benchRequests(b *testing.B) {
 
 func (w *wanBench) logTunnel() {
 	for _, t := range w.pool.Stats().Tunnels {
+		w.b.Logf("tunnel: RTT %v (mux %v), window growths %d, stalls %d", t.TCPRTT, t.Mux.RTT, t.Mux.WindowGrowths, t.Mux.WindowStalls)
 		w.b.Logf("tunnel: %s; raw out %d in %d, wire out %d in %d; dedup refs in %d of %d chunks; codecs %v; skipped %d",
 			t.Outcome, t.Mux.RawOut, t.Mux.RawIn, t.Mux.WireOut, t.Mux.WireIn, t.DedupIn.Refs, t.DedupIn.Chunks, t.Codecs, t.Skipped)
 	}

@@ -54,11 +54,11 @@ func (q *queue) push(p []byte) {
 func (q *queue) pop(n int) {
 	q.off += n
 	if q.off == len(q.b) {
+		// Keep the array: a stream that drained its queue usually fills it
+		// again at once, and the window bounds its size. It goes with the
+		// stream (reset).
 		q.off = 0
 		q.b = q.b[:0]
-		if cap(q.b) > 4<<20 && q.pinned == nil {
-			q.b, q.spare = nil, nil // a burst is over: give large arrays back
-		}
 	}
 }
 
