@@ -74,7 +74,9 @@ func origin(b *testing.B, ns *testnet.NS, addr string, objects [][]byte) string 
 func setCC(cc string) func(network, address string, c syscall.RawConn) error {
 	return func(network, address string, c syscall.RawConn) error {
 		var serr error
-		c.Control(func(fd uintptr) { serr = syscall.SetsockoptString(int(fd), syscall.IPPROTO_TCP, syscall.TCP_CONGESTION, cc) })
+		c.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptString(int(fd), syscall.IPPROTO_TCP, syscall.TCP_CONGESTION, cc)
+		})
 		return serr
 	}
 }
