@@ -457,7 +457,18 @@ func (s *Session) fill(out []byte) []byte {
 			}
 		}
 		var consumed int
-		out, consumed = s.frame(out, st, open, data[:n], final, fin)
+		var ferr error
+		out, consumed, ferr = s.frame(out, st, open, data[:n], final, fin)
+		if ferr != nil {
+			// The encoder broke its contract: a bug on this end. Nothing
+			// sent after it could be decoded; end this session, not the
+			// process.
+			s.mu.Lock()
+			st.send.unpin()
+			s.mu.Unlock()
+			s.CloseWithError(ferr)
+			return out[:0]
+		}
 		s.mu.Lock()
 		if open && st.openCredit > 0 {
 			out = appendWindow(out, st.id, uint32(st.openCredit))
@@ -491,7 +502,7 @@ func (s *Session) fill(out []byte) []byte {
 }
 
 // frame appends one OPEN or DATA frame of st carrying (a prefix of) data.
-func (s *Session) frame(out []byte, st *Stream, open bool, data []byte, final, fin bool) ([]byte, int) {
+func (s *Session) frame(out []byte, st *Stream, open bool, data []byte, final, fin bool) ([]byte, int, error) {
 	typ := uint8(typeData)
 	if open {
 		typ = typeOpen
@@ -522,11 +533,11 @@ func (s *Session) frame(out []byte, st *Stream, open bool, data []byte, final, f
 	length := len(out) - h - headerLen
 	if body := length - headerBytes(open, st); body > s.opt.MaxFrame || body > len(data)+maxExpansion(len(data)) {
 		// An encoder broke its expansion bound: a bug, not a peer's fault.
-		panic(fmt.Sprintf("mux: %d bytes encoded to %d, beyond the bound or frame size %d", len(data), body, s.opt.MaxFrame))
+		return out, 0, fmt.Errorf("mux: internal error: %d bytes encoded to %d, beyond the bound or frame size %d", len(data), body, s.opt.MaxFrame)
 	}
 	putLength(out[h:], length)
 	out[h+4] = flags
-	return out, consumed
+	return out, consumed, nil
 }
 
 // headerBytes is the size of an OPEN frame's header part.
