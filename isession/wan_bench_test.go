@@ -108,6 +108,7 @@ type wanBench struct {
 	term     *Terminator
 	ca       *testCA
 	tunnelEP netip.AddrPort
+	newPool  func() *Pool
 }
 
 func newWANBench(b *testing.B, cfg testnet.WANConfig, objects [][]byte, dedupCache int64) *wanBench {
@@ -171,8 +172,9 @@ func newWANBench(b *testing.B, cfg testnet.WANConfig, objects [][]byte, dedupCac
 	b.Cleanup(func() { iln.Close(); w.term.Close() })
 	cs := settings(w.ca.tlsFor(b, "branch"), "branch")
 	cs.DedupCache = dedupCache
-	w.pool = NewPool(cs, Reuse{}, dialIn(w.wan.Client, "bbr"), nil)
-	b.Cleanup(w.pool.Close)
+	w.newPool = func() *Pool { return NewPool(cs, Reuse{}, dialIn(w.wan.Client, "bbr"), nil) }
+	w.pool = w.newPool()
+	b.Cleanup(func() { w.pool.Close() })
 	endpoint := netip.MustParseAddrPort(iln.Addr().String())
 	w.tunnelEP = endpoint
 	return w
@@ -301,29 +303,55 @@ func benchVersions(b *testing.B) {
 		b.Logf("100 objects of 1 MiB (versions of one incompressible file), 100 ms RTT, 1%% loss, 45 Mbit/s")
 		b.Logf("%-8s %8s %10s %12s", "variant", "objects", "seconds", "goodput Mbit/s")
 		res := map[string]float64{}
-		for _, v := range variants("cubic", "bbr", "tls", "tunnel") {
+		for _, v := range variants("cubic", "bbr", "tls", "tunnel", "bbr-x4", "tunnel-x4") {
 			n := len(objs)
 			if v == "cubic" {
 				n = 5
 			}
+			base, par := v, 1
+			if strings.HasSuffix(v, "-x4") {
+				base, par = strings.TrimSuffix(v, "-x4"), 4
+			}
+			if v == "tunnel-x4" {
+				w.pool.Close() // a cold tunnel and cold caches, as for the sequential run
+				w.pool = w.newPool()
+			}
 			start := time.Now()
-			per := make([]time.Duration, 0, n)
+			per := make([]time.Duration, n)
+			next := make(chan int, n)
 			for i := range n {
-				t0 := time.Now()
-				if err := w.get(v, i); err != nil {
-					b.Fatalf("%s object %d: %v", v, i, err)
+				next <- i
+			}
+			close(next)
+			errs := make(chan error, par)
+			for range par {
+				go func() {
+					for i := range next {
+						t0 := time.Now()
+						if err := w.get(base, i); err != nil {
+							errs <- fmt.Errorf("%s object %d: %w", v, i, err)
+							return
+						}
+						per[i] = time.Since(t0)
+					}
+					errs <- nil
+				}()
+			}
+			for range par {
+				if err := <-errs; err != nil {
+					b.Fatal(err)
 				}
-				per = append(per, time.Since(t0))
 			}
 			d := time.Since(start)
 			slices.Sort(per)
-			b.Logf("%-8s per object: min %v, median %v, p90 %v, max %v", v, per[0].Round(time.Millisecond),
+			b.Logf("%-9s per object: min %v, median %v, p90 %v, max %v", v, per[0].Round(time.Millisecond),
 				per[len(per)/2].Round(time.Millisecond), per[len(per)*9/10].Round(time.Millisecond), per[len(per)-1].Round(time.Millisecond))
 			mbit := float64(n<<20) * 8 / d.Seconds() / 1e6
 			res[v] = mbit
-			b.Logf("%-8s %8d %10.2f %12.2f", v, n, d.Seconds(), mbit)
+			b.Logf("%-9s %8d %10.2f %12.2f", v, n, d.Seconds(), mbit)
 			b.ReportMetric(mbit, v+"-Mbit/s")
 		}
+		b.Logf("four at a time: tunnel vs bbr %.1fx", res["tunnel-x4"]/res["bbr-x4"])
 		b.Logf("tunnel vs cubic %.1fx, vs bbr %.1fx, vs per-connection TLS %.1fx", res["tunnel"]/res["cubic"], res["tunnel"]/res["bbr"], res["tunnel"]/res["tls"])
 		w.logTunnel()
 	}
