@@ -144,7 +144,7 @@ func (e *Engine) tunnelPoolFor(cfg *config.Config, name string, c *compiled) (*i
 		return tp.pool, nil
 	}
 	p := cfg.Profiles.ISession[name]
-	key := fmt.Sprintf("%+v|%+v|%s|%s|%s|%s", *p, derefBools(p), cfg.ISession.Cert, cfg.ISession.Key, cfg.ISession.CA, fileStamp(cfg.ISession.Cert, cfg.ISession.Key, cfg.ISession.CA))
+	key := profileKey(p) + fmt.Sprintf("|%s|%s|%s|%s", cfg.ISession.Cert, cfg.ISession.Key, cfg.ISession.CA, fileStamp(cfg.ISession.Cert, cfg.ISession.Key, cfg.ISession.CA))
 	if old := e.isession.pools[name]; old != nil && old.key == key {
 		c.tunnels[name] = old
 		return old.pool, nil
@@ -161,6 +161,15 @@ func (e *Engine) tunnelPoolFor(cfg *config.Config, name string, c *compiled) (*i
 	c.tunnels[name] = &tunnelPool{key: key, pool: pool}
 	c.newTunnels = append(c.newTunnels, pool)
 	return pool, nil
+}
+
+// profileKey is a profile's settings as a string that is equal exactly
+// when the settings are (pointer fields by value, not by address), so a
+// reload that changes nothing keeps the tunnels.
+func profileKey(p *config.ISessionProfile) string {
+	v := *p
+	v.Dedup, v.PortTransparency, v.Reuse, v.DataEncryption = nil, nil, nil, nil
+	return fmt.Sprintf("%+v|%v", v, derefBools(p))
 }
 
 func derefBools(p *config.ISessionProfile) [4]string {
@@ -210,7 +219,7 @@ func (e *Engine) prepareTerminator(cfg *config.Config) (commit, discard func(), 
 	if is.Listen != "" {
 		key = fmt.Sprintf("%s|%s|%d|%s|%s|%s|%s", is.Listen, is.Profile, is.MaxTunnels, is.Cert, is.Key, is.CA, fileStamp(is.Cert, is.Key, is.CA))
 		if p := cfg.Profiles.ISession[is.Profile]; p != nil {
-			key += fmt.Sprintf("|%+v|%v", *p, derefBools(p))
+			key += "|" + profileKey(p)
 		}
 	}
 	st := &e.isession

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fulcrum-adc/fulcrum/config"
 	"github.com/fulcrum-adc/fulcrum/isession"
 )
 
@@ -131,6 +132,9 @@ isession:
 	cert: %[1]s/branch.crt
 	key: %[1]s/branch.key
 	ca: %[2]s
+profiles:
+	isession:
+		wan: {dedup: true, reuse: true, port_transparency: true}
 pools:
 	sites:
 		members: [{address: 127.0.0.1:%[3]d}]
@@ -141,7 +145,7 @@ virtuals:
 	remote:
 		destination: 127.0.0.1:%[5]d
 		type: tcp
-		isession: isession
+		isession: wan
 		isession_endpoints: sites
 		pool: local
 `, dir, ca, dcPort, local, vipPort)
@@ -156,7 +160,7 @@ virtuals:
 			t.Fatalf("round %d: served by %q, %d of %d bytes back", i, name, len(got), len(data))
 		}
 	}
-	st := br.ISessions().Pools["isession"]
+	st := br.ISessions().Pools["wan"]
 	if st.Dials != 1 || len(st.Tunnels) != 1 {
 		t.Fatalf("tunnel not reused: %+v", st)
 	}
@@ -170,12 +174,27 @@ virtuals:
 	if n := br.vstats["remote"].ISession.Tunneled.Load(); n != 2 {
 		t.Fatalf("tunneled %d", n)
 	}
+	// A reload that changes nothing keeps the tunnel (and its caches).
+	before := br.isession.pools["wan"].pool
+	cfg, err := config.Parse([]byte(branchYAML), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := br.Apply(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if name, got := echoTrip(t, vip, data); name != "app" || !bytes.Equal(got, data) {
+		t.Fatal("after reload")
+	}
+	if st := br.ISessions().Pools["wan"]; st.Dials != 1 || br.isession.pools["wan"].pool != before {
+		t.Fatalf("a reload that changed nothing set the tunnels up again (%d setups)", st.Dials)
+	}
 
 	// The data center goes away: the branch serves from its local pool.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	dc.Close(ctx)
 	cancel()
-	waitFor(t, "tunnel closed", 5*time.Second, func() bool { return len(br.ISessions().Pools["isession"].Tunnels) == 0 })
+	waitFor(t, "tunnel closed", 5*time.Second, func() bool { return len(br.ISessions().Pools["wan"].Tunnels) == 0 })
 	name, got := echoTrip(t, vip, []byte("hello"))
 	if name != "local" || string(got) != "hello" {
 		t.Fatalf("fallback: served by %q, got %q", name, got)
