@@ -73,6 +73,7 @@ const showUsage = `usage: fulcrum show virtuals [NAME] [flags]
        fulcrum show traffic-groups [flags]     (where each traffic group is active, next active, generation)
        fulcrum show mirroring [flags]          (persistence mirroring per traffic group: peer, lag, snapshots)
        fulcrum show sync [flags]               (config sync: generations, who is ahead, behind or in conflict)
+       fulcrum show isessions [flags]          (iSession tunnels at both ends: peer, negotiated, bytes, dedup, RTT)
 
 Shows the state of a running Fulcrum (F5: tmsh show ltm virtual|pool,
 show sys connection, show ltm persistence persist-records). Flags may come
