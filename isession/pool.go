@@ -141,7 +141,7 @@ func (p *Pool) tunnel(ctx context.Context, endpoint netip.AddrPort) (*Tunnel, er
 			p.mu.Unlock()
 			return best.t, nil
 		}
-		if pe.dialing > 0 && (best == nil || live+pe.dialing >= p.reuse.Connections) {
+		if !p.reuse.Off && pe.dialing > 0 && (best == nil || live+pe.dialing >= p.reuse.Connections) {
 			// Someone is setting one up: wait for it rather than dial more.
 			ready := pe.ready
 			p.mu.Unlock()

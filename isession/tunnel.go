@@ -80,7 +80,7 @@ func (s *Settings) hello() *Hello {
 
 func (s *Settings) params() dedup.Params {
 	if s.DedupParams == (dedup.Params{}) {
-		return dedup.DefaultParams
+		return dedup.DefaultParams()
 	}
 	return s.DedupParams
 }

@@ -14,8 +14,8 @@ type Params struct {
 	Min, Avg, Max int // bytes; Avg a power of two
 }
 
-// DefaultParams: 2 KiB minimum, 8 KiB average, 64 KiB maximum chunks.
-var DefaultParams = Params{Min: 2 << 10, Avg: 8 << 10, Max: 64 << 10}
+// DefaultParams are 2 KiB minimum, 8 KiB average, 64 KiB maximum chunks.
+func DefaultParams() Params { return Params{Min: 2 << 10, Avg: 8 << 10, Max: 64 << 10} }
 
 // MinCache is the shortest chunk that is cached (and can be referenced):
 // below it a 17-byte reference saves too little to be worth an entry.

@@ -41,7 +41,7 @@ func versions(seed uint64, size, count int) [][]byte {
 }
 
 func pair(t testing.TB, budget int64) (*Encoder, *Decoder) {
-	e, err := NewEncoder(DefaultParams, budget)
+	e, err := NewEncoder(DefaultParams(), budget)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func stream(t *testing.T, e *Encoder, d *Decoder, datas [][]byte, seed uint64) (
 		if n > len(queued) || (final && n != len(queued)) {
 			t.Fatalf("consumed %d of %d (final %v)", n, len(queued), final)
 		}
-		if bound := n + 4*n/DefaultParams.Min + 5; len(enc) > bound {
+		if bound := n + 4*n/DefaultParams().Min + 5; len(enc) > bound {
 			t.Fatalf("%d bytes encoded to %d, beyond %d", n, len(enc), bound)
 		}
 		pending[i] += n
@@ -270,8 +270,8 @@ func TestParams(t *testing.T) {
 	data := random(9, 8<<20)
 	n, count := 0, 0
 	for off := 0; off < len(data); {
-		c, cut := DefaultParams.Cut(data[off:])
-		if cut && (c < DefaultParams.Min || c > DefaultParams.Max) {
+		c, cut := DefaultParams().Cut(data[off:])
+		if cut && (c < DefaultParams().Min || c > DefaultParams().Max) {
 			t.Fatalf("chunk of %d", c)
 		}
 		off += c
@@ -284,7 +284,7 @@ func TestParams(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	e, _ := NewEncoder(DefaultParams, 1<<20)
+	e, _ := NewEncoder(DefaultParams(), 1<<20)
 	v := random(10, 4096)
 	lit, _ := e.Encode(nil, v, true)
 	ref, _ := e.Encode(nil, v, true)
@@ -344,7 +344,7 @@ func BenchmarkCut(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		for off := 0; off < len(data); {
-			n, _ := DefaultParams.Cut(data[off:])
+			n, _ := DefaultParams().Cut(data[off:])
 			off += n
 		}
 	}
@@ -356,14 +356,14 @@ func BenchmarkEncodeUnique(b *testing.B) {
 	b.ResetTimer()
 	var dst []byte
 	for range b.N {
-		e, _ := NewEncoder(DefaultParams, 64<<20)
+		e, _ := NewEncoder(DefaultParams(), 64<<20)
 		dst, _ = e.Encode(dst[:0], data, true)
 	}
 }
 
 func BenchmarkEncodeDuplicate(b *testing.B) {
 	data := random(14, 16<<20)
-	e, _ := NewEncoder(DefaultParams, 64<<20)
+	e, _ := NewEncoder(DefaultParams(), 64<<20)
 	dst, _ := e.Encode(nil, data, true)
 	b.SetBytes(int64(len(data)))
 	b.ResetTimer()
@@ -374,7 +374,7 @@ func BenchmarkEncodeDuplicate(b *testing.B) {
 
 func BenchmarkDecode(b *testing.B) {
 	data := random(15, 16<<20)
-	e, _ := NewEncoder(DefaultParams, 64<<20)
+	e, _ := NewEncoder(DefaultParams(), 64<<20)
 	lit, _ := e.Encode(nil, data, true)
 	b.SetBytes(int64(len(data)))
 	b.ResetTimer()
