@@ -182,12 +182,10 @@ func (p *Pool) tunnel(ctx context.Context, endpoint netip.AddrPort) (*Tunnel, er
 	}
 }
 
-// usable: open, not going away, not too old.
+// usable: open, able to open streams (no GOAWAY, IDs left), not too old.
 func (p *Pool) usable(pt *pooled, now time.Time) bool {
-	select {
-	case <-pt.t.Done():
+	if !pt.t.CanOpen() {
 		return false
-	default:
 	}
 	return p.reuse.MaxAge <= 0 || now.Sub(pt.t.Created) < p.reuse.MaxAge
 }

@@ -455,8 +455,28 @@ func TestRefusedAndGoAway(t *testing.T) {
 	if s.Stats().StreamsRefused != 1 {
 		t.Fatalf("refused %d", s.Stats().StreamsRefused)
 	}
+	if !c.CanOpen() {
+		t.Fatal("CanOpen false before GOAWAY")
+	}
 	s.GoAway(CodeNormal, "draining")
 	waitFor(t, func() bool { _, err := c.Open(context.Background(), nil); return errors.Is(err, ErrGoAway) }, "open after GOAWAY")
+	if c.CanOpen() {
+		t.Fatal("CanOpen true after GOAWAY")
+	}
+	// IDs exhausted: the session says so before Open fails.
+	c.mu.Lock()
+	saved := c.nextID
+	c.nextID, c.goAwayIn = 1<<31+1, false
+	c.mu.Unlock()
+	if c.CanOpen() {
+		t.Fatal("CanOpen true with no stream IDs left")
+	}
+	if _, err := c.Open(context.Background(), nil); err == nil {
+		t.Fatal("Open succeeded with no stream IDs left")
+	}
+	c.mu.Lock()
+	c.nextID, c.goAwayIn = saved, true
+	c.mu.Unlock()
 	// Streams already open go on.
 	a, _ := s.Accept()
 	opened[0].Write([]byte("x"))

@@ -271,6 +271,15 @@ func (s *Session) OpenData(ctx context.Context, hdr, data []byte) (*Stream, erro
 	return st, nil
 }
 
+// CanOpen reports whether Open can still succeed: the session is open,
+// the peer did not send GOAWAY, and stream IDs are left (after about 2^30
+// streams a session must be replaced).
+func (s *Session) CanOpen() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err == nil && !s.goAwayIn && s.nextID <= 1<<31
+}
+
 // Accept waits for a stream the peer opened.
 func (s *Session) Accept() (*Stream, error) {
 	select {
