@@ -77,6 +77,9 @@ type ISession struct {
 	Profile string `yaml:"profile"`
 	// MaxTunnels bounds the tunnel connections the listener holds (default 256).
 	MaxTunnels int `yaml:"max_tunnels"`
+	// DedupMemory bounds the de-duplication caches of all the listener's
+	// tunnel connections together (default 4 × the profile's dedup_cache).
+	DedupMemory Size `yaml:"dedup_memory"`
 }
 
 // BuiltinISession is the name of the built-in iSession profile (F5: isession).
@@ -243,6 +246,12 @@ func (v *validator) isession() {
 	}
 	if is.MaxTunnels < 1 {
 		v.errorf("isession.max_tunnels", "max_tunnels must be at least 1")
+	}
+	if p := c.Profiles.ISession[is.Profile]; p != nil && is.DedupMemory == 0 {
+		is.DedupMemory = 4 * p.DedupCache
+	}
+	if is.DedupMemory < 0 {
+		v.errorf("isession.dedup_memory", "dedup_memory cannot be negative")
 	}
 	switch {
 	case is.Cert == "" || is.Key == "":

@@ -217,7 +217,7 @@ func (e *Engine) prepareTerminator(cfg *config.Config) (commit, discard func(), 
 	is := &cfg.ISession
 	key := ""
 	if is.Listen != "" {
-		key = fmt.Sprintf("%s|%s|%d|%s|%s|%s|%s", is.Listen, is.Profile, is.MaxTunnels, is.Cert, is.Key, is.CA, fileStamp(is.Cert, is.Key, is.CA))
+		key = fmt.Sprintf("%s|%s|%d|%d|%s|%s|%s|%s", is.Listen, is.Profile, is.MaxTunnels, is.DedupMemory, is.Cert, is.Key, is.CA, fileStamp(is.Cert, is.Key, is.CA))
 		if p := cfg.Profiles.ISession[is.Profile]; p != nil {
 			key += "|" + profileKey(p)
 		}
@@ -251,7 +251,7 @@ func (e *Engine) prepareTerminator(cfg *config.Config) (commit, discard func(), 
 		if err != nil {
 			return nil, nil, fmt.Errorf("isession.listen %s: %w", is.Listen, err)
 		}
-		term = isession.NewTerminator(s, isession.TerminatorOptions{MaxTunnels: is.MaxTunnels},
+		term = isession.NewTerminator(s, isession.TerminatorOptions{MaxTunnels: is.MaxTunnels, DedupMemory: int64(is.DedupMemory)},
 			e.resolveTarget, dialer(nil), e.log.With("isession", "listener"))
 	}
 	return func() {

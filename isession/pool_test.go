@@ -178,3 +178,46 @@ func waitUntil(t *testing.T, f func() bool) {
 		t.Fatal("condition not met")
 	}
 }
+
+// TestTerminatorDedupMemory: the data-center end's cache memory is bounded
+// across tunnels; a tunnel set up when it is spent de-duplicates with a
+// smaller cache or not at all, and the budget comes back when tunnels end.
+func TestTerminatorDedupMemory(t *testing.T) {
+	ca := newCA(t)
+	ss := settings(ca.tlsFor(t, "dc"), "dc")
+	ss.DedupCache = 8 << 20
+	term := NewTerminator(ss, TerminatorOptions{DedupMemory: 12 << 20}, func(Target) (netip.AddrPort, string, bool) {
+		return netip.AddrPort{}, "", false
+	}, dialTCP, nil)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go term.Serve(ln)
+	defer func() { ln.Close(); term.Close() }()
+	ep := netip.MustParseAddrPort(ln.Addr().String())
+	var caches []int64
+	var tunnels []*Tunnel
+	for range 3 {
+		conn, err := dialTCP(context.Background(), ep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs := settings(ca.tlsFor(t, "branch"), "branch")
+		cs.DedupCache = 8 << 20
+		tu, err := Client(context.Background(), conn, cs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tunnels = append(tunnels, tu)
+		caches = append(caches, tu.Outcome.DedupCache)
+	}
+	if caches[0] != 8<<20 || caches[1] != 4<<20 || caches[2] != 0 {
+		t.Fatalf("caches granted %v, want [8 MiB 4 MiB 0]", caches)
+	}
+	if tunnels[2].Outcome.Dedup != "" {
+		t.Fatal("dedup on without a cache")
+	}
+	tunnels[0].Close()
+	waitUntil(t, func() bool { term.mu.Lock(); defer term.mu.Unlock(); return term.dedupUsed == 4<<20 })
+	for _, tu := range tunnels[1:] {
+		tu.Close()
+	}
+}

@@ -27,9 +27,10 @@ type Terminator struct {
 	log     *slog.Logger
 	opt     TerminatorOptions
 
-	mu      sync.Mutex
-	tunnels map[*Tunnel]struct{}
-	closed  bool
+	mu        sync.Mutex
+	tunnels   map[*Tunnel]struct{}
+	closed    bool
+	dedupUsed int64 // de-duplication cache granted to tunnels being set up or up
 
 	handshakes                                   chan struct{} // bounds handshakes in flight
 	accepted, refused, streams, noTarget, failed atomic.Uint64
@@ -41,6 +42,11 @@ type TerminatorOptions struct {
 	MaxTunnels    int           // tunnel connections at once (default 256)
 	MaxHandshakes int           // handshakes in flight (default 64)
 	IdleTimeout   time.Duration // an inner connection idle this long both ways is closed (default 300 s)
+	// DedupMemory bounds the de-duplication cache all tunnel connections
+	// together may hold here (default 4 × the profile's cache): a tunnel
+	// set up when it is spent gets a smaller cache, or none (de-duplication
+	// off for it, which the hello tells the peer).
+	DedupMemory int64
 }
 
 // NewTerminator returns a Terminator.
@@ -54,6 +60,9 @@ func NewTerminator(s *Settings, opt TerminatorOptions, resolve func(Target) (net
 	}
 	if opt.IdleTimeout <= 0 {
 		opt.IdleTimeout = 300 * time.Second
+	}
+	if opt.DedupMemory <= 0 {
+		opt.DedupMemory = 4 * s.DedupCache
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -91,8 +100,28 @@ func (t *Terminator) Serve(ln net.Listener) error {
 	}
 }
 
+// minDedupCache is the smallest cache worth de-duplicating with.
+const minDedupCache = 1 << 20
+
 func (t *Terminator) serveConn(c net.Conn) {
-	tu, err := Server(context.Background(), c, t.settings)
+	// This tunnel's share of the de-duplication memory, taken before the
+	// hello advertises it and given back when the tunnel ends.
+	s := *t.settings
+	t.mu.Lock()
+	grant := min(s.DedupCache, t.opt.DedupMemory-t.dedupUsed)
+	if !s.Dedup || grant < minDedupCache {
+		grant = 0
+		s.Dedup = false
+	}
+	s.DedupCache = grant
+	t.dedupUsed += grant
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		t.dedupUsed -= grant
+		t.mu.Unlock()
+	}()
+	tu, err := Server(context.Background(), c, &s)
 	<-t.handshakes
 	if err != nil {
 		t.refused.Add(1)
