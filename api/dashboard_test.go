@@ -42,7 +42,8 @@ func TestDashboardScript(t *testing.T) {
 	check("pools", "127.0.0.1:8081 enabled up 1 0 3 100 390 2.0 KiB 1.5 KiB 0 monitor http: 200 OK")
 	check("pools", "No members.")
 	check("msg", "(none)")
-	check("ha shown", "none") // no device group: the section stays hidden
+	check("ha shown", "none")        // no device group: the section stays hidden
+	check("isessions shown", "none") // no iSession: hidden too
 	// app pool offline; web members: available, disabled, offline (the
 	// first render after the click shows 8081 disabled).
 	check("dots", "dot offline,dot available,dot disabled,dot disabled,dot offline")
@@ -99,9 +100,16 @@ func TestDashboardDeviceGroup(t *testing.T) {
 		t.Skip("node not installed")
 	}
 	h := &fakeHA{}
-	out := runDashboard(t, node, NewHandler(newFake(), nil, Options{Token: "tok", HA: h, Mirroring: fakeMirroring{}, Sync: fakeSync{}}))
+	isessions := func() any {
+		return map[string]any{"pools": map[string]any{"wan": map[string]any{"Dials": 1, "Tunnels": []map[string]any{{
+			"Peer": "dc", "Remote": "198.51.100.10:7443", "Outcome": "compression [zstd] adaptive",
+			"Mux":      map[string]any{"StreamsOpen": 3, "RawOut": 4000, "WireOut": 1000, "RawIn": 2048, "WireIn": 1024},
+			"DedupOut": map[string]any{"Chunks": 10, "Refs": 7}, "TCPRTT": 100e6}}}}}
+	}
+	out := runDashboard(t, node, NewHandler(newFake(), nil, Options{Token: "tok", HA: h, Mirroring: fakeMirroring{}, Sync: fakeSync{}, ISessions: isessions}))
 	for _, want := range []string{"ha shown: block", "tg1 active a b 3 2 to b, lag 7", "handed over by b",
-		"Config sync (automatic): behind, generation 5", "b up 0: 10.0.0.2:1026"} {
+		"Config sync (automatic): behind, generation 5", "b up 0: 10.0.0.2:1026",
+		"isessions shown: block", "remote wan dc 198.51.100.10:7443 3", "0.250", "7 / 10", "100.0 ms", "compression [zstd] adaptive"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("dashboard output lacks %q:\n%s", want, out)
 		}

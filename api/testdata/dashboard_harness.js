@@ -49,6 +49,8 @@ const dots = () => find(ids.pools, e => e.tag === 'i').map(e => e.className).joi
   console.log('pools:', ids.pools.textContent.replace(/\s+/g, ' '));
   console.log('ha shown:', ids.hasection.style.display || '(unset)');
   console.log('ha:', ids.ha.textContent.replace(/\s+/g, ' '));
+  console.log('isessions shown:', ids.issection.style.display || '(unset)');
+  console.log('isessions:', ids.isessions.textContent.replace(/\s+/g, ' '));
   const fo = find(ids.ha, e => e.tag === 'button').find(b => b._text === 'Failover' && !b.disabled);
   if (fo) { fo.listeners.click(); await waitFor('failover call', () => calls.some(c => c.startsWith('POST /api/v1/traffic-groups/'))); }
   const before = dots();
