@@ -18,6 +18,7 @@ import (
 	"github.com/fulcrum-adc/fulcrum/isession"
 	"github.com/fulcrum-adc/fulcrum/isession/codec"
 	"github.com/fulcrum-adc/fulcrum/profile/tcp"
+	"github.com/fulcrum-adc/fulcrum/virtual"
 )
 
 // iSession in the engine: the remote end's tunnel pools (one per iSession
@@ -374,46 +375,78 @@ func (e *Engine) closeISession() {
 
 // registerISessionMetrics exports the tunnels: connections per fate
 // (counters, per virtual), and the live tunnel connections with their
-// byte counts so far (gauges: a tunnel's counts leave with it).
+// byte counts so far (gauges: a tunnel's counts leave with it). One
+// collector reads the engine once per scrape.
 func (e *Engine) registerISessionMetrics() {
-	fate := func(name, help string, get func(*virtualStatsView) uint64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 {
-			var n uint64
-			e.mu.Lock()
-			for _, st := range e.vstats {
-				n += get(&virtualStatsView{st.ISession.Tunneled.Load(), st.ISession.LocalFallback.Load(), st.ISession.Refused.Load()})
-			}
-			e.mu.Unlock()
-			return float64(n)
-		})
-	}
-	live := func(name, help string, get func(isession.Stats) float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 {
-			var v float64
-			st := e.ISessions()
-			for _, p := range st.Pools {
-				for _, t := range p.Tunnels {
-					v += get(t)
-				}
-			}
-			if st.Listener != nil {
-				for _, t := range st.Listener.Tunnels {
-					v += get(t)
-				}
-			}
-			return v
-		})
-	}
-	e.metrics.Registry().MustRegister(
-		fate("fulcrum_isession_tunneled_connections_total", "Client connections sent through an iSession tunnel.", func(v *virtualStatsView) uint64 { return v.tunneled }),
-		fate("fulcrum_isession_local_fallback_total", "Client connections of iSession virtuals served from the local pool because no tunnel could be set up.", func(v *virtualStatsView) uint64 { return v.fallback }),
-		fate("fulcrum_isession_refused_total", "Client connections of iSession virtuals refused: no tunnel and no local pool.", func(v *virtualStatsView) uint64 { return v.refused }),
-		live("fulcrum_isession_tunnels", "iSession tunnel connections up (both ends).", func(t isession.Stats) float64 { return 1 }),
-		live("fulcrum_isession_streams_open", "Inner connections open in iSession tunnels.", func(t isession.Stats) float64 { return float64(t.Mux.StreamsOpen) }),
-		live("fulcrum_isession_live_raw_bytes_sent", "Bytes sent into the live tunnel connections before optimization.", func(t isession.Stats) float64 { return float64(t.Mux.RawOut) }),
-		live("fulcrum_isession_live_wire_bytes_sent", "Bytes the live tunnel connections sent after optimization (before TLS).", func(t isession.Stats) float64 { return float64(t.Mux.WireOut) }),
-		live("fulcrum_isession_live_dedup_refs_sent", "Chunks the live tunnel connections sent as de-duplication references.", func(t isession.Stats) float64 { return float64(t.DedupOut.Refs) }),
-	)
+	e.metrics.Registry().MustRegister(&isessionCollector{e: e, metrics: isessionMetricSet()})
 }
 
-type virtualStatsView struct{ tunneled, fallback, refused uint64 }
+type isessionMetric struct {
+	desc *prometheus.Desc
+	kind prometheus.ValueType
+	fate func(*virtual.ISessionStats) uint64 // counters: summed over virtuals
+	live func(isession.Stats) float64        // gauges: summed over live tunnels
+}
+
+func isessionMetricSet() []isessionMetric {
+	return []isessionMetric{
+		{desc: prometheus.NewDesc("fulcrum_isession_tunneled_connections_total", "Client connections sent through an iSession tunnel.", nil, nil),
+			kind: prometheus.CounterValue, fate: func(s *virtual.ISessionStats) uint64 { return s.Tunneled.Load() }},
+		{desc: prometheus.NewDesc("fulcrum_isession_local_fallback_total", "Client connections of iSession virtuals served from the local pool because no tunnel could be set up.", nil, nil),
+			kind: prometheus.CounterValue, fate: func(s *virtual.ISessionStats) uint64 { return s.LocalFallback.Load() }},
+		{desc: prometheus.NewDesc("fulcrum_isession_refused_total", "Client connections of iSession virtuals refused: no tunnel and no local pool.", nil, nil),
+			kind: prometheus.CounterValue, fate: func(s *virtual.ISessionStats) uint64 { return s.Refused.Load() }},
+		{desc: prometheus.NewDesc("fulcrum_isession_tunnels", "iSession tunnel connections up (both ends).", nil, nil),
+			kind: prometheus.GaugeValue, live: func(isession.Stats) float64 { return 1 }},
+		{desc: prometheus.NewDesc("fulcrum_isession_streams_open", "Inner connections open in iSession tunnels.", nil, nil),
+			kind: prometheus.GaugeValue, live: func(t isession.Stats) float64 { return float64(t.Mux.StreamsOpen) }},
+		{desc: prometheus.NewDesc("fulcrum_isession_live_raw_bytes_sent", "Bytes sent into the live tunnel connections before optimization.", nil, nil),
+			kind: prometheus.GaugeValue, live: func(t isession.Stats) float64 { return float64(t.Mux.RawOut) }},
+		{desc: prometheus.NewDesc("fulcrum_isession_live_wire_bytes_sent", "Bytes the live tunnel connections sent after optimization (before TLS).", nil, nil),
+			kind: prometheus.GaugeValue, live: func(t isession.Stats) float64 { return float64(t.Mux.WireOut) }},
+		{desc: prometheus.NewDesc("fulcrum_isession_live_dedup_refs_sent", "Chunks the live tunnel connections sent as de-duplication references.", nil, nil),
+			kind: prometheus.GaugeValue, live: func(t isession.Stats) float64 { return float64(t.DedupOut.Refs) }},
+	}
+}
+
+type isessionCollector struct {
+	e       *Engine
+	metrics []isessionMetric
+}
+
+func (c *isessionCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, m := range c.metrics {
+		ch <- m.desc
+	}
+}
+
+func (c *isessionCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.e.ISessions()
+	var tunnels []isession.Stats
+	for _, p := range st.Pools {
+		tunnels = append(tunnels, p.Tunnels...)
+	}
+	if st.Listener != nil {
+		tunnels = append(tunnels, st.Listener.Tunnels...)
+	}
+	c.e.mu.Lock()
+	vs := make([]*virtual.Stats, 0, len(c.e.vstats))
+	for _, v := range c.e.vstats {
+		vs = append(vs, v)
+	}
+	c.e.mu.Unlock()
+	for _, m := range c.metrics {
+		var v float64
+		for _, s := range vs {
+			if m.fate != nil {
+				v += float64(m.fate(&s.ISession))
+			}
+		}
+		for _, t := range tunnels {
+			if m.live != nil {
+				v += m.live(t)
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, v)
+	}
+}

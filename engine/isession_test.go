@@ -107,26 +107,7 @@ func TestISessionBetweenTwoSites(t *testing.T) {
 	ca := isessionCerts(t, dir, "dc", "branch")
 	app, local := echoNamed(t, "app"), echoNamed(t, "local")
 	dcPort, appPort, vipPort := freePort(t), freePort(t), freePort(t)
-	dc := startEngine(t, fmtYAML(`
-isession:
-	cert: %[1]s/dc.crt
-	key: %[1]s/dc.key
-	ca: %[2]s
-	listen: 127.0.0.1:%[3]d
-	profile: dc
-profiles:
-	isession:
-		dc:
-			target_virtual: app
-pools:
-	backend:
-		members: [{address: %[4]s}]
-virtuals:
-	app:
-		destination: 127.0.0.1:%[5]d
-		type: tcp
-		pool: backend
-`, dir, ca, dcPort, app, appPort))
+	dc := startDCSite(t, dir, ca, "dc", dcPort, app, appPort)
 	branchYAML := fmtYAML(`
 isession:
 	cert: %[1]s/branch.crt
@@ -282,25 +263,7 @@ func TestISessionEndpointFailover(t *testing.T) {
 	ca := isessionCerts(t, dir, "dc", "branch")
 	app := echoNamed(t, "app")
 	dcPort, appPort, vipPort := freePort(t), freePort(t), freePort(t)
-	startEngine(t, fmtYAML(`
-isession:
-	cert: %[1]s/dc.crt
-	key: %[1]s/dc.key
-	ca: %[2]s
-	listen: 127.0.0.1:%[3]d
-profiles:
-	isession:
-		isession:
-			target_virtual: app
-pools:
-	backend:
-		members: [{address: %[4]s}]
-virtuals:
-	app:
-		destination: 127.0.0.1:%[5]d
-		type: tcp
-		pool: backend
-`, dir, ca, dcPort, app, appPort))
+	startDCSite(t, dir, ca, "isession", dcPort, app, appPort)
 	dead := refusingAddr(t)
 	br := startEngine(t, fmtYAML(`
 isession:
@@ -368,4 +331,57 @@ virtuals:
 	}
 	c.Close()
 	waitFor(t, "refusal counted", 5*time.Second, func() bool { return br2.vstats["remote"].ISession.Refused.Load() == 1 })
+}
+
+func TestISessionMetricsExported(t *testing.T) {
+	e := startEngine(t, fmtYAML(`
+pools:
+	p:
+		members: [{address: 127.0.0.1:9}]
+virtuals:
+	v:
+		destination: 127.0.0.1:%d
+		type: tcp
+		pool: p
+`, freePort(t)))
+	mfs, err := e.metrics.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	for _, mf := range mfs {
+		found[mf.GetName()] = true
+	}
+	for _, n := range []string{"fulcrum_isession_tunneled_connections_total", "fulcrum_isession_local_fallback_total", "fulcrum_isession_refused_total", "fulcrum_isession_tunnels", "fulcrum_isession_live_wire_bytes_sent"} {
+		if !found[n] {
+			t.Errorf("metric %s not exported", n)
+		}
+	}
+}
+
+// startDCSite starts a data-center site: an iSession listener on dcPort
+// whose profile (named profile) sends every inner connection to the
+// virtual app on appPort, whose member is backend.
+func startDCSite(t *testing.T, dir, ca, profile string, dcPort int, backend string, appPort int) *Engine {
+	t.Helper()
+	return startEngine(t, fmtYAML(`
+isession:
+	cert: %[1]s/dc.crt
+	key: %[1]s/dc.key
+	ca: %[2]s
+	listen: 127.0.0.1:%[3]d
+	profile: %[6]s
+profiles:
+	isession:
+		%[6]s:
+			target_virtual: app
+pools:
+	backend:
+		members: [{address: %[4]s}]
+virtuals:
+	app:
+		destination: 127.0.0.1:%[5]d
+		type: tcp
+		pool: backend
+`, dir, ca, dcPort, backend, appPort, profile))
 }
