@@ -736,3 +736,29 @@ func BenchmarkOpenEchoClose(b *testing.B) {
 		st.Close()
 	}
 }
+
+// TestPingFloodWithoutReading: a peer that sends PINGs and never reads
+// the acks cannot grow the control queue without end.
+func TestPingFloodWithoutReading(t *testing.T) {
+	a, b := net.Pipe() // unbuffered: the session's writer blocks at once
+	s := Server(a, Options{KeepAliveInterval: -1, WriteTimeout: time.Minute})
+	defer s.Close()
+	go func() {
+		var buf []byte
+		for i := range 200000 {
+			buf = appendPing(buf[:0], 0, uint64(i))
+			if _, err := b.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-s.Done():
+		if !errors.Is(s.Err(), ErrProtocol) {
+			t.Fatalf("closed with %v", s.Err())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("control backlog not bounded")
+	}
+	b.Close()
+}

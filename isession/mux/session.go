@@ -569,6 +569,9 @@ func countFrames(b []byte) int {
 
 // ---- reader ----
 
+// maxCtrlBacklog bounds the control frames waiting for the writer.
+const maxCtrlBacklog = 1 << 20
+
 // ErrProtocol wraps the connection errors a peer causes.
 var ErrProtocol = errors.New("mux: protocol error")
 
@@ -611,6 +614,16 @@ func (s *Session) readLoop() {
 		decoded, err = s.handle(h, payload, decoded[:0])
 		if err != nil {
 			s.CloseWithError(err)
+			return
+		}
+		// Replies the peer's frames call for (PING acks, RSTs of refused
+		// opens) wait in s.ctrl until the writer sends them; a peer that
+		// sends them and does not read would grow it without end.
+		s.mu.Lock()
+		backlog := len(s.ctrl)
+		s.mu.Unlock()
+		if backlog > maxCtrlBacklog {
+			s.CloseWithError(fmt.Errorf("%w: %d bytes of replies queued: the peer sends control frames and does not read", ErrProtocol, backlog))
 			return
 		}
 		if cap(decoded) > 4<<20 {
