@@ -44,8 +44,10 @@ type ISessionProfile struct {
 	// (default 1).
 	Connections int `yaml:"connections"`
 	// Per-stream flow-control windows: initial (default 256KiB) and the
-	// most auto-tuning may grow one to (default 16MiB: a 45 Mbit/s × 100 ms
-	// path needs 0.6 MB, 1 Gbit/s × 20 ms 2.5 MB).
+	// most auto-tuning may grow one to (default 64MiB). Windows count raw
+	// bytes, so they must cover the raw rate, not the link's: 1 Gbit/s ×
+	// 20 ms is 2.5 MB of wire, but de-duplicated data arriving at 3 GB/s
+	// over the same path needs 60 MB.
 	InitialWindow Size `yaml:"initial_window"`
 	MaxWindow     Size `yaml:"max_window"`
 	MaxStreams    int  `yaml:"max_streams"` // streams per tunnel connection (default 1024)
@@ -90,7 +92,7 @@ const (
 	DefaultDedupCache    = 256 << 20
 	DefaultISessionIdle  = 600 // seconds: F5's first release fixed reuse at 10 minutes
 	DefaultInitialWindow = 256 << 10
-	DefaultMaxWindow     = 16 << 20
+	DefaultMaxWindow     = 64 << 20
 )
 
 // ISessionCodecs are the codec names a profile may list.

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/fulcrum-adc/fulcrum/isession/codec"
+	"github.com/fulcrum-adc/fulcrum/isession/dedup"
 )
 
 // Each end of a new tunnel connection sends one hello right after the TLS
@@ -54,6 +55,9 @@ type Hello struct {
 	// DedupCache is the most bytes of chunks the sender will hold per
 	// direction of one tunnel connection; the smaller of the two is used.
 	DedupCache int64 `json:"dedup_cache,omitempty"`
+	// DedupKey keys the sender's chunk hash (dedup.Key): drawn at random
+	// for each tunnel connection, known only to the two ends.
+	DedupKey []byte `json:"dedup_key,omitempty"`
 	// PortTransparency: the sender keeps (or accepts) the original
 	// destination port of each inner connection.
 	PortTransparency bool `json:"port_transparency,omitempty"`
@@ -220,6 +224,8 @@ func (h *Hello) validate() error {
 		return fmt.Errorf("max streams %d out of range", h.MaxStreams)
 	case h.DedupCache < 0:
 		return errors.New("negative dedup cache")
+	case h.Dedup != "" && len(h.DedupKey) != len(dedup.Key{}):
+		return fmt.Errorf("dedup key of %d bytes, want %d", len(h.DedupKey), len(dedup.Key{}))
 	}
 	return nil
 }

@@ -79,6 +79,7 @@ func TestNegotiate(t *testing.T) {
 func TestHelloRoundTrip(t *testing.T) {
 	h := testHello()
 	h.Codecs, h.Adaptive, h.Dedup, h.DedupCache = []string{"zstd"}, true, "x", 1<<20
+	h.DedupKey = bytes.Repeat([]byte{7}, 16)
 	var buf bytes.Buffer
 	if err := writeHello(&buf, h); err != nil {
 		t.Fatal(err)
@@ -93,17 +94,20 @@ func TestHelloRoundTrip(t *testing.T) {
 }
 
 func TestHelloRefused(t *testing.T) {
+	framed := func(js string) string { return "FIS1" + string([]byte{byte(len(js) >> 8), byte(len(js))}) + js }
 	for name, in := range map[string]string{
-		"not iSession":   "GET / HTTP/1.1\r\n",
-		"version":        "FIS2\x00\x02{}",
-		"too long":       "FIS1\xff\xff",
-		"truncated":      "FIS1\x00\x10{}",
-		"bad json":       "FIS1\x00\x02{]",
-		"zero windows":   "FIS1\x00\x02{}",
-		"huge window":    `FIS1` + "\x00\x40" + `{"initial_window":65536,"max_window":9999999999,"max_streams":1}`,
-		"empty":          "",
-		"short head":     "FIS",
-		"negative dedup": "FIS1\x00\x4b" + `{"initial_window":65536,"max_window":65536,"max_streams":1,"dedup_cache":-1}`,
+		"dedup without key": framed(`{"initial_window":65536,"max_window":65536,"max_streams":1,"dedup":"x","dedup_cache":1}`),
+		"dedup short key":   framed(`{"initial_window":65536,"max_window":65536,"max_streams":1,"dedup":"x","dedup_cache":1,"dedup_key":"AAAA"}`),
+		"not iSession":      "GET / HTTP/1.1\r\n",
+		"version":           "FIS2\x00\x02{}",
+		"too long":          "FIS1\xff\xff",
+		"truncated":         "FIS1\x00\x10{}",
+		"bad json":          "FIS1\x00\x02{]",
+		"zero windows":      "FIS1\x00\x02{}",
+		"huge window":       `FIS1` + "\x00\x40" + `{"initial_window":65536,"max_window":9999999999,"max_streams":1}`,
+		"empty":             "",
+		"short head":        "FIS",
+		"negative dedup":    "FIS1\x00\x4b" + `{"initial_window":65536,"max_window":65536,"max_streams":1,"dedup_cache":-1}`,
 	} {
 		_, err := readHello(strings.NewReader(in))
 		if err == nil {

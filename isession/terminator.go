@@ -10,9 +10,11 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fulcrum-adc/fulcrum/isession/mux"
+	"golang.org/x/sys/unix"
 )
 
 // Terminator is the data-center end: it accepts tunnel connections and
@@ -187,6 +189,26 @@ func (t *Terminator) serveStream(st *mux.Stream) {
 	Relay(st, s, t.opt.IdleTimeout)
 }
 
+// pendingIn returns how many bytes c's receive buffer holds (SIOCINQ), 0
+// when c is not a socket or the kernel does not say.
+func pendingIn(c net.Conn) int {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return 0
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	n := 0
+	rc.Control(func(fd uintptr) {
+		if v, err := unix.IoctlGetInt(int(fd), unix.SIOCINQ); err == nil {
+			n = v
+		}
+	})
+	return n
+}
+
 // halfCloser is a connection that can end its sending direction alone.
 type halfCloser interface{ CloseWrite() error }
 
@@ -205,6 +227,12 @@ func Relay(a, b net.Conn, idle time.Duration) {
 			n, err := src.Read(buf)
 			if n > 0 {
 				last.Store(time.Now().UnixNano())
+				if ms, ok := dst.(interface{ SetMore(bool) }); ok {
+					// More bytes follow at once if src's receive buffer
+					// holds some: de-duplication chunks then end where
+					// the data says, not where this read stopped.
+					ms.SetMore(n == len(buf) && pendingIn(src) > 0)
+				}
 				if _, werr := dst.Write(buf[:n]); werr != nil {
 					a.Close()
 					b.Close()

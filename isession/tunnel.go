@@ -2,6 +2,7 @@ package isession
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -60,7 +61,7 @@ func (s *Settings) hello() *Hello {
 		h.InitialWindow = 256 << 10
 	}
 	if h.MaxWindow == 0 {
-		h.MaxWindow = 16 << 20
+		h.MaxWindow = 64 << 20
 	}
 	h.MaxWindow = max(h.MaxWindow, h.InitialWindow)
 	if h.MaxStreams == 0 {
@@ -74,6 +75,8 @@ func (s *Settings) hello() *Hello {
 	if s.Dedup {
 		h.Dedup = s.params().Scheme()
 		h.DedupCache = s.DedupCache
+		h.DedupKey = make([]byte, len(dedup.Key{}))
+		rand.Read(h.DedupKey) // a fresh key for each tunnel connection
 	}
 	return h
 }
@@ -183,11 +186,12 @@ func handshake(ctx context.Context, conn net.Conn, s *Settings, client bool) (*T
 		InitialWindow:     mine.InitialWindow,
 		PeerInitialWindow: theirs.InitialWindow,
 		MaxWindow:         mine.MaxWindow,
+		SessionWindow:     4 * mine.MaxWindow,
 		MaxStreams:        mine.MaxStreams,
 		KeepAliveInterval: s.KeepAliveInterval,
 		KeepAliveTimeout:  s.KeepAliveTimeout,
 	}
-	if err := t.pipeline(&opt, s); err != nil {
+	if err := t.pipeline(&opt, s, mine, theirs); err != nil {
 		return fail(err)
 	}
 	if client {
@@ -200,7 +204,7 @@ func handshake(ctx context.Context, conn net.Conn, s *Settings, client bool) (*T
 }
 
 // pipeline sets up the payload encoder and decoder the outcome calls for.
-func (t *Tunnel) pipeline(opt *mux.Options, s *Settings) error {
+func (t *Tunnel) pipeline(opt *mux.Options, s *Settings, mine, theirs *Hello) error {
 	o := t.Outcome
 	if len(o.Codecs) == 0 && o.Dedup == "" {
 		return nil
@@ -218,10 +222,12 @@ func (t *Tunnel) pipeline(opt *mux.Options, s *Settings) error {
 	}
 	if o.Dedup != "" {
 		var err error
-		if t.dde, err = dedup.NewEncoder(s.params(), o.DedupCache); err != nil {
+		// Each encoder keys chunks with the key its end drew; the peer's
+		// decoder learnt it from the hello.
+		if t.dde, err = dedup.NewEncoder(s.params(), o.DedupCache, dedup.Key(mine.DedupKey)); err != nil {
 			return err
 		}
-		t.ddd = dedup.NewDecoder(o.DedupCache)
+		t.ddd = dedup.NewDecoder(o.DedupCache, dedup.Key(theirs.DedupKey))
 		enc.dd, dec.dd = t.dde, t.ddd
 	}
 	opt.Encoder, opt.Decoder = enc, dec

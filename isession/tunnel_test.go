@@ -252,14 +252,14 @@ func TestNegotiationOutcomes(t *testing.T) {
 		mod    func(c, s *Settings)
 		expect string
 	}{
-		{"all on", func(c, s *Settings) {}, "compression [zstd s2 deflate] adaptive, dedup fastcdc-sha256-v1/2048/8192/65536 cache 64 MiB, port transparency on"},
-		{"codec subset", func(c, s *Settings) { s.Codecs = []codec.Codec{codec.Deflate} }, "compression [deflate] adaptive, dedup fastcdc-sha256-v1/2048/8192/65536 cache 64 MiB, port transparency on"},
-		{"compression off on one end", func(c, s *Settings) { c.Codecs = nil }, "compression off, dedup fastcdc-sha256-v1/2048/8192/65536 cache 64 MiB, port transparency on"},
+		{"all on", func(c, s *Settings) {}, "compression [zstd s2 deflate] adaptive, dedup fastcdc-gmac-v2/2048/8192/65536 cache 64 MiB, port transparency on"},
+		{"codec subset", func(c, s *Settings) { s.Codecs = []codec.Codec{codec.Deflate} }, "compression [deflate] adaptive, dedup fastcdc-gmac-v2/2048/8192/65536 cache 64 MiB, port transparency on"},
+		{"compression off on one end", func(c, s *Settings) { c.Codecs = nil }, "compression off, dedup fastcdc-gmac-v2/2048/8192/65536 cache 64 MiB, port transparency on"},
 		{"dedup off on one end", func(c, s *Settings) { s.Dedup = false }, "compression [zstd s2 deflate] adaptive, dedup off, port transparency on"},
 		{"dedup schemes differ", func(c, s *Settings) { s.DedupParams.Min, s.DedupParams.Avg, s.DedupParams.Max = 1024, 4096, 32768 },
 			"compression [zstd s2 deflate] adaptive, dedup off (schemes differ), port transparency on"},
-		{"smaller cache wins", func(c, s *Settings) { s.DedupCache = 16 << 20 }, "compression [zstd s2 deflate] adaptive, dedup fastcdc-sha256-v1/2048/8192/65536 cache 16 MiB, port transparency on"},
-		{"not adaptive", func(c, s *Settings) { c.Adaptive = false }, "compression [zstd s2 deflate], dedup fastcdc-sha256-v1/2048/8192/65536 cache 64 MiB, port transparency on"},
+		{"smaller cache wins", func(c, s *Settings) { s.DedupCache = 16 << 20 }, "compression [zstd s2 deflate] adaptive, dedup fastcdc-gmac-v2/2048/8192/65536 cache 16 MiB, port transparency on"},
+		{"not adaptive", func(c, s *Settings) { c.Adaptive = false }, "compression [zstd s2 deflate], dedup fastcdc-gmac-v2/2048/8192/65536 cache 64 MiB, port transparency on"},
 		{"nothing", func(c, s *Settings) { c.Codecs, c.Dedup, c.PortTransparency = nil, false, false }, "compression off, dedup off, port transparency off"},
 	} {
 		cs, ss := settings(ca.tlsFor(t, "branch"), "branch"), settings(ca.tlsFor(t, "dc"), "dc")

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/fulcrum-adc/fulcrum/internal/testnet"
 	"github.com/fulcrum-adc/fulcrum/isession/codec"
+	"github.com/fulcrum-adc/fulcrum/isession/dedup"
 )
 
 // The iSession benchmarks over the WAN emulator (root). The branch end
@@ -38,7 +40,9 @@ import (
 //
 //	go test ./isession -run '^$' -bench ISessionWAN -benchtime 1x -v -timeout 30m
 //
-// FULCRUM_ISESSION_BENCH=a,b,c picks scenarios (default all).
+// FULCRUM_ISESSION_BENCH=a,b,c picks scenarios (default all);
+// FULCRUM_ISESSION_CPUPROFILE=file writes a CPU profile of (b)'s second
+// pass.
 
 // origin serves "GET n\n" with object n and closes.
 func origin(b *testing.B, ns *testnet.NS, addr string, objects [][]byte) string {
@@ -371,7 +375,16 @@ func benchDiskImage(b *testing.B) {
 	w := newWANBench(b, testnet.WANConfig{Delay: 10 * time.Millisecond, RateBits: 1_000_000_000}, [][]byte{img}, 1<<30)
 	for range b.N {
 		var times []time.Duration
-		for _, v := range []string{"bbr", "tunnel", "tunnel"} {
+		var seen dedup.Stats
+		for i, v := range []string{"bbr", "tunnel", "tunnel"} {
+			if pf := os.Getenv("FULCRUM_ISESSION_CPUPROFILE"); pf != "" && i == 2 {
+				f, err := os.Create(pf)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer f.Close()
+				pprof.StartCPUProfile(f) // the second pass only
+			}
 			var ru0 syscall.Rusage
 			syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 			start := time.Now()
@@ -384,7 +397,19 @@ func benchDiskImage(b *testing.B) {
 			cpu := time.Duration(ru1.Utime.Nano()+ru1.Stime.Nano()-ru0.Utime.Nano()-ru0.Stime.Nano()) * time.Nanosecond
 			gbit := float64(size) * 8 / 1e9
 			times = append(times, d)
+			if i == 2 {
+				pprof.StopCPUProfile() // a no-op when not profiling
+			}
 			b.Logf("%-8s %6.2f s  %7.1f Mbit/s goodput  CPU %.2f s (both ends, %.2f CPU-s per Gbit)", v, d.Seconds(), gbit*1e3/d.Seconds(), cpu.Seconds(), cpu.Seconds()/gbit)
+			if v == "tunnel" {
+				var now dedup.Stats
+				for _, t := range w.term.Stats().Tunnels {
+					now = t.DedupOut
+				}
+				b.Logf("         this pass: %d chunks, %d references, %d literals; %.1f MB on the wire",
+					now.Chunks-seen.Chunks, now.Refs-seen.Refs, now.Literals-seen.Literals, float64(now.BytesOut-seen.BytesOut)/1e6)
+				seen = now
+			}
 		}
 		b.Logf("%d MiB image: first tunnel transfer %.2fx direct BBR; second %.2fx faster than the first", size>>20, times[0].Seconds()/times[1].Seconds(), times[1].Seconds()/times[2].Seconds())
 		b.ReportMetric(times[1].Seconds()/times[2].Seconds(), "second-vs-first")

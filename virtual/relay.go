@@ -325,6 +325,11 @@ func (r *relay) write() (err error) {
 				limit = chunkSize
 			}
 		}
+		if ms, ok := r.dst.(interface{ SetMore(bool) }); ok {
+			// An iSession stream: say whether more bytes follow at once,
+			// so de-duplication chunks do not end where a write did.
+			ms.SetMore(h > min(limit, r.buf.headLen()))
+		}
 		m, err := r.buf.drain(r.dst, limit)
 		if len(r.autoTune) > 0 {
 			if now := time.Now(); now.Sub(r.lastTune) >= autoTuneEvery {

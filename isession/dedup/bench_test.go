@@ -11,7 +11,7 @@ func BenchmarkEncodeUnique(b *testing.B) {
 	dst := make([]byte, 0, len(data)+len(data)/64+5)
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
-		e, _ := NewEncoder(DefaultParams(), 64<<20)
+		e, _ := NewEncoder(DefaultParams(), 64<<20, testKey())
 		dst, _ = e.Encode(dst[:0], data, true)
 	}
 }
@@ -19,7 +19,7 @@ func BenchmarkEncodeUnique(b *testing.B) {
 // BenchmarkEncodeDuplicate: everything seen before, all references.
 func BenchmarkEncodeDuplicate(b *testing.B) {
 	data := benchData()
-	e, _ := NewEncoder(DefaultParams(), 64<<20)
+	e, _ := NewEncoder(DefaultParams(), 64<<20, testKey())
 	dst, _ := e.Encode(nil, data, true)
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
@@ -34,7 +34,7 @@ func BenchmarkEncodeFrames(b *testing.B) {
 	var dst []byte
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
-		e, _ := NewEncoder(DefaultParams(), 64<<20)
+		e, _ := NewEncoder(DefaultParams(), 64<<20, testKey())
 		for pos := 0; pos < len(data); {
 			end := min(len(data), pos+128<<10)
 			var n int
@@ -47,12 +47,12 @@ func BenchmarkEncodeFrames(b *testing.B) {
 // BenchmarkDecodeUnique: all literals (hashed, copied and cached).
 func BenchmarkDecodeUnique(b *testing.B) {
 	data := benchData()
-	e, _ := NewEncoder(DefaultParams(), 64<<20)
+	e, _ := NewEncoder(DefaultParams(), 64<<20, testKey())
 	payload, _ := e.Encode(nil, data, true)
 	dst := make([]byte, 0, len(data))
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
-		d := NewDecoder(64 << 20)
+		d := NewDecoder(64<<20, testKey())
 		var err error
 		if dst, err = d.Decode(dst[:0], payload, len(data)); err != nil {
 			b.Fatal(err)
@@ -63,8 +63,8 @@ func BenchmarkDecodeUnique(b *testing.B) {
 // BenchmarkDecodeDuplicate: all references (looked up and copied).
 func BenchmarkDecodeDuplicate(b *testing.B) {
 	data := benchData()
-	e, _ := NewEncoder(DefaultParams(), 64<<20)
-	d := NewDecoder(64 << 20)
+	e, _ := NewEncoder(DefaultParams(), 64<<20, testKey())
+	d := NewDecoder(64<<20, testKey())
 	payload, _ := e.Encode(nil, data, true)
 	dst, err := d.Decode(nil, payload, len(data))
 	if err != nil {

@@ -193,11 +193,11 @@ func TestValidate(t *testing.T) {
 		if p.Validate() == nil {
 			t.Errorf("%v accepted", p)
 		}
-		if _, err := NewEncoder(p, 1<<20); err == nil {
+		if _, err := NewEncoder(p, 1<<20, testKey()); err == nil {
 			t.Errorf("NewEncoder accepted %v", p)
 		}
 	}
-	if s := DefaultParams().Scheme(); s != "fastcdc-sha256-v1/2048/8192/65536" {
+	if s := DefaultParams().Scheme(); s != "fastcdc-gmac-v2/2048/8192/65536" {
 		t.Errorf("scheme %q", s)
 	}
 }

@@ -31,16 +31,18 @@ const (
 // call at any time.
 type Decoder struct {
 	cache     *cache // with the chunks' data
+	hash      *hasher
 	epoch     uint8
 	lastReset bool // the last Decode or Reset reset the Decoder
 	c         counters
 }
 
 // NewDecoder returns a Decoder, in epoch 0, whose cache holds up to budget
-// bytes (chunk lengths plus 64 bytes per entry): the budget of the peer's
-// Encoder, which the tunnel negotiates.
-func NewDecoder(budget int64) *Decoder {
-	return &Decoder{cache: newCache(budget)}
+// bytes (chunk lengths plus 64 bytes per entry) and whose chunks are keyed
+// with k: the budget and key of the peer's Encoder, which the tunnel
+// negotiates.
+func NewDecoder(budget int64, k Key) *Decoder {
+	return &Decoder{cache: newCache(budget), hash: newHasher(k)}
 }
 
 // Decode appends the decoded payload to dst and returns the extended dst.
@@ -152,7 +154,7 @@ func (d *Decoder) decode(dst, p []byte, room int) ([]byte, int, int, error) {
 			chunk = q[1+w : 1+w+int(n)]
 			q = q[1+w+int(n):]
 			if !stale && d.cache.cacheable(len(chunk)) {
-				d.cache.add(keyOf(chunk), len(chunk), bytes.Clone(chunk))
+				d.cache.add(d.hash.keyOf(chunk), len(chunk), bytes.Clone(chunk))
 			}
 			literals++
 		} else {

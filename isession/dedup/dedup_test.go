@@ -2,7 +2,6 @@ package dedup
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -69,13 +68,19 @@ func flat(p Params, n, i int) []byte {
 	panic("not enough flat chunks")
 }
 
+// testKey is the Key of the tests' Encoders and Decoders.
+func testKey() Key { return Key{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16} }
+
+// keyOf is a chunk's key under testKey.
+func keyOf(chunk []byte) key { return newHasher(testKey()).keyOf(chunk) }
+
 func pair(t testing.TB, p Params, budget int64) (*Encoder, *Decoder) {
 	t.Helper()
-	e, err := NewEncoder(p, budget)
+	e, err := NewEncoder(p, budget, testKey())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return e, NewDecoder(budget)
+	return e, NewDecoder(budget, testKey())
 }
 
 // cacheState lists a cache's keys from the most recently used, and its
@@ -317,7 +322,7 @@ func TestWireFormat(t *testing.T) {
 	e, d := pair(t, Params{Min: 256, Avg: 512, Max: 1024}, 1<<20)
 	chunk := bytes.Repeat([]byte{'x'}, 300) // no cut point: one chunk
 	short := []byte("hi")
-	sum := sha256.Sum256(chunk)
+	sum := keyOf(chunk)
 	lit := append([]byte{0, 0x00, 0xac, 0x02}, chunk...) // epoch 0, literal of 300 (uvarint ac 02)
 	ref := append([]byte{0, 0x01}, sum[:16]...)          // epoch 0, reference
 	for i, c := range []struct {
@@ -520,7 +525,7 @@ func TestDivergence(t *testing.T) {
 	decode(enc, v, nil)
 
 	// The receiving end loses its state: a new Decoder.
-	d = NewDecoder(64 << 20)
+	d = NewDecoder(64<<20, testKey())
 	enc, _ = e.Encode(nil, v, true) // references only
 	decode(enc, v, ErrDiverged)
 	if epoch, reset := d.Resync(); !reset || epoch != 1 || d.Epoch() != 1 || d.Stats().Resets != 1 {
@@ -673,7 +678,7 @@ func TestPayloads(t *testing.T) {
 		{"stale and corrupt", []byte{5, 0, 9}, 1000, nil, ErrCorrupt},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			d := NewDecoder(1 << 20)
+			d := NewDecoder(1<<20, testKey())
 			d.cache.add(kk, len(known), bytes.Clone(known))
 			m := newModel(1 << 20)
 			m.insert(known)

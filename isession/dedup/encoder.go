@@ -17,18 +17,20 @@ const refLen = 1 + len(key{})
 type Encoder struct {
 	p     Params
 	cache *cache // keys and lengths only
+	hash  *hasher
 	epoch uint8
 	c     counters
 }
 
-// NewEncoder returns an Encoder that chunks with p and caches up to budget
-// bytes (chunk lengths plus 64 bytes per entry), in epoch 0. The peer's
-// Decoder must have the same budget. A budget of 0 caches nothing.
-func NewEncoder(p Params, budget int64) (*Encoder, error) {
+// NewEncoder returns an Encoder that chunks with p, keys chunks with k and
+// caches up to budget bytes (chunk lengths plus 64 bytes per entry), in
+// epoch 0. The peer's Decoder must have the same budget and key. A budget
+// of 0 caches nothing.
+func NewEncoder(p Params, budget int64, k Key) (*Encoder, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	return &Encoder{p: p, cache: newCache(budget)}, nil
+	return &Encoder{p: p, cache: newCache(budget), hash: newHasher(k)}, nil
 }
 
 // Encode appends to dst the encoding of a prefix of data and returns the
@@ -64,7 +66,7 @@ func (e *Encoder) Encode(dst, data []byte, final bool) (out []byte, consumed int
 		chunk := rest[:n]
 		off += n
 		if e.cache.cacheable(n) {
-			k := keyOf(chunk)
+			k := e.hash.keyOf(chunk)
 			if e.cache.get(k) != nil {
 				dst = append(append(dst, opRef), k[:]...)
 				refs++

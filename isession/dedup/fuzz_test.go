@@ -37,7 +37,7 @@ func fuzzChunks() [][]byte {
 
 // fuzzPrime is the payload, of epoch 0, that primes a fuzzed Decoder.
 func fuzzPrime() []byte {
-	e, err := NewEncoder(Params{Min: 256, Avg: 1 << 19, Max: 1 << 20}, fuzzBudget) // one chunk per call
+	e, err := NewEncoder(Params{Min: 256, Avg: 1 << 19, Max: 1 << 20}, fuzzBudget, testKey()) // one chunk per call
 	if err != nil {
 		panic(err)
 	}
@@ -83,7 +83,7 @@ func FuzzDecode(f *testing.F) {
 	}
 	prime := fuzzPrime()
 	f.Fuzz(func(t *testing.T, payload []byte, limit uint16) {
-		d, m := NewDecoder(fuzzBudget), newModel(fuzzBudget)
+		d, m := NewDecoder(fuzzBudget, testKey()), newModel(fuzzBudget)
 		prefix := []byte("prefix")
 		for i, p := range [][]byte{prime, payload, payload} {
 			maxOut := int(limit)

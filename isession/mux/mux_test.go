@@ -762,3 +762,65 @@ func TestPingFloodWithoutReading(t *testing.T) {
 	}
 	b.Close()
 }
+
+// SetMore(true) holds a tail the encoder cannot end a chunk with until the
+// next Write completes the chunk or SetMore(false) releases it; nothing is
+// lost either way. Written in pieces under the hint, a repeat of the same
+// data crosses as references.
+func TestSetMoreHoldsTail(t *testing.T) {
+	ce, sd := newToy(), newToy()
+	c, s := sessions(t, Options{Encoder: ce}, Options{Decoder: toyDecoder{sd}})
+	st, err := c.Open(context.Background(), []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := randBytes(1, 1024)
+	st.Write(first) // the OPEN carries it at once
+	a, err := s.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	readN := func(n int, within time.Duration) ([]byte, error) {
+		a.SetReadDeadline(time.Now().Add(within))
+		buf := make([]byte, n)
+		_, err := io.ReadFull(a, buf)
+		return buf, err
+	}
+	if got, err := readN(1024, 5*time.Second); err != nil || !bytes.Equal(got, first) {
+		t.Fatalf("first block: %v", err)
+	}
+	tail := randBytes(2, 1024)
+	st.SetMore(true)
+	st.Write(tail[:500])
+	if _, err := readN(1, 200*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a held tail was sent: %v", err)
+	}
+	st.Write(tail[500:]) // completes the block: it goes
+	if got, err := readN(1024, 5*time.Second); err != nil || !bytes.Equal(got, tail) {
+		t.Fatalf("completed block: %v", err)
+	}
+	st.Write([]byte("end"))
+	if _, err := readN(1, 200*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a held tail was sent: %v", err)
+	}
+	st.SetMore(false)
+	if got, err := readN(3, 5*time.Second); err != nil || string(got) != "end" {
+		t.Fatalf("released tail: %q %v", got, err)
+	}
+
+	// 64 KiB twice, in 100-byte writes: the second time all references.
+	base := randBytes(3, 64<<10)
+	go io.Copy(io.Discard, a)
+	a.SetReadDeadline(time.Time{})
+	wire := func() uint64 { return c.Stats().WireOut }
+	for pass := range 2 {
+		before := wire()
+		for off := 0; off < len(base); off += 100 {
+			st.Write(base[off:min(off+100, len(base))])
+		}
+		waitFor(t, func() bool { return c.Stats().RawOut >= uint64(1024+1024+3+(pass+1)*len(base)) }, "data sent")
+		if sent := wire() - before; pass == 1 && sent > uint64(len(base))/20 {
+			t.Fatalf("repeat sent %d wire bytes for %d: the tail flushes broke the blocks", sent, len(base))
+		}
+	}
+}

@@ -24,10 +24,12 @@ type Options struct {
 	// end's initial send window (default InitialWindow).
 	InitialWindow     int
 	PeerInitialWindow int
-	// MaxWindow caps a stream's auto-tuned receive window (default 16 MiB).
+	// MaxWindow caps a stream's auto-tuned receive window (default 64 MiB).
+	// The window counts raw bytes: with de-duplication a stream's raw
+	// rate can be many times the link's, and so must its window be.
 	MaxWindow int
 	// SessionWindow is how much all streams' windows may grow beyond their
-	// initial windows together (default 64 MiB).
+	// initial windows together (default 4 × MaxWindow).
 	SessionWindow int
 	// MaxStreams is how many streams the peer may have open at once
 	// (default 1024); AcceptBacklog how many wait for Accept (default 256).
@@ -53,9 +55,9 @@ func (o *Options) fill() {
 	}
 	def(&o.InitialWindow, 256<<10)
 	def(&o.PeerInitialWindow, o.InitialWindow)
-	def(&o.MaxWindow, 16<<20)
+	def(&o.MaxWindow, 64<<20)
 	o.MaxWindow = max(o.MaxWindow, o.InitialWindow)
-	def(&o.SessionWindow, 64<<20)
+	def(&o.SessionWindow, 4*o.MaxWindow)
 	def(&o.MaxStreams, 1024)
 	def(&o.AcceptBacklog, 256)
 	def(&o.MaxFrame, 256<<10)
@@ -458,6 +460,10 @@ func (s *Session) fill(out []byte) []byte {
 		final := n == len(data)
 		fin := st.finQueued && final
 		open := !st.openSent
+		// A tail that more bytes will follow at once waits for them
+		// rather than end a chunk early (never an OPEN: the stream's
+		// first bytes go at once).
+		hold := final && !open && !st.finQueued && (st.more || st.pushing)
 		st.openSent = true
 		s.mu.Unlock()
 		if s.enc != nil {
@@ -467,7 +473,17 @@ func (s *Session) fill(out []byte) []byte {
 		}
 		var consumed int
 		var ferr error
-		out, consumed, ferr = s.frame(out, st, open, data[:n], final, fin)
+		mark := len(out)
+		out, consumed, ferr = s.frame(out, st, open, data[:n], final && !hold, hold, fin)
+		if ferr == nil && hold && consumed == 0 {
+			// Nothing ended a chunk: held until the stream's next Write
+			// or SetMore(false) makes it ready again.
+			out = out[:mark]
+			s.mu.Lock()
+			st.send.unpin()
+			s.mu.Unlock()
+			continue
+		}
 		if ferr != nil {
 			// The encoder broke its contract: a bug on this end. Nothing
 			// sent after it could be decoded; end this session, not the
@@ -511,7 +527,9 @@ func (s *Session) fill(out []byte) []byte {
 }
 
 // frame appends one OPEN or DATA frame of st carrying (a prefix of) data.
-func (s *Session) frame(out []byte, st *Stream, open bool, data []byte, final, fin bool) ([]byte, int, error) {
+// When the encoder consumes nothing of data that is not final, it is
+// encoded as final, unless hold: then frame appends nothing and returns 0.
+func (s *Session) frame(out []byte, st *Stream, open bool, data []byte, final, hold, fin bool) ([]byte, int, error) {
 	typ := uint8(typeData)
 	if open {
 		typ = typeOpen
@@ -529,6 +547,9 @@ func (s *Session) frame(out []byte, st *Stream, open bool, data []byte, final, f
 		mark := len(out)
 		out, consumed = s.enc.Encode(out, data, final)
 		if consumed == 0 && !final {
+			if hold {
+				return out[:h], 0, nil
+			}
 			out = out[:mark]
 			final = true
 			out, consumed = s.enc.Encode(out, data, true)

@@ -20,9 +20,13 @@ type Stream struct {
 	send       queue // queued raw bytes not yet framed
 	sendWindow int   // bytes the peer lets us send
 	finQueued  bool  // FIN goes after the queued bytes
-	finSent    bool
-	openSent   bool
-	queued     bool // in s.ready
+	// more (SetMore) and pushing (a Write still queueing) say that more
+	// bytes follow at once: the writer may then hold back a tail too
+	// short to end a de-duplication chunk (see fill).
+	more, pushing bool
+	finSent       bool
+	openSent      bool
+	queued        bool // in s.ready
 
 	recv      queue // received, not yet read
 	recvAvail int   // bytes the peer may still send (its send window as we see it)
@@ -231,6 +235,7 @@ func (st *Stream) Write(p []byte) (int, error) {
 			st.send.push(p[:n])
 			p = p[n:]
 			total += n
+			st.pushing = len(p) > 0
 			s.markReadyLocked(st)
 			s.mu.Unlock()
 			continue
@@ -238,10 +243,39 @@ func (st *Stream) Write(p []byte) (int, error) {
 		dl := st.wdl
 		s.mu.Unlock()
 		if !st.wait(st.wch, dl) {
+			st.donePushing()
 			return total, os.ErrDeadlineExceeded
 		}
 	}
 	return total, nil
+}
+
+// donePushing ends a Write that returns before queueing all its bytes.
+func (st *Stream) donePushing() {
+	st.s.mu.Lock()
+	defer st.s.mu.Unlock()
+	if st.pushing {
+		st.pushing = false
+		st.s.markReadyLocked(st)
+	}
+}
+
+// SetMore is a hint, like MSG_MORE: more says that the caller will write
+// more bytes at once (say, they are already in its source socket's
+// receive buffer). The writer then holds back a queued tail too short to
+// end a de-duplication chunk until they come, so that chunks end where
+// the data says, not where a Write happened to stop; a chunk cut short
+// hides its repetitions from de-duplication. false (the default) lets
+// the writer send everything queued. A caller that sets it must write
+// again soon or set it false.
+func (st *Stream) SetMore(more bool) {
+	s := st.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st.more = more
+	if !more && st.send.len() > 0 {
+		s.markReadyLocked(st)
+	}
 }
 
 // CloseWrite sends FIN after the queued data; reading goes on.
