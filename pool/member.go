@@ -29,11 +29,12 @@ type Member struct {
 	state        atomic.Uint32 // State
 	health       atomic.Uint32 // health
 	active       atomic.Int64
-	passiveUntil atomic.Int64 // unix ns until which the member is passively down; 0 = not down
-	rampStart    atomic.Int64 // unix ns when the member last became available; 0 = not ramping
-	latency      atomic.Int64 // EWMA of response time in ns; 0 = no sample yet
-	failRun      atomic.Int32 // consecutive passive failures in the current window
-	halfOpen     atomic.Bool  // recovered from passive-down, no success yet: one failure re-arms
+	passiveUntil atomic.Int64  // unix ns until which the member is passively down; 0 = not down
+	rampStart    atomic.Int64  // unix ns when the member last became available; 0 = not ramping
+	latency      atomic.Int64  // EWMA of response time in ns; 0 = no sample yet
+	failRun      atomic.Int32  // consecutive passive failures in the current window
+	halfOpen     atomic.Bool   // recovered from passive-down, no success yet: one failure re-arms
+	location     atomic.Uint32 // Location
 
 	total, requests, bytesIn, bytesOut, errors, failures atomic.Uint64
 
@@ -41,6 +42,7 @@ type Member struct {
 	firstFail time.Time  // start of the current passive failure window
 	reason    string
 	since     time.Time
+	locReason string // why Location is what it is
 }
 
 func newMember(addr netip.AddrPort, c *memberConf, p *Pool, now time.Time) *Member {
@@ -401,6 +403,9 @@ type MemberStats struct {
 	Failures     uint64        `json:"passive_failures"`
 	LatencyEWMA  time.Duration `json:"latency_ewma_ns"`
 	SlowRampPct  int           `json:"slow_ramp_percent"` // 100 when not ramping
+	// Location is local, remote or unknown (virtual_location monitor).
+	Location       string `json:"location"`
+	LocationReason string `json:"location_reason,omitempty"`
 }
 
 // Stats returns a snapshot of the member.
@@ -429,7 +434,7 @@ func (m *Member) Stats() MemberStats {
 	}
 
 	m.mu.Lock()
-	reason, since := m.reason, m.since
+	reason, since, locReason := m.reason, m.since, m.locReason
 	m.mu.Unlock()
 
 	pct := 100
@@ -455,6 +460,9 @@ func (m *Member) Stats() MemberStats {
 		Failures:     m.failures.Load(),
 		LatencyEWMA:  time.Duration(m.latency.Load()),
 		SlowRampPct:  pct,
+
+		Location:       m.Location().String(),
+		LocationReason: locReason,
 	}
 }
 

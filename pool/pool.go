@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"cmp"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
@@ -222,7 +221,6 @@ func New(cfg Config, prev *Pool, log *slog.Logger) *Pool {
 		rng:       rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
 	now := p.now()
-	prio := make([]int, 0, len(cfg.Members))
 	for _, mc := range cfg.Members {
 		if _, dup := p.byAddr[mc.Addr]; dup {
 			log.Warn("duplicate pool member ignored", "pool", cfg.Name, "member", mc.Addr.String())
@@ -252,25 +250,10 @@ func New(cfg Config, prev *Pool, log *slog.Logger) *Pool {
 		p.members = append(p.members, m)
 		p.byAddr[mc.Addr] = m
 		p.ratio = append(p.ratio, int64(conf.ratio))
-		prio = append(prio, conf.priority)
 	}
 
-	// Priority groups, highest first. Without priority group activation
-	// all members form one group in configuration order.
 	n := len(p.members)
-	p.order = make([]int32, n)
-	for i := range p.order {
-		p.order[i] = int32(i)
-	}
-	if p.minActive > 0 {
-		slices.SortStableFunc(p.order, func(a, b int32) int { return cmp.Compare(prio[b], prio[a]) })
-		for i := 1; i < n; i++ {
-			if prio[p.order[i]] != prio[p.order[i-1]] {
-				p.groupEnd = append(p.groupEnd, i)
-			}
-		}
-	}
-	p.groupEnd = append(p.groupEnd, n)
+	p.rankLocked()
 
 	p.elig = make([]int32, 0, n)
 	p.cand = make([]int32, 0, n)
