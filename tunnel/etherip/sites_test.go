@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -173,16 +174,36 @@ func (s *sites) echoServer(tb testing.TB, port int) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	done := make(chan struct{})
-	tb.Cleanup(func() { ln.Close(); <-done })
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+		wg    sync.WaitGroup
+	)
+	// Cleanup closes the listener and every connection, so no handler
+	// outlives the test even if a FIN was lost with the namespaces.
+	tb.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
 	go func() {
-		defer close(done)
+		defer wg.Done()
 		for range 1000 { // bounded: tests make a handful of connections
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
 			go func() {
+				defer wg.Done()
 				defer c.Close()
 				_ = c.SetDeadline(time.Now().Add(60 * time.Second))
 				_, _ = io.Copy(c, c)

@@ -57,7 +57,11 @@ func openTAP(name string, mtu int) (*os.File, string, error) {
 	return os.NewFile(uintptr(fd), "tap:"+name), name, nil
 }
 
-// linkMTUUp sets an interface's MTU and IFF_UP with the classic ioctls.
+// tapQueueLen is the TAP's txqueuelen (Linux's default for TUN/TAP: 1000).
+const tapQueueLen = 8192
+
+// linkMTUUp sets an interface's MTU, queue length and IFF_UP with the
+// classic ioctls.
 func linkMTUUp(name string, mtu int) error {
 	s, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -71,6 +75,14 @@ func linkMTUUp(name string, mtu int) error {
 	ifr.SetUint32(uint32(mtu))
 	if err := unix.IoctlIfreq(s, unix.SIOCSIFMTU, ifr); err != nil {
 		return fmt.Errorf("etherip: set MTU %d on %s: %w", mtu, name, err)
+	}
+	// The TAP's queue towards its reader is a ring of txqueuelen frames
+	// that drops (without back pressure) when full; a reader that is
+	// descheduled for a few milliseconds under load would otherwise cost
+	// TCP a loss every burst.
+	ifr.SetUint32(tapQueueLen)
+	if err := unix.IoctlIfreq(s, unix.SIOCSIFTXQLEN, ifr); err != nil {
+		return fmt.Errorf("etherip: set txqueuelen of %s: %w", name, err)
 	}
 	if err := unix.IoctlIfreq(s, unix.SIOCGIFFLAGS, ifr); err != nil {
 		return fmt.Errorf("etherip: flags of %s: %w", name, err)
