@@ -185,9 +185,11 @@ func TestReversedHeader(t *testing.T) {
 			tag := fmt.Sprintf("reversed-%v", accept)
 			snd.send(t, append([]byte{0x03, 0x00}, testFrame(tag)...))
 			got := watch.await(time.Second, func(f []byte) bool { return bytes.Contains(f, []byte(tag)) })
-			st := ep.Stats()
 			if accept {
-				if got == nil || st.RxPackets != 1 {
+				// The frame reaches the VM inside the TAP write, before
+				// the counter is incremented.
+				waitFor(time.Second, func() bool { return ep.Stats().RxPackets == 1 })
+				if st := ep.Stats(); got == nil || st.RxPackets != 1 {
 					t.Fatalf("reversed header not delivered (rx %d, drops %v)", st.RxPackets, st.Drops)
 				}
 				return
@@ -195,6 +197,7 @@ func TestReversedHeader(t *testing.T) {
 			if got != nil {
 				t.Fatal("reversed header delivered though not accepted")
 			}
+			st := ep.Stats()
 			if st.Drops[DropReversed] != 1 || st.RxPackets != 0 {
 				t.Fatalf("drops %v, rx %d; want one %v", st.Drops, st.RxPackets, DropReversed)
 			}
