@@ -108,10 +108,9 @@ func benchPaths(outer6 bool) []benchPath {
 }
 
 type pathResult struct {
-	mbps    float64
-	rttMed  time.Duration
-	rttP99  time.Duration
-
+	mbps   float64
+	rttMed time.Duration
+	rttP99 time.Duration
 }
 
 // BenchmarkPaths measures TCP throughput (VM-A → VM-B, bounded in bytes

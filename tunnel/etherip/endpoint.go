@@ -72,9 +72,11 @@ type Endpoint struct {
 	mux   *Mux
 
 	// Used only by the receiver's goroutine.
-	wframe  []byte
-	werr    error
-	writeFn func(fd uintptr) bool
+	gro       groRun
+	groQueued bool
+	wframe    []byte
+	werr      error
+	writeFn   func(fd uintptr) bool
 
 	c counters
 
@@ -134,6 +136,7 @@ func (m *Mux) New(cfg Config) (*Endpoint, error) {
 	}
 	e := &Endpoint{cfg: cfg, mux: m, maxFrame: cfg.MTU + ethHeaderLen + 2*vlanTagLen}
 	e.writeFn = e.writeTAP
+	e.gro.buf = make([]byte, vnetHdrLen+groMax+64)
 	tap, name, err := openTAP(cfg.Name, cfg.MTU)
 	if err != nil {
 		return nil, err
@@ -210,55 +213,64 @@ func (e *Endpoint) Close() error {
 	return nil
 }
 
-// tapLoop reads frames from the TAP, encapsulates them in place (each
-// buffer starts with the EtherIP header) and sends them in batches.
+// tapLoop reads frames from the TAP, cuts TCP super-frames into segments,
+// encapsulates them (each slot starts with the EtherIP header) and sends
+// them in batches with sendmmsg.
 func (e *Endpoint) tapLoop() {
 	defer e.wg.Done()
-	bufSize := HeaderLen + e.maxFrame + 64
-	slab := make([]byte, txBatch*bufSize)
+	slotSize := HeaderLen + e.maxFrame + 64
+	slab := make([]byte, txBatch*slotSize)
+	rbuf := make([]byte, vnetHdrLen+65536+2*vlanTagLen+ethHeaderLen)
 	var (
-		bufs [txBatch][]byte
-		lens [txBatch]int
-		iovs [txBatch]unix.Iovec
-		msgs [txBatch]unix.Mmsghdr
+		slots [txBatch][]byte // frame area of each slot (after the header)
+		lens  [txBatch]int
+		iovs  [txBatch]unix.Iovec
+		msgs  [txBatch]unix.Mmsghdr
+		drops [NumDropReasons]uint64
 	)
-	for i := range bufs {
-		b := slab[i*bufSize : (i+1)*bufSize : (i+1)*bufSize]
+	for i := range slots {
+		b := slab[i*slotSize : (i+1)*slotSize : (i+1)*slotSize]
 		b[0], b[1] = hdrByte0, 0
-		bufs[i] = b
+		slots[i] = b[HeaderLen:]
 		iovs[i].Base = &b[0]
 		msgs[i].Hdr.Iov = &iovs[i]
 		msgs[i].Hdr.SetIovlen(1)
 	}
 	var (
-		n    int
-		rerr error
+		pending  int  // slots filled
+		rlen     int  // bytes in rbuf
+		flushNow bool // nothing more to read right now
+		rerr     error
 	)
 	readFn := func(fd uintptr) bool {
-		n, rerr = 0, nil
-		for n < txBatch {
-			m, err := unix.Read(int(fd), bufs[n][HeaderLen:])
-			if err == unix.EINTR {
+		rlen, flushNow, rerr = 0, false, nil
+		for range 8 { // EINTR retries
+			n, err := unix.Read(int(fd), rbuf)
+			switch err {
+			case nil:
+				rlen = n
+				return true
+			case unix.EINTR:
 				continue
-			}
-			if err != nil {
-				if err != unix.EAGAIN {
-					rerr = err
+			case unix.EAGAIN:
+				if pending > 0 {
+					flushNow = true
 					return true
 				}
-				break
+				return false // wait for the descriptor to be readable
+			default:
+				rerr = err
+				return true
 			}
-			lens[n] = m
-			n++
 		}
-		return n > 0 // nothing yet: wait for the descriptor to be readable
+		return false
 	}
 	var (
-		sent, queued int
-		serr         unix.Errno
+		sent int
+		serr unix.Errno
 	)
 	sendFn := func(fd uintptr) bool {
-		r, e := mmsg(unix.SYS_SENDMMSG, fd, msgs[sent:queued])
+		r, e := mmsg(unix.SYS_SENDMMSG, fd, msgs[sent:pending])
 		if e == unix.EAGAIN {
 			return false
 		}
@@ -268,45 +280,19 @@ func (e *Endpoint) tapLoop() {
 		}
 		return true
 	}
-	var drops [NumDropReasons]uint64
-	for {
-		if err := e.tapRC.Read(readFn); err != nil {
-			return // closed
-		}
-		if rerr != nil && n == 0 {
-			// A TAP read error other than EAGAIN (the device went away):
-			// nothing more will come.
-			return
-		}
-		queued = 0
+	// flush sends the pending slots; false means the endpoint is closed.
+	flush := func() bool {
 		var bytes uint64
-		for i := range n {
-			l := lens[i]
-			frame := bufs[i][HeaderLen : HeaderLen+l]
-			if l < ethHeaderLen {
-				drops[DropRuntFrame]++
-				continue
-			}
-			if l > e.maxFrame {
-				drops[DropOversize]++
-				continue
-			}
-			if e.cfg.ClampMSS {
-				ClampMSS(frame, e.cfg.MTU)
-			}
-			// Compact the message array over dropped frames.
-			iovs[queued].Base = &bufs[i][0]
-			iovs[queued].SetLen(HeaderLen + l)
-			msgs[queued].Hdr.Iov = &iovs[queued]
-			bytes += uint64(l)
-			queued++
+		for i := range pending {
+			iovs[i].SetLen(HeaderLen + lens[i])
+			bytes += uint64(lens[i])
 		}
 		failed := 0
 		sent = 0
-		for sent < queued { // each round sends ≥1 message or skips one
+		for sent < pending { // each round sends ≥1 message or skips one
 			serr = 0
 			if err := e.txRC.Write(sendFn); err != nil {
-				return // closed
+				return false
 			}
 			if serr != 0 {
 				// sendmmsg reports an error only for the first message
@@ -316,7 +302,7 @@ func (e *Endpoint) tapLoop() {
 				} else {
 					drops[DropSendError]++
 				}
-				bytes -= uint64(iovs[sent].Len) - HeaderLen
+				bytes -= uint64(lens[sent])
 				failed++
 				sent++
 			}
@@ -327,9 +313,79 @@ func (e *Endpoint) tapLoop() {
 				drops[r] = 0
 			}
 		}
-		if queued > failed {
-			e.c.txPackets.Add(uint64(queued - failed))
+		if pending > failed {
+			e.c.txPackets.Add(uint64(pending - failed))
 			e.c.txBytes.Add(bytes)
+		}
+		pending = 0
+		return true
+	}
+	// queue takes the frame in slot pending.
+	queue := func(l int) {
+		switch {
+		case l < ethHeaderLen:
+			drops[DropRuntFrame]++
+		case l > e.maxFrame:
+			drops[DropOversize]++
+		default:
+			if e.cfg.ClampMSS {
+				ClampMSS(slots[pending][:l], e.cfg.MTU)
+			}
+			lens[pending] = l
+			pending++
+		}
+	}
+	for {
+		if err := e.tapRC.Read(readFn); err != nil {
+			return // closed
+		}
+		if rerr != nil {
+			return // the device went away
+		}
+		if flushNow {
+			if !flush() {
+				return
+			}
+			continue
+		}
+		if rlen < vnetHdrLen {
+			drops[DropRuntFrame]++
+			continue
+		}
+		h := decodeVnet(rbuf)
+		frame := rbuf[vnetHdrLen:rlen]
+		gso := h.gsoType &^ vnetGSOECN
+		if gso == vnetGSONone {
+			if h.flags&vnetFlagNeedsCsum != 0 && !finishChecksum(frame, int(h.csumStart), int(h.csumOffs)) {
+				drops[DropRuntFrame]++
+				continue
+			}
+			if len(frame) > len(slots[pending]) {
+				drops[DropOversize]++
+				continue
+			}
+			queue(copy(slots[pending], frame))
+		} else {
+			g, ok := parseTCP(frame)
+			mss := int(h.gsoSize)
+			if !ok || (gso != vnetGSOTCPv4 && gso != vnetGSOTCPv6) || mss == 0 || g.hdrEnd+mss > e.maxFrame {
+				drops[DropOversize]++
+				continue
+			}
+			total := gsoSegments(frame, g, mss)
+			for done := 0; done < total; { // each round fills ≥1 slot
+				if pending == txBatch && !flush() {
+					return
+				}
+				// Segments are within [hdrEnd, hdrEnd+mss] ≤ maxFrame and
+				// never SYNs: nothing for queue to check.
+				n := gsoSplit(frame, g, mss, done, slots[pending:], lens[pending:])
+				pending += n
+				done += n
+			}
+		}
+		if pending == txBatch && !flush() {
+			return
 		}
 	}
 }

@@ -144,13 +144,22 @@ type rxState struct {
 	msgs  [rxBatch]unix.Mmsghdr
 	names [rxBatch]unix.RawSockaddrInet6
 	drops [NumDropReasons]uint64
+	gro   []*Endpoint // endpoints with a run to flush at the end of the batch
 }
+
+// rxSlot is one packet's room: headroom plus the largest packet.
+const (
+	rxHeadroom = 16
+	rxSlot     = rxHeadroom + rxBufSize
+)
 
 func (r *receiver) loop() {
 	defer close(r.done)
-	st := &rxState{slab: make([]byte, rxBatch*rxBufSize)}
+	st := &rxState{slab: make([]byte, rxBatch*rxSlot)}
 	for i := range st.msgs {
-		st.iovs[i].Base = &st.slab[i*rxBufSize]
+		// Headroom in front of each packet takes the virtio-net header
+		// of the TAP write in place.
+		st.iovs[i].Base = &st.slab[i*rxSlot+rxHeadroom]
 		st.iovs[i].SetLen(rxBufSize)
 		h := &st.msgs[i].Hdr
 		h.Iov = &st.iovs[i]
@@ -211,7 +220,8 @@ func (r *receiver) dispatch(st *rxState, n int) {
 			st.drops[DropOversize]++
 			continue
 		}
-		buf := st.slab[i*rxBufSize : i*rxBufSize+l]
+		slot := st.slab[i*rxSlot : i*rxSlot+rxHeadroom+l]
+		buf := slot[rxHeadroom:]
 		var (
 			src netip.Addr
 			pkt []byte
@@ -241,8 +251,17 @@ func (r *receiver) dispatch(st *rxState, n int) {
 			st.drops[DropForeignSource]++
 			continue
 		}
-		e.input(pkt)
+		if e.input(slot, len(slot)-len(pkt)) && !e.groQueued {
+			e.groQueued = true
+			st.gro = append(st.gro, e)
+		}
 	}
+	for _, e := range st.gro {
+		e.flushGRO()
+		e.groQueued = false
+	}
+	clear(st.gro)
+	st.gro = st.gro[:0]
 	r.packets.Add(uint64(n))
 	r.bytes.Add(bytes)
 	for i, d := range st.drops {
@@ -253,31 +272,67 @@ func (r *receiver) dispatch(st *rxState, n int) {
 	}
 }
 
-// input decapsulates one packet from the remote and writes its frame to
-// the TAP. It runs on the receiver's goroutine.
-func (e *Endpoint) input(pkt []byte) {
-	frame, reason, ok := decap(pkt, e.cfg.AcceptReversed)
+// input decapsulates one packet from the remote, slot[off:], and writes
+// its frame to the TAP or adds it to the endpoint's GRO run; it reports
+// whether a run is pending. slot[:off] is free room of at least
+// rxHeadroom bytes. It runs on the receiver's goroutine.
+func (e *Endpoint) input(slot []byte, off int) bool {
+	frame, reason, ok := decap(slot[off:], e.cfg.AcceptReversed)
 	if !ok {
 		e.c.drops[reason].Add(1)
-		return
+		return e.gro.segs > 0
 	}
 	if len(frame) > e.maxFrame {
 		e.c.drops[DropOversize].Add(1)
-		return
+		return e.gro.segs > 0
 	}
 	if e.cfg.ClampMSS {
 		ClampMSS(frame, e.cfg.MTU)
 	}
-	e.wframe, e.werr = frame, nil
-	if err := e.tapRC.Write(e.writeFn); err != nil || e.werr != nil {
-		e.c.tapWriteErrors.Add(1)
-		return
+	g, cand := groCandidate(frame)
+	if cand && e.gro.add(frame, g) {
+		e.gro.bytes += len(frame)
+		return true
 	}
-	e.c.rxPackets.Add(1)
-	e.c.rxBytes.Add(uint64(len(frame)))
+	if e.gro.segs > 0 {
+		e.flushGRO()
+	}
+	if cand {
+		e.gro.start(frame, g)
+		e.gro.bytes = len(frame)
+		return true
+	}
+	// Not joinable: write it as it is, behind an empty virtio-net header
+	// built in the headroom.
+	fstart := len(slot) - len(frame)
+	out := slot[fstart-vnetHdrLen:]
+	vnetHdr{}.encode(out)
+	e.writeOut(out, 1, len(frame))
+	return false
 }
 
-// writeTAP is the RawConn callback of input. It never waits: a TAP that
+// flushGRO writes the pending run, if any.
+func (e *Endpoint) flushGRO() {
+	if e.gro.segs == 0 {
+		return
+	}
+	segs, bytes := e.gro.segs, e.gro.bytes
+	e.writeOut(e.gro.finish(), segs, bytes)
+}
+
+// writeOut writes a virtio-net header and frame to the TAP, counting it
+// as segs frames of bytes in total.
+func (e *Endpoint) writeOut(out []byte, segs, bytes int) {
+	e.wframe, e.werr = out, nil
+	if err := e.tapRC.Write(e.writeFn); err != nil || e.werr != nil {
+		e.c.tapWriteErrors.Add(uint64(segs))
+		return
+	}
+	e.c.rxPackets.Add(uint64(segs))
+	e.c.rxBytes.Add(uint64(bytes))
+}
+
+// writeTAP is the RawConn callback of writeOut. It never waits: a TAP that
 // cannot take a frame now (which the kernel does not normally do) costs
 // that frame, not the other tunnels on the receiver.
 func (e *Endpoint) writeTAP(fd uintptr) bool {

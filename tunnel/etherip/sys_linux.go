@@ -25,7 +25,8 @@ func currentNetNS() (nsID, error) {
 	return nsID{dev: st.Dev, ino: st.Ino}, nil
 }
 
-// openTAP creates a non-persistent TAP device without packet information
+// openTAP creates a non-persistent TAP device with a virtio-net header and
+// without packet information
 // (the kernel deletes it when the returned file is closed), sets its MTU and
 // brings it up. An empty name lets the kernel choose one (tap%d).
 func openTAP(name string, mtu int) (*os.File, string, error) {
@@ -41,10 +42,16 @@ func openTAP(name string, mtu int) (*os.File, string, error) {
 		unix.Close(fd)
 		return nil, "", err
 	}
-	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI)
+	// A virtio-net header on every frame, and TCP segmentation and
+	// checksum offload: see offload.go.
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		unix.Close(fd)
 		return nil, "", fmt.Errorf("etherip: create TAP %q: %w", name, err)
+	}
+	if err := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, unix.TUN_F_CSUM|unix.TUN_F_TSO4|unix.TUN_F_TSO6); err != nil {
+		unix.Close(fd)
+		return nil, "", fmt.Errorf("etherip: TAP offloads: %w", err)
 	}
 	name = ifr.Name()
 	if err := linkMTUUp(name, mtu); err != nil {
