@@ -8,7 +8,8 @@ import (
 // FuzzDecap: Decap never panics, returns a frame that aliases the input
 // and is at least an Ethernet header long, accepts exactly the two known
 // headers, and inverts Encap. ClampMSS never panics on what Decap accepts
-// and never lengthens a frame.
+// and never lengthens a frame; the offload parsers (groCandidate, GRO,
+// gsoSplit) never panic on it.
 func FuzzDecap(f *testing.F) {
 	f.Add([]byte{0x30, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 1, 2, 3, 4, 5, 0x08, 0x06}, false)
 	f.Add([]byte{0x03, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 1, 2, 3, 4, 5, 0x08, 0x06}, true)
@@ -35,6 +36,25 @@ func FuzzDecap(f *testing.F) {
 			ClampMSS(c, 1400)
 			if len(c) != len(frame) {
 				t.Fatal("ClampMSS changed the length")
+			}
+			// The receive offload parses what the wire delivers: it must
+			// not panic, and a lone segment must come out unchanged.
+			if g, ok := groCandidate(c); ok {
+				var st groState
+				st.buf = make([]byte, vnetHdrLen+len(c))
+				st.start(c, g)
+				if st.add(c, g) {
+					t.Fatal("a segment continued itself")
+				}
+				if out := st.finish(); !bytes.Equal(out[vnetHdrLen:], c) {
+					t.Fatal("a lone segment changed")
+				}
+			}
+			if g, ok := parseTCP(c); ok {
+				const mss = 536
+				out := [][]byte{make([]byte, g.hdrEnd+mss), make([]byte, g.hdrEnd+mss)}
+				var lens [2]int
+				gsoSplit(c, g, mss, 0, out, lens[:])
 			}
 		}
 		// Round trip: whatever the bytes, as a frame they survive.
