@@ -6,7 +6,10 @@
 // 0x00 on the wire. Linux has no EtherIP driver, so an Endpoint is a TAP
 // device (to be enslaved to a bridge) plus raw IP sockets: frames read from
 // the TAP are encapsulated and sent to the remote address, and packets from
-// the remote address are decapsulated and written to the TAP.
+// the remote address are decapsulated and written to the TAP. Endpoints
+// created through one Mux share a receiving socket per local address.
+// TCP super-frames are segmented and re-joined in user space (offload.go),
+// so the TAP can use TSO while the wire carries MTU-sized packets.
 //
 // The protocol has no loop protection, no authentication and no integrity
 // check of its own: run it over a trusted path or IPsec, never build two
