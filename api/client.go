@@ -225,6 +225,11 @@ func (c *Client) Mirroring(ctx context.Context, out any) error {
 	return c.do(ctx, http.MethodGet, "/api/v1/mirroring", nil, nil, out)
 }
 
+// Tunnels reads the EtherIP tunnels (GET /api/v1/tunnels) into out.
+func (c *Client) Tunnels(ctx context.Context, out any) error {
+	return c.do(ctx, http.MethodGet, "/api/v1/tunnels", nil, nil, out)
+}
+
 // ISessions reads the iSession tunnels' state (GET /api/v1/isessions)
 // into out (the engine's ISessionStats).
 func (c *Client) ISessions(ctx context.Context, out any) error {

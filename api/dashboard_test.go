@@ -44,6 +44,7 @@ func TestDashboardScript(t *testing.T) {
 	check("msg", "(none)")
 	check("ha shown", "none")        // no device group: the section stays hidden
 	check("isessions shown", "none") // no iSession: hidden too
+	check("tunnels shown", "none")   // no tunnels: hidden too
 	// app pool offline; web members: available, disabled, offline (the
 	// first render after the click shows 8081 disabled).
 	check("dots", "dot offline,dot available,dot disabled,dot disabled,dot offline")
@@ -106,10 +107,16 @@ func TestDashboardDeviceGroup(t *testing.T) {
 			"Mux":      map[string]any{"StreamsOpen": 3, "RawOut": 4000, "WireOut": 1000, "RawIn": 2048, "WireIn": 1024},
 			"DedupOut": map[string]any{"Chunks": 10, "Refs": 7}, "TCPRTT": 100e6}}}}}
 	}
-	out := runDashboard(t, node, NewHandler(newFake(), nil, Options{Token: "tok", HA: h, Mirroring: fakeMirroring{}, Sync: fakeSync{}, ISessions: isessions}))
+	tunnels := func() any {
+		return []map[string]any{{"name": "to-dc2", "interface": "to-dc2", "vlan_group": "vms", "local_address": "198.51.100.1",
+			"remote_address": "203.0.113.1", "mtu": 1464, "state": "up", "packets_in": 12, "bytes_in": 2048, "packets_out": 34,
+			"bytes_out": 4096, "drops": map[string]any{"bad_version": 3, "short": 0}, "foreign_source_drops": 2}}
+	}
+	out := runDashboard(t, node, NewHandler(newFake(), nil, Options{Token: "tok", HA: h, Mirroring: fakeMirroring{}, Sync: fakeSync{}, ISessions: isessions, Tunnels: tunnels}))
 	for _, want := range []string{"ha shown: block", "tg1 active a b 3 2 to b, lag 7", "handed over by b",
 		"Config sync (automatic): behind, generation 5", "b up 0: 10.0.0.2:1026",
-		"isessions shown: block", "remote wan dc 198.51.100.10:7443 3", "0.250", "7 / 10", "100.0 ms", "compression [zstd] adaptive"} {
+		"isessions shown: block", "remote wan dc 198.51.100.10:7443 3", "0.250", "7 / 10", "100.0 ms", "compression [zstd] adaptive",
+		"tunnels shown: block", "to-dc2 to-dc2 vms 198.51.100.1 → 203.0.113.1 1464 up 12 2.0 KiB 34 4.0 KiB bad_version 3, foreign_source 2"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("dashboard output lacks %q:\n%s", want, out)
 		}

@@ -73,6 +73,14 @@ func (h *handler) isessionStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, h.isessions())
 }
 
+func (h *handler) tunnelStatus(w http.ResponseWriter, r *http.Request) {
+	if h.tunnels == nil {
+		writeError(w, http.StatusNotFound, "tunnels are not available on this device", nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, h.tunnels())
+}
+
 func (h *handler) syncStatus(w http.ResponseWriter, r *http.Request) {
 	if h.sync == nil {
 		writeError(w, http.StatusNotFound, "no device group is configured on this device", nil)

@@ -48,6 +48,9 @@ type Options struct {
 	// ISessions, when set, serves GET /api/v1/isessions: the iSession
 	// tunnels' state (the engine's ISessionStats).
 	ISessions func() any
+	// Tunnels, when set, serves GET /api/v1/tunnels: the EtherIP tunnels
+	// (the engine's TunnelStats).
+	Tunnels func() any
 }
 
 // ErrorResponse is the body of every API error.
@@ -108,6 +111,7 @@ type handler struct {
 	mirroring Mirroring
 	sync      Sync
 	isessions func() any
+	tunnels   func() any
 	m         *Metrics
 	log       *slog.Logger
 	tokenHash *[sha256.Size]byte // nil: no authentication
@@ -120,7 +124,7 @@ func NewHandler(b Backend, m *Metrics, opt Options) http.Handler {
 	if m == nil {
 		m = NewMetrics(b)
 	}
-	h := &handler{b: b, m: m, log: opt.Log, ha: opt.HA, mirroring: opt.Mirroring, sync: opt.Sync, isessions: opt.ISessions}
+	h := &handler{b: b, m: m, log: opt.Log, ha: opt.HA, mirroring: opt.Mirroring, sync: opt.Sync, isessions: opt.ISessions, tunnels: opt.Tunnels}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -153,6 +157,7 @@ func NewHandler(b Backend, m *Metrics, opt Options) http.Handler {
 		{"/api/v1/mirroring", map[string]http.HandlerFunc{"GET": h.mirrorStatus}},
 		{"/api/v1/sync", map[string]http.HandlerFunc{"GET": h.syncStatus, "POST": h.syncRun}},
 		{"/api/v1/isessions", map[string]http.HandlerFunc{"GET": h.isessionStatus}},
+		{"/api/v1/tunnels", map[string]http.HandlerFunc{"GET": h.tunnelStatus}},
 		{"/api/v1/traffic-groups/{name}/failover", map[string]http.HandlerFunc{"POST": h.failover}},
 		{"/metrics", map[string]http.HandlerFunc{"GET": promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{
 			// One bad series (say two pools reported under one name) must

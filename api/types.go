@@ -116,6 +116,11 @@ type MemberStatus struct {
 	LatencyEWMANS   int64 `json:"latency_ewma_ns"`
 	SlowRampPercent int   `json:"slow_ramp_percent"` // 100 = full weight
 
+	// Location is local, remote or unknown: where the virtual_location
+	// monitor found the member (docs/etherip.md), and why.
+	Location       string `json:"location"`
+	LocationReason string `json:"location_reason,omitempty"`
+
 	Monitors []MonitorStatus `json:"monitors"`
 }
 

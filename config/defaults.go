@@ -97,6 +97,8 @@ const (
 	BuiltinHTTPMonitor  = "http"
 	BuiltinHTTPSMonitor = "https"
 	BuiltinUDPMonitor   = "udp"
+	// BuiltinVirtualLocation is F5's virtual_location monitor.
+	BuiltinVirtualLocation = "virtual_location"
 )
 
 // Limits enforced by validation.
@@ -123,6 +125,7 @@ func (v *validator) builtins() {
 	addIfMissing(c.Monitors, BuiltinHTTPMonitor, &Monitor{Type: "http", Send: DefaultHTTPMonitorSend})
 	addIfMissing(c.Monitors, BuiltinHTTPSMonitor, &Monitor{Type: "https", Send: DefaultHTTPMonitorSend})
 	addIfMissing(c.Monitors, BuiltinUDPMonitor, &Monitor{Type: "udp"})
+	addIfMissing(c.Monitors, BuiltinVirtualLocation, &Monitor{Type: "virtual_location"})
 
 	pr := &c.Profiles
 	if pr.Persistence == nil {

@@ -17,6 +17,13 @@ type Config struct {
 	Limits     Limits               `yaml:"limits"`
 	ISession   ISession             `yaml:"isession"`
 
+	// Networks Fulcrum owns on the host (config/network.go;
+	// docs/etherip.md).
+	VLANs      map[string]*VLAN      `yaml:"vlans"`
+	VLANGroups map[string]*VLANGroup `yaml:"vlan_groups"`
+	Tunnels    map[string]*Tunnel    `yaml:"tunnels"`
+	SelfIPs    map[string]*SelfIP    `yaml:"self_ips"`
+
 	// High availability (config/ha.go; docs/ha.md).
 	Local         Local                    `yaml:"local"`
 	Devices       map[string]*Device       `yaml:"devices"`
@@ -71,7 +78,7 @@ type Log struct {
 
 // Monitor is a health monitor (F5: ltm monitor).
 type Monitor struct {
-	Type         string   `yaml:"type"`          // tcp | http | https | udp
+	Type         string   `yaml:"type"`          // tcp | http | https | udp | virtual_location
 	Interval     Duration `yaml:"interval"`      // default 5s
 	UpInterval   Duration `yaml:"up_interval"`   // default 0 = use interval
 	Timeout      Duration `yaml:"timeout"`       // default 3 × interval + 1s (16s for the default interval)

@@ -642,8 +642,10 @@ func notBuilt(key string, t reflect.Type) string {
 		switch key {
 		case "mirroring":
 			return "there is no top-level mirroring section: connections are mirrored per virtual server (mirror: true), persistence records per persistence profile (mirror: true), on the channel at failover.mirror_port between devices' mirror_addresses"
-		case "tunnels", "etherip":
-			return "tunnels (EtherIP) are not built yet; iSession is configured with profiles.isession, the top-level isession section and a virtual's isession key"
+		case "etherip":
+			return "EtherIP tunnels are configured in tunnels, with type: etherip (docs/etherip.md)"
+		case "vlan", "vlan_group", "self_ip", "selfs", "self":
+			return "networks are configured in vlans, vlan_groups, tunnels and self_ips (docs/etherip.md)"
 		}
 	case reflect.TypeFor[Virtual]():
 		switch key {

@@ -72,7 +72,7 @@ func TestDecodeErrors(t *testing.T) {
 	}{
 		{"unknown top-level key", poolWeb + vsWeb + `
 virtual_servers: {}  #<-
-`, "virtual_servers", `unknown key "virtual_servers" in configuration (valid keys: management, log, monitors, pools, profiles, snat_pools, virtuals, limits, isession, local, devices, failover, traffic_groups, config_sync)`},
+`, "virtual_servers", `unknown key "virtual_servers" in configuration (valid keys: management, log, monitors, pools, profiles, snat_pools, virtuals, limits, isession, vlans, vlan_groups, tunnels, self_ips, local, devices, failover, traffic_groups, config_sync)`},
 		{"unknown pool key with suggestion", vsWeb + `
 pools:
   web:
@@ -580,7 +580,7 @@ virtuals:
 	if got := c.PoolNames(); !slices.Equal(got, []string{"api", "web"}) {
 		t.Errorf("PoolNames = %v", got)
 	}
-	if got := c.MonitorNames(); !slices.Equal(got, []string{"http", "https", "tcp", "udp"}) {
+	if got := c.MonitorNames(); !slices.Equal(got, []string{"http", "https", "tcp", "udp", "virtual_location"}) {
 		t.Errorf("MonitorNames = %v", got)
 	}
 }

@@ -80,6 +80,7 @@ func (v *validator) validate() {
 	v.isession()
 	v.virtuals()
 	v.listeners()
+	v.network()
 	v.ha()
 
 	sortErrors(v.p.notices)
@@ -283,8 +284,21 @@ func (v *validator) monitors() {
 	for _, name := range sortedKeys(v.cfg.Monitors) {
 		m := v.cfg.Monitors[name]
 		path := "monitors." + name
-		v.oneOf(path+".type", "type", m.Type, "tcp", "http", "https", "udp")
+		v.oneOf(path+".type", "type", m.Type, "tcp", "http", "https", "udp", "virtual_location")
 		isHTTP := m.Type == "http" || m.Type == "https"
+		if m.Type == "virtual_location" {
+			// It sends nothing: it reads where each member's MAC address
+			// was learned (docs/etherip.md).
+			for _, f := range []struct {
+				key string
+				set bool
+			}{{"send", m.Send != ""}, {"receive", m.Receive != ""}, {"status", len(m.Status) > 0}, {"reverse", m.ReverseMatch},
+				{"destination", m.Destination != "" && m.Destination != "*:*"}, {"server_name", m.ServerName != ""}} {
+				if f.set {
+					v.errorf(path+"."+f.key, "%s does not apply to a virtual_location monitor: it probes nothing, it reads where each member's MAC address was learned", f.key)
+				}
+			}
+		}
 
 		switch {
 		case m.Interval == Indefinite:
@@ -380,6 +394,21 @@ func (v *validator) pools() {
 			}
 			seen[mon] = i
 			refCheck(v, mp, "monitor", mon, v.cfg.Monitors)
+		}
+		locMonitors := 0
+		for _, mon := range pl.Monitors {
+			if m := v.cfg.Monitors[mon]; m != nil && m.Type == "virtual_location" {
+				locMonitors++
+			}
+		}
+		switch {
+		case locMonitors > 1:
+			v.errorf(path+".monitors", "a pool takes at most one virtual_location monitor")
+		case locMonitors == 1 && pl.MinActiveMembers == 0:
+			v.notice(path+".min_active_members", "the virtual_location monitor ranks local members first inside their priority group, which matters only with priority group activation: set min_active_members (1: remote members serve only when no local one can)")
+		}
+		if health := len(pl.Monitors) - locMonitors; pl.MonitorMinUp > health && locMonitors > 0 {
+			v.errorf(path+".monitor_min_up", "monitor_min_up is %d but the pool has %d health monitors (virtual_location decides locality, not health)", pl.MonitorMinUp, health)
 		}
 		if pl.MonitorMinUp < 0 || pl.MonitorMinUp > len(pl.Monitors) {
 			v.errorf(path+".monitor_min_up", "monitor_min_up is %d but the pool has %d monitors: use 0 (all must pass) to %d", pl.MonitorMinUp, len(pl.Monitors), len(pl.Monitors))

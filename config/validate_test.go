@@ -291,7 +291,7 @@ pools:
   web:
     monitors: [http, htp]  #<-
     members: [{address: 10.0.0.1:80}]
-`, "pools.web.monitors[1]", `monitor "htp" does not exist (defined: http, https, tcp, udp)`},
+`, "pools.web.monitors[1]", `monitor "htp" does not exist (defined: http, https, tcp, udp, virtual_location)`},
 		{"monitor listed twice", vsWeb + `
 pools:
   web:
@@ -1103,12 +1103,12 @@ profiles:
 }
 
 func TestNotYetBuiltKeysSayWhy(t *testing.T) {
-	src := "mirroring:\n  a: {}\ntunnels:\n  t: {}\nprofiles:\n  isession:\n    x: {}\npools:\n  p:\n    members: [{address: 127.0.0.1:1}]\nvirtuals:\n  v: {destination: 127.0.0.1:1, type: tcp, pool: p, lbsp: true}\n"
+	src := "mirroring:\n  a: {}\netherip:\n  t: {}\nprofiles:\n  isession:\n    x: {}\npools:\n  p:\n    members: [{address: 127.0.0.1:1}]\nvirtuals:\n  v: {destination: 127.0.0.1:1, type: tcp, pool: p, lbsp: true}\n"
 	_, err := Parse([]byte(src), "f.yaml")
 	if err == nil {
 		t.Fatal("configuration with unbuilt features accepted")
 	}
-	for _, want := range []string{"f.yaml:1: mirroring: there is no top-level mirroring section", "f.yaml:3: tunnels: tunnels (EtherIP) are not built yet; iSession is configured with profiles.isession, the top-level isession section and a virtual's isession key",
+	for _, want := range []string{"f.yaml:1: mirroring: there is no top-level mirroring section", "f.yaml:3: etherip: EtherIP tunnels are configured in tunnels, with type: etherip (docs/etherip.md)",
 		`f.yaml:12: virtuals.v.lbsp: "lbsp" is not built yet`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)

@@ -118,6 +118,7 @@ func (e *Engine) poolStatus(name string, p *pool.Pool) api.PoolStatus {
 			BytesIn: ms.BytesOut, BytesOut: ms.BytesIn,
 			Errors: ms.Errors, PassiveFailures: ms.Failures,
 			LatencyEWMANS: int64(ms.LatencyEWMA), SlowRampPercent: ms.SlowRampPct,
+			Location: ms.Location, LocationReason: ms.LocationReason,
 		}
 		for _, pr := range e.monitors.Status(name + "/" + ms.Address) {
 			m.Monitors = append(m.Monitors, api.MonitorStatus{

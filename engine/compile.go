@@ -54,6 +54,9 @@ func (e *Engine) compile(cfg *config.Config) (*compiled, error) {
 		c.pools[name] = pool.New(p, e.pools[name], e.log)
 		specs := make([]monitor.Spec, 0, len(pc.Monitors))
 		for _, mn := range pc.Monitors {
+			if m := cfg.Monitors[mn]; m != nil && m.Type == "virtual_location" {
+				continue // locality, not health: the locator runs it (network.go)
+			}
 			s, err := monitorSpec(mn, cfg.Monitors[mn])
 			if err != nil {
 				return nil, fmt.Errorf("monitors.%s: %w", mn, err)

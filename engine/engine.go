@@ -17,6 +17,7 @@ import (
 	"github.com/fulcrum-adc/fulcrum/config"
 	"github.com/fulcrum-adc/fulcrum/conntrack"
 	"github.com/fulcrum-adc/fulcrum/internal/flowhold"
+	"github.com/fulcrum-adc/fulcrum/locate"
 	"github.com/fulcrum-adc/fulcrum/mirror"
 	"github.com/fulcrum-adc/fulcrum/monitor"
 	"github.com/fulcrum-adc/fulcrum/persist"
@@ -82,6 +83,7 @@ type Engine struct {
 	states stateStore // runtime member states and their file (state.go)
 
 	isession isessionState // tunnel pools and listener (isession.go); guarded by mu
+	net      netState      // VLANs, bridges, EtherIP tunnels, self IPs (network.go); guarded by mu
 
 	connMirror atomic.Pointer[ConnMirror]        // SetConnMirror
 	flowGuard  atomic.Pointer[virtual.FlowGuard] // SetFlowGuard
@@ -336,6 +338,8 @@ func New(opt Options) *Engine {
 			func() float64 { return float64(e.persists.Refused()) }),
 	)
 	e.registerISessionMetrics()
+	e.metrics.Registry().MustRegister(tunnelCollector{e})
+	e.net.locator = locate.New(opt.Log, e.tunnelInterfaces)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.bg.Add(2)
 	go func() { defer e.bg.Done(); e.conns.Run(e.ctx, time.Second) }()
@@ -392,6 +396,12 @@ func (e *Engine) Apply(cfg *config.Config) error {
 		return &ListenError{File: cfg.File, Line: cfg.Line("isession.listen"), Virtual: "isession listener",
 			Addr: cfg.ISession.Listen, Running: e.cfg != nil, Err: err}
 	}
+	commitNet, rollbackNet, err := e.applyNetwork(cfg)
+	if err != nil {
+		discardTunnels(c)
+		discardTerm()
+		return err
+	}
 	commitStates := e.applyMemberStates(cfg, c.pools) // saved member states (state.go)
 	// Open the listeners this configuration adds; keep the ones it shares.
 	next := make(map[string]virtual.Server, len(c.plans))
@@ -414,6 +424,7 @@ func (e *Engine) Apply(cfg *config.Config) error {
 			}
 			discardTunnels(c)
 			discardTerm()
+			rollbackNet()
 			return &ListenError{File: cfg.File, Line: cfg.Line("virtuals." + plan.Name + ".destination"),
 				Virtual: plan.Name, Addr: plan.Destination.String(), Running: e.cfg != nil, Err: err}
 		}
@@ -437,6 +448,7 @@ func (e *Engine) Apply(cfg *config.Config) error {
 		}
 	}
 	e.forgetRemoved(c)
+	commitNet()
 	commitStates()
 	e.commitTunnels(c)
 	commitTerm()
@@ -448,6 +460,7 @@ func (e *Engine) Apply(cfg *config.Config) error {
 	e.pools = c.pools
 	e.cfg = cfg
 	e.monitors.Set(c.jobs)
+	e.net.locator.Set(locationJobs(cfg, c.pools))
 	if n := cfg.Limits.PersistenceRecords; n > 0 {
 		e.persists.SetMaxEntries(n)
 	} else { // a Config not made by config.Parse
@@ -610,6 +623,9 @@ func (e *Engine) Close(ctx context.Context) {
 		<-done
 	}
 	e.monitors.Close()
+	e.mu.Lock()
+	e.closeNetwork()
+	e.mu.Unlock()
 	e.cancel()
 	e.drains.Wait()
 	e.bg.Wait()

@@ -13,7 +13,7 @@ class El {
   get textContent() { return this._text + this.children.map(c => c.textContent).join(' '); }
 }
 const ids = {};
-for (const id of ['status', 'login', 'token', 'msg', 'virtuals', 'pools', 'ha', 'hasection', 'isessions', 'issection']) ids[id] = new El('div');
+for (const id of ['status', 'login', 'token', 'msg', 'virtuals', 'pools', 'ha', 'hasection', 'isessions', 'issection', 'tunnels', 'tunsection']) ids[id] = new El('div');
 global.document = {
   getElementById: id => ids[id],
   createElement: t => new El(t),
@@ -51,6 +51,8 @@ const dots = () => find(ids.pools, e => e.tag === 'i').map(e => e.className).joi
   console.log('ha:', ids.ha.textContent.replace(/\s+/g, ' '));
   console.log('isessions shown:', ids.issection.style.display || '(unset)');
   console.log('isessions:', ids.isessions.textContent.replace(/\s+/g, ' '));
+  console.log('tunnels shown:', ids.tunsection.style.display || '(unset)');
+  console.log('tunnels:', ids.tunnels.textContent.replace(/\s+/g, ' '));
   const fo = find(ids.ha, e => e.tag === 'button').find(b => b._text === 'Failover' && !b.disabled);
   if (fo) { fo.listeners.click(); await waitFor('failover call', () => calls.some(c => c.startsWith('POST /api/v1/traffic-groups/'))); }
   const before = dots();

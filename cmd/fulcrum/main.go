@@ -388,7 +388,7 @@ func serve(cfg *config.Config, path string, stdout, stderr io.Writer, ready func
 	var mgmt *http.Server
 	if cfg.Management.Address != config.ManagementOff {
 		handler := api.NewHandler(eng, eng.Metrics(), api.Options{Token: cfg.Management.Token, Log: log, HA: haAPI, Mirroring: mirrorAPI, Sync: syncAPI,
-			ISessions: func() any { return eng.ISessions() }})
+			ISessions: func() any { return eng.ISessions() }, Tunnels: func() any { return eng.Tunnels() }})
 		var addr net.Addr
 		mgmt, addr, err = startManagement(cfg.Management.Address, handler, defaultMgmtLimits(cfg.Management.MaxConnections), log)
 		if err != nil {

@@ -74,6 +74,7 @@ const showUsage = `usage: fulcrum show virtuals [NAME] [flags]
        fulcrum show mirroring [flags]          (persistence mirroring per traffic group: peer, lag, snapshots)
        fulcrum show sync [flags]               (config sync: generations, who is ahead, behind or in conflict)
        fulcrum show isessions [flags]          (iSession tunnels at both ends: peer, negotiated, bytes, dedup, RTT)
+       fulcrum show tunnels [flags]            (EtherIP tunnels: state, packets and bytes each way, drops by reason, MTU)
 
 Shows the state of a running Fulcrum (F5: tmsh show ltm virtual|pool,
 show sys connection, show ltm persistence persist-records). Flags may come
@@ -359,10 +360,12 @@ func (c *apiCLI) show(args []string) int {
 		what = "mirroring"
 	case "sync", "config-sync":
 		what = "sync"
-	case "isessions", "isession", "tunnels":
+	case "isessions", "isession":
 		what = "isessions"
+	case "tunnels", "tunnel":
+		what = "tunnels"
 	default:
-		return c.usageError(fs, "cannot show %q: want virtuals, pools, connections, persistence, config, devices, traffic-groups, mirroring, sync or isessions", what)
+		return c.usageError(fs, "cannot show %q: want virtuals, pools, connections, persistence, config, devices, traffic-groups, mirroring, sync, isessions or tunnels", what)
 	}
 	pos, err := c.parse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -440,6 +443,11 @@ func (c *apiCLI) show(args []string) int {
 		var st engine.ISessionStats
 		if err = cl.ISessions(ctx, &st); err == nil {
 			return c.showISessions(&st, *out)
+		}
+	case "tunnels":
+		var ts []engine.TunnelStats
+		if err = cl.Tunnels(ctx, &ts); err == nil {
+			return c.showTunnels(ts, *out)
 		}
 	case "config":
 		// YAML as applied, secrets redacted: the same whatever -o says.
@@ -529,7 +537,15 @@ func printPools(w io.Writer, ps []api.PoolStatus) {
 			continue
 		}
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  MEMBER\tAVAILABILITY\tSTATE\tHEALTH\tACTIVE\tTOTAL\tREQUESTS\tBYTES IN\tBYTES OUT\tREASON")
+		located := false // a virtual_location monitor placed some member
+		for _, m := range p.Members {
+			located = located || (m.Location != "" && m.Location != "unknown")
+		}
+		if located {
+			fmt.Fprintln(tw, "  MEMBER\tLOCATION\tAVAILABILITY\tSTATE\tHEALTH\tACTIVE\tTOTAL\tREQUESTS\tBYTES IN\tBYTES OUT\tREASON")
+		} else {
+			fmt.Fprintln(tw, "  MEMBER\tAVAILABILITY\tSTATE\tHEALTH\tACTIVE\tTOTAL\tREQUESTS\tBYTES IN\tBYTES OUT\tREASON")
+		}
 		for _, m := range p.Members {
 			health := orDash(m.Health)
 			if m.SlowRampPercent > 0 && m.SlowRampPercent < 100 {
@@ -539,8 +555,16 @@ func printPools(w io.Writer, ps []api.PoolStatus) {
 			if m.ConnLimit > 0 {
 				active += "/" + strconv.Itoa(m.ConnLimit)
 			}
+			addr := m.Address
+			if located {
+				loc := orDash(m.Location)
+				if m.LocationReason != "" {
+					loc += " (" + m.LocationReason + ")"
+				}
+				addr += "\t" + loc
+			}
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n",
-				m.Address, orDash(m.Availability), orDash(m.State), health, active, m.Total, m.Requests,
+				addr, orDash(m.Availability), orDash(m.State), health, active, m.Total, m.Requests,
 				humanBytes(m.BytesIn), humanBytes(m.BytesOut), oneLine(m.Reason))
 		}
 		tw.Flush()

@@ -203,4 +203,3 @@ func mmsg(trap uintptr, fd uintptr, msgs []unix.Mmsghdr) (int, unix.Errno) {
 	return int(n), e
 }
 
-func isAgain(e unix.Errno) bool { return e == unix.EAGAIN || e == unix.EINTR }
