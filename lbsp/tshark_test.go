@@ -102,6 +102,10 @@ func tsharkRows(t *testing.T, path string) [][]string {
 		args = append(args, "-e", f)
 	}
 	cmd := exec.Command(ts, args...)
+	// A fresh home: no user preferences change the dissection, and no
+	// unreadable ~/.config/wireshark (tshark can crash on one).
+	home := t.TempDir()
+	cmd.Env = append(os.Environ(), "HOME="+home, "XDG_CONFIG_HOME="+home)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
