@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Options configures a Session. Zero values take the defaults.
@@ -96,7 +98,7 @@ type Stats struct {
 type counters struct {
 	opened, accepted, refused, framesIn, framesOut, rawIn, rawOut, wireIn, wireOut,
 	stalls, decodeFail, resyncOut, resyncIn, dropped, growths atomic.Uint64
-	rtt atomic.Int64
+	rtt, minRTT atomic.Int64
 }
 
 // Session is one multiplexed connection.
@@ -107,6 +109,9 @@ type Session struct {
 	enc    PayloadEncoder
 	dec    PayloadDecoder
 	start  time.Time
+	// pathRTT reads the kernel's minimum RTT of the connection (nil: not
+	// a TCP connection).
+	pathRTT func() time.Duration
 
 	mu         sync.Mutex
 	streams    map[uint32]*Stream
@@ -149,6 +154,7 @@ func newSession(conn net.Conn, opt Options, client bool) *Session {
 		done:    make(chan struct{}),
 	}
 	s.lastRecv = s.start
+	s.pathRTT = kernelMinRTT(conn)
 	s.nextID = 2
 	if client {
 		s.nextID = 1
@@ -219,6 +225,49 @@ func (s *Session) NumStreams() int {
 
 // RTT is the smoothed round-trip time (0 before the first PING returns).
 func (s *Session) RTT() time.Duration { return time.Duration(s.c.rtt.Load()) }
+
+// MinRTT is the path's round-trip time without queueing: the kernel's
+// minimum RTT of the TCP connection under the session (TCP_INFO) when
+// there is one, else the least PING round trip. A window's own bytes
+// queued in the socket buffers inflate every later PING sample.
+func (s *Session) MinRTT() time.Duration {
+	if s.pathRTT != nil {
+		if d := s.pathRTT(); d > 0 {
+			return d
+		}
+	}
+	return time.Duration(s.c.minRTT.Load())
+}
+
+// kernelMinRTT returns a function reading the minimum RTT the kernel
+// measured on conn's TCP connection (through TLS), or nil when conn is
+// not one.
+func kernelMinRTT(conn net.Conn) func() time.Duration {
+	for {
+		u, ok := conn.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		conn = u.NetConn()
+	}
+	tc, ok := conn.(*net.TCPConn)
+	if !ok {
+		return nil
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return func() time.Duration {
+		var d time.Duration
+		rc.Control(func(fd uintptr) {
+			if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+				d = time.Duration(info.Min_rtt) * time.Microsecond
+			}
+		})
+		return d
+	}
+}
 
 // Stats returns a snapshot of the counters.
 func (s *Session) Stats() Stats {
@@ -725,6 +774,9 @@ func (s *Session) handle(h header, p, buf []byte) ([]byte, error) {
 			s.c.rtt.Store(int64(sample))
 		} else {
 			s.c.rtt.Store(old + (int64(sample)-old)/8)
+		}
+		if m := s.c.minRTT.Load(); m == 0 || int64(sample) < m {
+			s.c.minRTT.Store(int64(sample))
 		}
 		for i := 0; i < len(s.pingWait); i++ {
 			if s.pingWait[i].id == id {

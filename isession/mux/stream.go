@@ -172,14 +172,18 @@ func (st *Stream) Read(p []byte) (int, error) {
 }
 
 // creditLocked returns credit to the peer once half the window was read,
-// growing the window when credit falls due within two round trips.
+// growing the window when credit falls due within two (least) round
+// trips.
 func (s *Session) creditLocked(st *Stream) {
 	if st.unacked < st.window/2 || st.recvFIN || st.reset {
 		return
 	}
 	now := time.Now()
 	grow := 0
-	if rtt := s.RTT(); rtt > 0 && !st.lastCred.IsZero() && now.Sub(st.lastCred) < 2*rtt {
+	// Against the least RTT, not the smoothed one: a window's own bytes
+	// queued in the socket buffers inflate later samples, and growth
+	// would feed on itself where the reader, not the window, is slow.
+	if rtt := s.MinRTT(); rtt > 0 && !st.lastCred.IsZero() && now.Sub(st.lastCred) < 2*rtt {
 		grow = min(st.window, s.opt.MaxWindow-st.window, s.opt.SessionWindow-s.growth)
 		if grow > 0 {
 			st.window += grow
