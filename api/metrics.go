@@ -93,6 +93,7 @@ type backendCollector struct {
 	b Backend
 
 	vActive, vTotal, vRequests, vBytesIn, vBytesOut, vErrors, vClientErrors, vPersistFallbacks, vAvailable *prometheus.Desc
+	vLBSP                                                                                                  *prometheus.Desc
 
 	pAvailable, pTotal, pActive, pConns, pRequests, pBytesIn, pBytesOut, pErrors *prometheus.Desc
 
@@ -117,6 +118,8 @@ func newBackendCollector(b Backend) *backendCollector {
 		vClientErrors:     d("virtual_client_errors_total", "Requests the client broke (truncated, malformed or stalled body, gone mid-response); never charged to a member.", v),
 		vPersistFallbacks: d("virtual_persist_fallbacks_total", "Connections or datagrams whose first bytes gave a msrdp, sip or ssl persistence profile no key (nothing in time, garbage, no cookie, Call-ID or session ID); they were balanced without it.", v),
 		vAvailable:        d("virtual_available", "1 when the virtual server is enabled and its pool has an available member.", v),
+		vLBSP: d("virtual_lbsp_connections_total", "Connections of a virtual with lbsp persistence, by how the member was chosen (server_option, client_identity, balanced, no_option) or why an option was ignored (not_member, malformed, unreadable).",
+			[]string{"virtual", "outcome"}),
 
 		pAvailable: d("pool_members_available", "Members of the pool that may take new connections.", p),
 		pTotal:     d("pool_members_total", "Members configured in the pool.", p),
@@ -143,7 +146,7 @@ func newBackendCollector(b Backend) *backendCollector {
 
 func (c *backendCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.vActive, c.vTotal, c.vRequests, c.vBytesIn, c.vBytesOut, c.vErrors, c.vClientErrors, c.vPersistFallbacks, c.vAvailable,
+		c.vActive, c.vTotal, c.vRequests, c.vBytesIn, c.vBytesOut, c.vErrors, c.vClientErrors, c.vPersistFallbacks, c.vAvailable, c.vLBSP,
 		c.pAvailable, c.pTotal, c.pActive, c.pConns, c.pRequests, c.pBytesIn, c.pBytesOut, c.pErrors,
 		c.mUp, c.mState, c.mActive, c.mTotal, c.mRequests, c.mBytesIn, c.mBytesOut, c.mErrors, c.mPassive, c.mLatency, c.mMonitorUp,
 	} {
@@ -168,6 +171,15 @@ func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.vClientErrors, v.ClientErrors, v.Name)
 		counter(c.vPersistFallbacks, v.PersistFallbacks, v.Name)
 		gauge(c.vAvailable, b2f(v.Availability == "available"), v.Name)
+		if l := v.LBSP; l != nil {
+			for _, o := range []struct {
+				name string
+				n    uint64
+			}{{"server_option", l.ByServer}, {"client_identity", l.ByIdentity}, {"balanced", l.Balanced}, {"no_option", l.NoOption},
+				{"not_member", l.IgnoredNotMember}, {"malformed", l.Malformed}, {"unreadable", l.Unreadable}} {
+				counter(c.vLBSP, o.n, v.Name, o.name)
+			}
+		}
 	}
 	for _, p := range c.b.Pools() {
 		gauge(c.pAvailable, float64(p.Available), p.Name)

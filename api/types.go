@@ -44,6 +44,20 @@ type VirtualStatus struct {
 	Mirror *MirrorCounts `json:"mirror,omitempty"`
 	// ISession counts an iSession virtual's connections (nil without isession).
 	ISession *ISessionCounts `json:"isession,omitempty"`
+	// LBSP counts how lbsp persistence chose members (nil without it).
+	LBSP *LBSPCounts `json:"lbsp,omitempty"`
+}
+
+// LBSPCounts are an lbsp virtual's connections by how the member was
+// chosen, and the options it ignored and why (docs/lbsp.md).
+type LBSPCounts struct {
+	ByServer         uint64 `json:"persisted_by_server_option"`   // the option's server address named an eligible member
+	ByIdentity       uint64 `json:"persisted_by_client_identity"` // a record of the option's client identity
+	Balanced         uint64 `json:"balanced"`                     // the pool's method chose (then recorded)
+	NoOption         uint64 `json:"no_option"`                    // the SYN carried none: balanced
+	IgnoredNotMember uint64 `json:"ignored_not_member"`           // a server address that is no eligible member
+	Malformed        uint64 `json:"ignored_malformed"`            // destination options refused by the walker
+	Unreadable       uint64 `json:"unreadable"`                   // the kernel did not hand over the SYN's options
 }
 
 // ISessionCounts are an iSession virtual's connections by where they went.

@@ -185,7 +185,7 @@ type ServerSSLProfile struct {
 
 // PersistenceProfile is a session-persistence method (F5: persistence profile).
 type PersistenceProfile struct {
-	Type               string   `yaml:"type"`                  // source_addr | dest_addr | cookie_insert | cookie_passive | universal | hash | msrdp | sip | ssl
+	Type               string   `yaml:"type"`                  // source_addr | dest_addr | cookie_insert | cookie_passive | universal | hash | msrdp | sip | ssl | lbsp
 	Timeout            Duration `yaml:"timeout"`               // default 180s (table entries); cookie_insert: cookie expiry, 0 = session cookie; hash: none (no table)
 	PrefixV4           *int     `yaml:"prefix_v4"`             // source_addr, dest_addr, msrdp fallback, hash source_addr: IPv4 mask length (default 32)
 	PrefixV6           *int     `yaml:"prefix_v6"`             // the same for IPv6 (default 128)
@@ -201,6 +201,7 @@ type PersistenceProfile struct {
 	MatchAcrossVirtual bool     `yaml:"match_across_virtuals"` // one record shared by every virtual
 	MatchAcrossPools   bool     `yaml:"match_across_pools"`    // a record may point into another pool
 	Mirror             bool     `yaml:"mirror"`                // replicate records to the traffic group's next-active device (HA)
+	OptionType         *int     `yaml:"option_type"`           // lbsp: the Destination Option's type (default 0x1E = 30)
 }
 
 // TCPProfile is a TCP profile as written (F5: ltm profile tcp): every key is

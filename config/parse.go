@@ -650,7 +650,7 @@ func notBuilt(key string, t reflect.Type) string {
 	case reflect.TypeFor[Virtual]():
 		switch key {
 		case "lbsp", "ipv6_persistence":
-			return fmt.Sprintf("%q is not built yet (IPv6 single-pass persistence is a later issue)", key)
+			return fmt.Sprintf("%q is not a virtual's key: LBSP is a persistence profile type (profiles.persistence.NAME.type: lbsp), set with persistence: NAME", key)
 		case "connection_mirroring":
 			return "connection mirroring is set with mirror: true"
 		case "traffic_group":

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fulcrum-adc/fulcrum/lbsp"
 	"github.com/fulcrum-adc/fulcrum/monitor"
 	"github.com/fulcrum-adc/fulcrum/persist"
 	"github.com/fulcrum-adc/fulcrum/profile/ssl"
@@ -649,6 +650,17 @@ func persistenceVirtualTypes(typ string) []string {
 	return nil
 }
 
+// DefaultLBSPOptionType is the IPv6 Destination Option type of LBSP
+// (DESIGN.md §6: experimental, skip if unknown, may not change en route).
+const DefaultLBSPOptionType = 0x1E
+
+// ipv6Destination reports whether a virtual's destination is an IPv6
+// address ("[2001:db8::1]:443", "[::]:80").
+func ipv6Destination(dest string) bool {
+	d, err := ParseDestination(dest)
+	return err == nil && d.Addr().Is6() && !d.Addr().Is4In6()
+}
+
 // maxPeekTimeout bounds peek_timeout: a connection that sends nothing
 // holds its goroutine and socket this long before it is balanced.
 const maxPeekTimeout = Duration(time.Minute)
@@ -677,6 +689,19 @@ func (v *validator) persistence() {
 			}
 		default:
 			v.positive(path+".timeout", "timeout", pp.Timeout, true)
+		}
+		if pp.Type == "lbsp" {
+			if pp.OptionType == nil {
+				pp.OptionType = new(int)
+				*pp.OptionType = DefaultLBSPOptionType
+			}
+			if *pp.OptionType < 0 || *pp.OptionType > 255 {
+				v.errorf(path+".option_type", "option_type must be 0 to 255")
+			} else if err := lbsp.CheckType(byte(*pp.OptionType)); err != nil {
+				v.errorf(path+".option_type", "%v", err)
+			}
+		} else if pp.OptionType != nil {
+			v.errorf(path+".option_type", "option_type applies only to lbsp persistence (this profile is %s)", pp.Type)
 		}
 		if peeks(pp.Type) {
 			v.positive(path+".peek_timeout", "peek_timeout", pp.PeekTimeout, false)
@@ -929,6 +954,12 @@ func (v *validator) virtuals() {
 				v.errorf(path+".persistence", "persistence profile %q is %s, which reads HTTP: it needs a virtual of type http (this one is %s)", vs.Persistence, what, vs.Type)
 			case typeOK && only != nil && !slices.Contains(only, vs.Type):
 				v.errorf(path+".persistence", "persistence profile %q is %s, which reads the client's first bytes: it works on virtuals of type %s (this one is %s)", vs.Persistence, primary.Type, strings.Join(only, " or "), vs.Type)
+			case typeOK && primary.Type == "lbsp" && vs.Type != "tcp":
+				v.errorf(path+".persistence", "persistence profile %q is lbsp: it is built for virtuals of type tcp (full-proxy mode); single-pass packet mode (fastl4, udp) is not built yet", vs.Persistence)
+			case typeOK && primary.Type == "lbsp" && !ipv6Destination(vs.Destination):
+				v.errorf(path+".persistence", "persistence profile %q is lbsp, carried in an IPv6 Destination Option: the virtual's destination must be an IPv6 address", vs.Persistence)
+			case primary.Type == "lbsp" && vs.ClientSSL != "":
+				v.errorf(path+".persistence", "persistence profile %q is lbsp: not built together with client_ssl yet", vs.Persistence)
 			case (primary.Type == "ssl" || primary.Type == "msrdp") && vs.ClientSSL != "":
 				v.errorf(path+".persistence", "persistence profile %q is %s, which reads what the client sends before any TLS: it cannot work on a virtual that terminates TLS (client_ssl); remove client_ssl, or use source_addr", vs.Persistence, primary.Type)
 			}

@@ -1109,7 +1109,7 @@ func TestNotYetBuiltKeysSayWhy(t *testing.T) {
 		t.Fatal("configuration with unbuilt features accepted")
 	}
 	for _, want := range []string{"f.yaml:1: mirroring: there is no top-level mirroring section", "f.yaml:3: etherip: EtherIP tunnels are configured in tunnels, with type: etherip (docs/etherip.md)",
-		`f.yaml:12: virtuals.v.lbsp: "lbsp" is not built yet`} {
+		`f.yaml:12: virtuals.v.lbsp: "lbsp" is not a virtual's key: LBSP is a persistence profile type`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}

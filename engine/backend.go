@@ -76,6 +76,11 @@ func (e *Engine) Virtuals() []api.VirtualStatus {
 				vs.ISession = &api.ISessionCounts{Profile: v.ISession, Tunneled: is.Tunneled.Load(),
 					LocalFallback: is.LocalFallback.Load(), Refused: is.Refused.Load()}
 			}
+			if pp := cfg.Profiles.Persistence[v.Persistence]; pp != nil && pp.Type == "lbsp" {
+				l := &st.LBSP
+				vs.LBSP = &api.LBSPCounts{ByServer: l.ByServer.Load(), ByIdentity: l.ByIdentity.Load(), Balanced: l.Balanced.Load(),
+					NoOption: l.NoOption.Load(), IgnoredNotMember: l.IgnoredNotMember.Load(), Malformed: l.Malformed.Load(), Unreadable: l.Unreadable.Load()}
+			}
 		}
 		out = append(out, vs)
 	}

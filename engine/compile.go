@@ -184,6 +184,12 @@ func (e *Engine) compile(cfg *config.Config) (*compiled, error) {
 		if plan.Persist, err = persistProfile(v.Persistence); err != nil {
 			return nil, err
 		}
+		if pp := cfg.Profiles.Persistence[v.Persistence]; pp != nil && pp.Type == persist.TypeLBSP {
+			plan.LBSPType = config.DefaultLBSPOptionType
+			if pp.OptionType != nil {
+				plan.LBSPType = byte(*pp.OptionType)
+			}
+		}
 		if plan.Fallback, err = persistProfile(v.FallbackPersistence); err != nil {
 			return nil, err
 		}

@@ -22,11 +22,14 @@ const (
 	TypeMSRDP         = "msrdp"
 	TypeSIP           = "sip"
 	TypeSSL           = "ssl"
+	// TypeLBSP keys on the client identity of the IPv6 Destination Option
+	// of the connection's SYN (LBSP, docs/lbsp.md).
+	TypeLBSP = "lbsp"
 )
 
 // Types lists every profile type, in documentation order.
 func Types() []string {
-	return []string{TypeSourceAddr, TypeDestAddr, TypeCookieInsert, TypeCookiePassive, TypeUniversal, TypeHash, TypeMSRDP, TypeSIP, TypeSSL}
+	return []string{TypeSourceAddr, TypeDestAddr, TypeCookieInsert, TypeCookiePassive, TypeUniversal, TypeHash, TypeMSRDP, TypeSIP, TypeSSL, TypeLBSP}
 }
 
 // Peek defaults and bounds for the types that read the first client bytes
@@ -69,6 +72,9 @@ type Request struct {
 	// Payload is the first bytes the client sent (a tcp virtual's peek, a
 	// udp virtual's datagram); nil when the profile does not read them.
 	Payload []byte
+	// LBSP is the client identity of the connection's LBSP option (16
+	// bytes), nil when it carried none.
+	LBSP []byte
 }
 
 // ProfileConfig is a persistence profile as configured.
@@ -178,7 +184,7 @@ func NewProfile(cfg ProfileConfig) (*Profile, error) {
 			return nil, fmt.Errorf("persistence profile %q: prefix_v4/prefix_v6 out of range 0..32/0..128", name)
 		}
 		p.uniKey = k
-	case TypeSIP, TypeSSL:
+	case TypeSIP, TypeSSL, TypeLBSP:
 	case "":
 		return nil, fmt.Errorf("persistence profile %q: type is required (%s)", name, strings.Join(Types(), ", "))
 	default:
@@ -302,6 +308,11 @@ func (p *Profile) identity(req *Request) (string, bool) {
 		return v, ok && v != ""
 	case TypeUniversal:
 		return p.httpIdentity(req)
+	case TypeLBSP:
+		if len(req.LBSP) != 16 {
+			return "", false
+		}
+		return hex.EncodeToString(req.LBSP), true
 	}
 	return "", false
 }

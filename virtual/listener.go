@@ -153,6 +153,11 @@ func listenControl(p *Plan) func(network, address string, c syscall.RawConn) err
 				return err
 			}
 		}
+		if network == "tcp6" && p.lbspOn() {
+			if err := enableLBSP(c); err != nil {
+				return err
+			}
+		}
 		if p.Type != "udp" && p.Clientside != nil {
 			return p.Clientside.ListenControl(network, address, c)
 		}
@@ -258,6 +263,13 @@ func (l *Listener) Plan() *Plan { return l.plan.Load() }
 func (l *Listener) Swap(p *Plan) {
 	old := l.plan.Swap(p)
 	l.kernel.ensure(p)
+	if tl, ok := l.ln.(*net.TCPListener); ok && p.lbspOn() && (old == nil || !old.lbspOn()) {
+		if rc, err := tl.SyscallConn(); err == nil {
+			if err := enableLBSP(rc); err != nil {
+				p.Log.Warn("lbsp: cannot ask the listener for the SYNs' destination options", "err", err)
+			}
+		}
+	}
 	if tl, ok := l.ln.(*net.TCPListener); ok && p.Clientside != nil && (old == nil || old.Clientside != p.Clientside) {
 		if err := p.Clientside.ApplyListener(tl); err != nil {
 			p.Log.Warn("clientside TCP profile not fully applied to the listener", "profile", p.Clientside.Name, "err", err)

@@ -36,6 +36,7 @@ type Plan struct {
 	HashKey HashKey
 
 	Persist      *persist.Profile // nil: no persistence
+	LBSPType     byte             // lbsp persistence: the Destination Option type
 	Fallback     *persist.Profile // nil: no fallback
 	PersistTable *persist.Table
 	Conns        *conntrack.Table
@@ -170,6 +171,7 @@ type Stats struct {
 	FastL4   FastL4Stats   // fastl4 virtuals only
 	Mirror   MirrorStats   // mirrored virtuals only
 	ISession ISessionStats // iSession virtuals only
+	LBSP     LBSPStats     // lbsp persistence only
 }
 
 // ISessionStats counts an iSession virtual's connections.

@@ -32,6 +32,7 @@ type ident struct {
 	local   netip.Addr          // the virtual-side address the client reached (dest_addr)
 	http    persist.HTTPRequest // nil on L4 virtuals
 	payload []byte              // the client's first bytes (msrdp, sip, ssl); nil otherwise
+	lbsp    lbspResult          // the SYN's LBSP option (lbsp persistence)
 }
 
 // choose applies persistence, then the pool's LB method. The member returned
@@ -44,6 +45,15 @@ func (p *Plan) choose(id ident, hashKey []byte, now time.Time, exclude []*pool.M
 	var preq *persist.Request
 	if p.Persist != nil {
 		preq = &persist.Request{Virtual: p.Name, Pool: p.Pool.Name(), Client: id.client, Local: id.local, HTTP: id.http, Payload: id.payload}
+		if id.lbsp.ok {
+			preq.LBSP = id.lbsp.opt.Client[:]
+		}
+		if m := p.lbspServer(id.lbsp, exclude); m != nil {
+			// The option named an eligible member: it serves, and the
+			// client identity now persists to it.
+			p.Persist.Record(p.PersistTable, preq, persist.Target{Pool: m.PoolName(), Member: m.Addr()}, now)
+			return choice{member: m, persisted: true}, nil
+		}
 		var tgt persist.Target
 		var ok, viaFallback, keyed bool
 		if p.Persist.Type() == persist.TypeHash {
@@ -60,6 +70,9 @@ func (p *Plan) choose(id ident, hashKey []byte, now time.Time, exclude []*pool.M
 		}
 		if ok {
 			if m := p.memberFor(tgt); m != nil && !slices.Contains(exclude, m) && m.PersistOK() && m.Acquire() {
+				if id.lbsp.ok {
+					p.Stats.LBSP.ByIdentity.Add(1)
+				}
 				c := choice{member: m, persisted: true}
 				if viaFallback {
 					// Re-establish the primary (for cookie insert: set the cookie) so the
@@ -75,6 +88,9 @@ func (p *Plan) choose(id ident, hashKey []byte, now time.Time, exclude []*pool.M
 		return choice{}, err
 	}
 	c := choice{member: m}
+	if id.lbsp.ok {
+		p.Stats.LBSP.Balanced.Add(1)
+	}
 	if preq != nil {
 		tgt := persist.Target{Pool: p.Pool.Name(), Member: m.Addr()}
 		c.setCookie = p.Persist.Record(p.PersistTable, preq, tgt, now)
@@ -150,6 +166,9 @@ func (p *Plan) dial(ctx context.Context, network string, client netip.Addr, memb
 	}
 	if network == "tcp" && p.Serverside != nil {
 		controls = append(controls, p.Serverside.DialControlMSS(clientMSS))
+	}
+	if f := dialControlFrom(ctx); f != nil {
+		controls = append(controls, f)
 	}
 	if len(controls) > 0 {
 		d.Control = func(network, address string, c syscall.RawConn) error {

@@ -84,6 +84,11 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 	}
 
 	id := ident{client: clientAP.Addr(), local: e.VirtualAddr.Addr()}
+	dctx := l.ctx
+	if p.lbspOn() {
+		id.lbsp = p.readLBSP(raw)
+		dctx = p.lbspDialContext(l.ctx, id.lbsp)
+	}
 	if p.Persist != nil {
 		if maxBytes, wait, ok := p.Persist.Peek(); ok {
 			var alive bool
@@ -137,7 +142,7 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 		}
 		ls = lease{ch.member}
 		m := ch.member
-		s, err := p.dialMember(l.ctx, clientAP.Addr(), p.clientMSS(raw), m, l.seed, nil)
+		s, err := p.dialMember(dctx, clientAP.Addr(), p.clientMSS(raw), m, l.seed, nil)
 		if err == nil && len(id.payload) > 0 {
 			err = p.forwardPeeked(s, e, m, id.payload)
 		}
@@ -158,6 +163,9 @@ func (l *Listener) serveTCP(p *Plan, c net.Conn) {
 		server = s
 		mu.Unlock()
 		e.SetServer(m.PoolName(), addrPortOf(s.LocalAddr()), m.Addr())
+		if p.lbspOn() {
+			p.lbspReply(raw, id.lbsp, m.Addr())
+		}
 		if len(id.payload) > 0 && p.Persist.LearnsFromServer() {
 			if err := p.learnFromServer(c, s, e, m, id); err != nil {
 				p.Log.Debug("connection ended during the TLS hellos", "client", clientAP, "member", m.String(), "err", err)

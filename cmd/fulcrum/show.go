@@ -516,6 +516,12 @@ func printVirtuals(w io.Writer, vs []api.VirtualStatus) {
 			v.Active, v.Total, v.Requests, humanBytes(v.BytesIn), humanBytes(v.BytesOut), v.Errors, v.ClientErrors, v.Rejected)
 	}
 	tw.Flush()
+	for _, v := range vs {
+		if l := v.LBSP; l != nil {
+			fmt.Fprintf(w, "%s lbsp: by server option %d, by client identity %d, balanced %d, no option %d; ignored: not a member %d, malformed %d, unreadable %d\n",
+				v.Name, l.ByServer, l.ByIdentity, l.Balanced, l.NoOption, l.IgnoredNotMember, l.Malformed, l.Unreadable)
+		}
+	}
 }
 
 // printPools prints one block per pool: a summary line, then its members

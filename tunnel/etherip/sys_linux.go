@@ -202,4 +202,3 @@ func mmsg(trap uintptr, fd uintptr, msgs []unix.Mmsghdr) (int, unix.Errno) {
 	n, _, e := unix.Syscall6(trap, fd, uintptr(unsafe.Pointer(&msgs[0])), uintptr(len(msgs)), unix.MSG_DONTWAIT, 0, 0)
 	return int(n), e
 }
-

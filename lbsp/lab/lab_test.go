@@ -1,0 +1,306 @@
+// Package lab runs Fulcrum with lbsp persistence in a network namespace
+// (full-proxy mode) and checks each way a member is chosen.
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fulcrum-adc/fulcrum/api"
+	"github.com/fulcrum-adc/fulcrum/internal/testnet"
+	"github.com/fulcrum-adc/fulcrum/lbsp"
+)
+
+var fulcrumBin string
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		if os.Geteuid() != 0 {
+			return m.Run()
+		}
+		dir, err := os.MkdirTemp("", "fulcrum-lbsplab-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		fulcrumBin = filepath.Join(dir, "fulcrum")
+		if out, err := exec.Command("go", "build", "-o", fulcrumBin, "github.com/fulcrum-adc/fulcrum/cmd/fulcrum").CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building fulcrum: %v\n%s", err, out)
+			return 1
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+var (
+	vip     = netip.MustParseAddr("fd00::100")
+	servers = []netip.Addr{netip.MustParseAddr("fd00::1"), netip.MustParseAddr("fd00::2"), netip.MustParseAddr("fd00::3")}
+	proxyA  = netip.MustParseAddr("fd00::201") // two megaproxies' addresses
+	proxyB  = netip.MustParseAddr("fd00::202")
+)
+
+// member is one server: it answers with its address, and records the
+// LBSP option each connection's SYN carried to it.
+type member struct {
+	addr netip.Addr
+	mu   sync.Mutex
+	seen []lbsp.Option
+}
+
+func (m *member) serve(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		if hdrs, err := lbsp.TCPDestOpts(c.(*net.TCPConn)); err == nil {
+			for _, h := range hdrs {
+				if r, err := (lbsp.Parser{Type: lbsp.DefaultType, KernelChecked: true}).Parse(h); err == nil && r.Found {
+					m.mu.Lock()
+					m.seen = append(m.seen, r.Option)
+					m.mu.Unlock()
+				}
+			}
+		}
+		c.Write([]byte(m.addr.String()))
+		c.Close()
+	}
+}
+
+type lab struct {
+	t       *testing.T
+	ns      *testnet.NS
+	members map[netip.Addr]*member
+}
+
+func newLab(t *testing.T) *lab {
+	ns := testnet.TempNS(t, "lbsplab")
+	run := func(args ...string) {
+		if out, err := ns.Run(context.Background(), "ip", args...); err != nil {
+			t.Fatalf("ip %v: %v %s", args, err, out)
+		}
+	}
+	run("link", "set", "lo", "up")
+	for _, a := range append([]netip.Addr{vip, proxyA, proxyB}, servers...) {
+		run("addr", "add", a.String()+"/128", "dev", "lo", "nodad")
+	}
+	l := &lab{t: t, ns: ns, members: map[netip.Addr]*member{}}
+	for _, a := range servers {
+		m := &member{addr: a}
+		var ln net.Listener
+		must(t, ns.Do(func() error {
+			lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error { return lbsp.EnableRecvDestOptsRaw(c) }}
+			var err error
+			ln, err = lc.Listen(context.Background(), "tcp6", netip.AddrPortFrom(a, 80).String())
+			return err
+		}))
+		t.Cleanup(func() { ln.Close() })
+		go m.serve(ln)
+		l.members[a] = m
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "f.yaml")
+	must(t, os.WriteFile(cfg, []byte(`
+management: {address: "127.0.0.1:9090"}
+profiles:
+  persistence:
+    lb: {type: lbsp, timeout: 300s}
+pools:
+  web:
+    members: [{address: "[fd00::1]:80"}, {address: "[fd00::2]:80"}, {address: "[fd00::3]:80"}]
+  other:
+    members: [{address: "[fd00::9]:80"}]
+virtuals:
+  v6: {destination: "[fd00::100]:80", type: tcp, pool: web, persistence: lb}
+`), 0o600))
+	logPath := filepath.Join(dir, "f.log")
+	logf, err := os.Create(logPath)
+	must(t, err)
+	cmd := ns.Command(context.Background(), fulcrumBin, "run", cfg)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	must(t, cmd.Start())
+	logf.Close()
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("fulcrum log:\n%s", b)
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := l.counts(); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(logPath)
+			t.Fatalf("fulcrum did not start:\n%s", b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return l
+}
+
+func (l *lab) counts() (*api.LBSPCounts, error) {
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return l.ns.Dial(ctx, &net.Dialer{}, network, addr)
+	}}}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get("http://127.0.0.1:9090/api/v1/virtuals")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var vs []api.VirtualStatus
+	if err := json.NewDecoder(resp.Body).Decode(&vs); err != nil {
+		return nil, err
+	}
+	for _, v := range vs {
+		if v.Name == "v6" && v.LBSP != nil {
+			return v.LBSP, nil
+		}
+	}
+	return nil, fmt.Errorf("no lbsp counts")
+}
+
+// connect makes one connection to the VIP from src, with the option o (nil:
+// none), and returns who answered and the option that came back on the
+// clientside connection.
+func (l *lab) connect(src netip.Addr, o *lbsp.Option) (string, *lbsp.Option) {
+	l.t.Helper()
+	var c net.Conn
+	must(l.t, l.ns.Do(func() error {
+		d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0)),
+			Control: func(network, address string, rc syscall.RawConn) error {
+				if err := lbsp.EnableRecvDestOptsRaw(rc); err != nil {
+					return err
+				}
+				if o != nil {
+					return lbsp.SetDestOptsRaw(rc, lbsp.BuildDestOpts(0, o.Append(nil, lbsp.DefaultType)))
+				}
+				return nil
+			}}
+		var err error
+		c, err = d.Dial("tcp6", netip.AddrPortFrom(vip, 80).String())
+		return err
+	}))
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(c)
+	must(l.t, err)
+	var back *lbsp.Option
+	if hdrs, err := lbsp.TCPDestOpts(c.(*net.TCPConn)); err == nil {
+		for _, h := range hdrs {
+			if r, err := (lbsp.Parser{Type: lbsp.DefaultType, KernelChecked: true}).Parse(h); err == nil && r.Found {
+				back = &r.Option
+			}
+		}
+	}
+	return string(b), back
+}
+
+// Each way lbsp persistence chooses a member, in full-proxy mode.
+func TestFullProxy(t *testing.T) {
+	testnet.SkipIfNotRoot(t)
+	l := newLab(t)
+
+	// No option: balanced over the pool (round-robin).
+	seen := map[string]int{}
+	for range 6 {
+		who, _ := l.connect(proxyA, nil)
+		seen[who]++
+	}
+	if len(seen) != 3 {
+		t.Fatalf("without an option: %v, want all three members", seen)
+	}
+
+	// Client identity C1, no server address: balanced once, then kept by
+	// the identity, through either megaproxy; the reply names the server.
+	c1 := lbsp.Option{Client: lbsp.ClientFromAddr(netip.MustParseAddr("2001:db8::c1"))}
+	first, back := l.connect(proxyA, &c1)
+	if back == nil || back.Client != c1.Client || back.Server.String() != first {
+		t.Fatalf("reply option %v, want client C1 and server %s", back, first)
+	}
+	for i := range 6 {
+		src := proxyA
+		if i%2 == 1 {
+			src = proxyB // the same user behind another proxy
+		}
+		if who, _ := l.connect(src, &c1); who != first {
+			t.Fatalf("C1 connection %d went to %s, want %s (persisted by identity)", i, who, first)
+		}
+	}
+	// The member got the client's identity in its SYN.
+	m := l.members[netip.MustParseAddr(first)]
+	m.mu.Lock()
+	got := len(m.seen) > 0 && m.seen[len(m.seen)-1].Client == c1.Client && !m.seen[len(m.seen)-1].HasServer()
+	m.mu.Unlock()
+	if !got {
+		t.Errorf("member %s did not receive C1's option (client identity, no server) on its SYN", first)
+	}
+
+	// A server address that is a member chooses it, whatever the identity.
+	target := servers[2]
+	if first == target.String() {
+		target = servers[1]
+	}
+	c2 := lbsp.Option{Client: lbsp.RandomClient(), Server: target}
+	for range 4 {
+		if who, _ := l.connect(proxyB, &c2); who != target.String() {
+			t.Fatalf("server option %s: went to %s", target, who)
+		}
+	}
+
+	// An attacker naming a host that is no member of the pool (another
+	// pool's member, or any address) is balanced as usual.
+	before, err := l.counts()
+	must(t, err)
+	seen = map[string]int{}
+	for _, bad := range []string{"fd00::9", "fd00::99", "2001:db8::666"} {
+		for range 3 {
+			o := lbsp.Option{Client: lbsp.RandomClient(), Server: netip.MustParseAddr(bad)}
+			who, _ := l.connect(proxyA, &o)
+			seen[who]++
+		}
+	}
+	if seen["fd00::9"] > 0 || len(seen) < 2 {
+		t.Fatalf("options naming non-members steered connections: %v", seen)
+	}
+	after, err := l.counts()
+	must(t, err)
+	if d := after.IgnoredNotMember - before.IgnoredNotMember; d != 9 {
+		t.Errorf("ignored_not_member rose by %d, want 9", d)
+	}
+	if after.NoOption < 6 || after.ByServer < 4 || after.ByIdentity < 6 || after.Balanced < 10 {
+		t.Errorf("counters %+v", after)
+	}
+}
