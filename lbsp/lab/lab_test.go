@@ -55,6 +55,7 @@ func must(t *testing.T, err error) {
 
 var (
 	vip     = netip.MustParseAddr("fd00::100")
+	vip2    = netip.MustParseAddr("fd00::101")
 	servers = []netip.Addr{netip.MustParseAddr("fd00::1"), netip.MustParseAddr("fd00::2"), netip.MustParseAddr("fd00::3")}
 	proxyA  = netip.MustParseAddr("fd00::201") // two megaproxies' addresses
 	proxyB  = netip.MustParseAddr("fd00::202")
@@ -94,34 +95,7 @@ type lab struct {
 	members map[netip.Addr]*member
 }
 
-func newLab(t *testing.T) *lab {
-	ns := testnet.TempNS(t, "lbsplab")
-	run := func(args ...string) {
-		if out, err := ns.Run(context.Background(), "ip", args...); err != nil {
-			t.Fatalf("ip %v: %v %s", args, err, out)
-		}
-	}
-	run("link", "set", "lo", "up")
-	for _, a := range append([]netip.Addr{vip, proxyA, proxyB}, servers...) {
-		run("addr", "add", a.String()+"/128", "dev", "lo", "nodad")
-	}
-	l := &lab{t: t, ns: ns, members: map[netip.Addr]*member{}}
-	for _, a := range servers {
-		m := &member{addr: a}
-		var ln net.Listener
-		must(t, ns.Do(func() error {
-			lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error { return lbsp.EnableRecvDestOptsRaw(c) }}
-			var err error
-			ln, err = lc.Listen(context.Background(), "tcp6", netip.AddrPortFrom(a, 80).String())
-			return err
-		}))
-		t.Cleanup(func() { ln.Close() })
-		go m.serve(ln)
-		l.members[a] = m
-	}
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "f.yaml")
-	must(t, os.WriteFile(cfg, []byte(`
+const fullProxyConfig = `
 management: {address: "127.0.0.1:9090"}
 profiles:
   persistence:
@@ -133,7 +107,38 @@ pools:
     members: [{address: "[fd00::9]:80"}]
 virtuals:
   v6: {destination: "[fd00::100]:80", type: tcp, pool: web, persistence: lb}
-`), 0o600))
+`
+
+func newLab(t *testing.T, config string, ports ...int) *lab {
+	ns := testnet.TempNS(t, "lbsplab")
+	run := func(args ...string) {
+		if out, err := ns.Run(context.Background(), "ip", args...); err != nil {
+			t.Fatalf("ip %v: %v %s", args, err, out)
+		}
+	}
+	run("link", "set", "lo", "up")
+	for _, a := range append([]netip.Addr{vip, vip2, proxyA, proxyB}, servers...) {
+		run("addr", "add", a.String()+"/128", "dev", "lo", "nodad")
+	}
+	l := &lab{t: t, ns: ns, members: map[netip.Addr]*member{}}
+	for _, a := range servers {
+		m := &member{addr: a}
+		for _, port := range ports {
+			var ln net.Listener
+			must(t, ns.Do(func() error {
+				lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error { return lbsp.EnableRecvDestOptsRaw(c) }}
+				var err error
+				ln, err = lc.Listen(context.Background(), "tcp6", netip.AddrPortFrom(a, uint16(port)).String())
+				return err
+			}))
+			t.Cleanup(func() { ln.Close() })
+			go m.serve(ln)
+		}
+		l.members[a] = m
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "f.yaml")
+	must(t, os.WriteFile(cfg, []byte(config), 0o600))
 	logPath := filepath.Join(dir, "f.log")
 	logf, err := os.Create(logPath)
 	must(t, err)
@@ -158,7 +163,7 @@ virtuals:
 	})
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		if _, err := l.counts(); err == nil {
+		if _, err := l.allCounts(); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -171,6 +176,18 @@ virtuals:
 }
 
 func (l *lab) counts() (*api.LBSPCounts, error) {
+	all, err := l.allCounts()
+	if err != nil {
+		return nil, err
+	}
+	if c := all["v6"]; c != nil {
+		return c, nil
+	}
+	return nil, fmt.Errorf("no lbsp counts")
+}
+
+// allCounts returns every lbsp virtual's counters.
+func (l *lab) allCounts() (map[string]*api.LBSPCounts, error) {
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		return l.ns.Dial(ctx, &net.Dialer{}, network, addr)
 	}}}
@@ -184,18 +201,23 @@ func (l *lab) counts() (*api.LBSPCounts, error) {
 	if err := json.NewDecoder(resp.Body).Decode(&vs); err != nil {
 		return nil, err
 	}
+	out := map[string]*api.LBSPCounts{}
 	for _, v := range vs {
-		if v.Name == "v6" && v.LBSP != nil {
-			return v.LBSP, nil
+		if v.LBSP != nil {
+			out[v.Name] = v.LBSP
 		}
 	}
-	return nil, fmt.Errorf("no lbsp counts")
+	return out, nil
 }
 
 // connect makes one connection to the VIP from src, with the option o (nil:
 // none), and returns who answered and the option that came back on the
 // clientside connection.
 func (l *lab) connect(src netip.Addr, o *lbsp.Option) (string, *lbsp.Option) {
+	return l.connectTo(src, netip.AddrPortFrom(vip, 80), o)
+}
+
+func (l *lab) connectTo(src netip.Addr, to netip.AddrPort, o *lbsp.Option) (string, *lbsp.Option) {
 	l.t.Helper()
 	var c net.Conn
 	must(l.t, l.ns.Do(func() error {
@@ -210,7 +232,7 @@ func (l *lab) connect(src netip.Addr, o *lbsp.Option) (string, *lbsp.Option) {
 				return nil
 			}}
 		var err error
-		c, err = d.Dial("tcp6", netip.AddrPortFrom(vip, 80).String())
+		c, err = d.Dial("tcp6", to.String())
 		return err
 	}))
 	defer c.Close()
@@ -231,7 +253,7 @@ func (l *lab) connect(src netip.Addr, o *lbsp.Option) (string, *lbsp.Option) {
 // Each way lbsp persistence chooses a member, in full-proxy mode.
 func TestFullProxy(t *testing.T) {
 	testnet.SkipIfNotRoot(t)
-	l := newLab(t)
+	l := newLab(t, fullProxyConfig, 80)
 
 	// No option: balanced over the pool (round-robin).
 	seen := map[string]int{}
@@ -302,5 +324,78 @@ func TestFullProxy(t *testing.T) {
 	}
 	if after.NoOption < 6 || after.ByServer < 4 || after.ByIdentity < 6 || after.Balanced < 10 {
 		t.Errorf("counters %+v", after)
+	}
+}
+
+// The seed's table "Session Persistence at a Load Balancer", row by row:
+// clients C1 and C2 behind two megaproxies, two VIPs, three servers, ports
+// 80, 21 and 443. Each row checks the server and the basis of the choice
+// (LB: the pool's method; LBSPOD-2: the option's server address).
+func TestSeedTable(t *testing.T) {
+	testnet.SkipIfNotRoot(t)
+	l := newLab(t, `
+management: {address: "127.0.0.1:9090"}
+profiles:
+  persistence:
+    lb: {type: lbsp, timeout: 300s}
+pools:
+  vip1-80:  {members: [{address: "[fd00::1]:80"}, {address: "[fd00::2]:80"}]}
+  vip1-21:  {members: [{address: "[fd00::2]:21"}, {address: "[fd00::1]:21"}]}
+  vip1-443: {members: [{address: "[fd00::1]:443"}, {address: "[fd00::2]:443"}]}
+  vip2-80:  {members: [{address: "[fd00::3]:80"}, {address: "[fd00::1]:80"}]}
+virtuals:
+  vip1-80:  {destination: "[fd00::100]:80", type: tcp, pool: vip1-80, persistence: lb}
+  vip1-21:  {destination: "[fd00::100]:21", type: tcp, pool: vip1-21, persistence: lb}
+  vip1-443: {destination: "[fd00::100]:443", type: tcp, pool: vip1-443, persistence: lb}
+  vip2-80:  {destination: "[fd00::101]:80", type: tcp, pool: vip2-80, persistence: lb}
+`, 80, 21, 443)
+	c1 := lbsp.ClientFromAddr(netip.MustParseAddr("2001:db8:c::1"))
+	c2 := lbsp.ClientFromAddr(netip.MustParseAddr("2001:db8:c::2"))
+	serv := map[string]netip.Addr{"SERV1": servers[0], "SERV2": servers[1], "SERV3": servers[2], "0": {}}
+	proxy := map[string]netip.Addr{"Proxy1": proxyA, "Proxy2": proxyB}
+	vips := map[string]netip.Addr{"VIP1": vip, "VIP2": vip2}
+	for i, row := range []struct {
+		source, dest   string
+		port           uint16
+		client         [16]byte
+		lbspod2, basis string
+		assigned       string
+	}{
+		{"Proxy1", "VIP1", 80, c1, "0", "LB", "SERV1"},
+		{"Proxy1", "VIP1", 80, c1, "SERV1", "LBSPOD-2", "SERV1"},
+		{"Proxy1", "VIP1", 21, c1, "0", "LB", "SERV2"},
+		{"Proxy2", "VIP1", 443, c1, "SERV1", "LBSPOD-2", "SERV1"},
+		{"Proxy2", "VIP1", 443, c1, "SERV1", "LBSPOD-2", "SERV1"},
+		{"Proxy1", "VIP2", 80, c2, "0", "LB", "SERV3"},
+		{"Proxy1", "VIP2", 80, c2, "SERV3", "LBSPOD-2", "SERV3"},
+	} {
+		before, err := l.allCounts()
+		must(t, err)
+		o := lbsp.Option{Client: row.client, Server: serv[row.lbspod2]}
+		who, back := l.connectTo(proxy[row.source], netip.AddrPortFrom(vips[row.dest], row.port), &o)
+		if who != serv[row.assigned].String() {
+			t.Fatalf("row %d: served by %s, want %s (%s)", i+1, who, row.assigned, serv[row.assigned])
+		}
+		if back == nil || back.Server != serv[row.assigned] || back.Client != row.client {
+			t.Fatalf("row %d: the reply's option %v does not name %s for the client", i+1, back, row.assigned)
+		}
+		after, err := l.allCounts()
+		must(t, err)
+		name := fmt.Sprintf("%s-%d", map[string]string{"VIP1": "vip1", "VIP2": "vip2"}[row.dest], row.port)
+		b, a := before[name], after[name]
+		var basis string
+		switch {
+		case a.ByServer == b.ByServer+1:
+			basis = "LBSPOD-2"
+		case a.Balanced == b.Balanced+1:
+			basis = "LB"
+		case a.ByIdentity == b.ByIdentity+1:
+			basis = "client identity"
+		}
+		if basis != row.basis {
+			t.Fatalf("row %d: chosen by %q, want %q (counters %+v -> %+v)", i+1, basis, row.basis, b, a)
+		}
+		t.Logf("row %d: %s -> %s:%d LBSPOD-1 %s LBSPOD-2 %s: %s by %s", i+1, row.source, row.dest, row.port,
+			netip.AddrFrom16(row.client), row.lbspod2, row.assigned, basis)
 	}
 }
