@@ -114,4 +114,30 @@
 // of 64-octet ones). The 40-octet header belongs on networks whose path is
 // known to carry it; a load balancer must always fall back to ordinary
 // persistence when the option is absent.
+// # Helpers for applications (Linux)
+//
+// A client that names itself, learns the server that answered and names it
+// in its next connections (Client; Direct sends them straight to that
+// server, off by default):
+//
+//	c := &lbsp.Client{Identity: lbsp.ClientFromAddr(myAddr)}
+//	conn, err := c.DialContext(ctx, "[2001:db8::80]:443")
+//	// ... read the response ...
+//	srv, ok := conn.Learn() // the server named in the reply
+//
+// A server that reads the client's option and names itself in reply:
+//
+//	ln, err := lbsp.Listen(ctx, "[::]:443", myAddr, 0)
+//	c, err := ln.Accept()
+//	opt, ok := c.Option()
+//
+// A forward proxy passing the client's option on unchanged (its listener
+// needs EnableRecvDestOpts before clients connect):
+//
+//	ctl, err := lbsp.ForwardControl(in, 0)
+//	out, err := (&net.Dialer{Control: ctl}).Dial("tcp6", upstream)
+//
+// All three send the option, so they need CAP_NET_RAW; without it they
+// fail with an error that says so. Tests on ::1 (helpers_linux_test.go)
+// run them.
 package lbsp
