@@ -75,8 +75,9 @@ func (p *Plan) readLBSP(c net.Conn) lbspResult {
 
 // lbspServer returns the eligible member the option's server address
 // names, Acquire()d, or nil: a member of the virtual's pool (or, with
-// match_across_pools, of any pool) with that address, available, not
-// excluded. A server address that names none is counted and ignored:
+// match_across_pools, of any pool) with that address, available (enabled
+// and up: a disabled member takes only clients Fulcrum's own records
+// send), below its connection limit, not excluded. A server address that names none is counted and ignored:
 // the option cannot steer a connection to an arbitrary host.
 func (p *Plan) lbspServer(r lbspResult, exclude []*pool.Member) *pool.Member {
 	if !r.ok || !r.opt.HasServer() {
@@ -93,7 +94,10 @@ func (p *Plan) lbspServer(r lbspResult, exclude []*pool.Member) *pool.Member {
 	}
 	for _, pl := range pools {
 		for _, m := range pl.Members() {
-			if m.Addr().Addr().Unmap() == addr && !slices.Contains(exclude, m) && m.PersistOK() && m.Acquire() {
+			// Available, not PersistOK: the client wrote this address
+			// itself, so it may not reach a disabled member the way a
+			// record Fulcrum made may.
+			if m.Addr().Addr().Unmap() == addr && !slices.Contains(exclude, m) && m.Available() && m.Acquire() {
 				p.Stats.LBSP.ByServer.Add(1)
 				return m
 			}

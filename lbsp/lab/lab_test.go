@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -186,6 +188,24 @@ func (l *lab) counts() (*api.LBSPCounts, error) {
 	return nil, fmt.Errorf("no lbsp counts")
 }
 
+// setState sets a member's state through the API.
+func (l *lab) setState(pool string, m netip.AddrPort, state string) {
+	l.t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return l.ns.Dial(ctx, &net.Dialer{}, network, addr)
+	}}}
+	defer c.CloseIdleConnections()
+	req, _ := http.NewRequest(http.MethodPatch, "http://127.0.0.1:9090/api/v1/pools/"+pool+"/members/"+url.PathEscape(m.String()),
+		strings.NewReader(`{"state":"`+state+`"}`))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	must(l.t, err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		l.t.Fatalf("setting %s to %s: %s", m, state, resp.Status)
+	}
+}
+
 // allCounts returns every lbsp virtual's counters.
 func (l *lab) allCounts() (map[string]*api.LBSPCounts, error) {
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -301,6 +321,21 @@ func TestFullProxy(t *testing.T) {
 			t.Fatalf("server option %s: went to %s", target, who)
 		}
 	}
+
+	// A disabled member is not reachable by naming it.
+	l.setState("web", netip.AddrPortFrom(target, 80), "disabled")
+	// (A fresh identity: c2's record of target would still send c2 there,
+	// as any persistence record sends its client to a disabled member.)
+	for range 3 {
+		o := lbsp.Option{Client: lbsp.RandomClient(), Server: target}
+		if who, _ := l.connect(proxyB, &o); who == target.String() {
+			t.Fatalf("an option naming disabled member %s reached it", target)
+		}
+	}
+	if who, _ := l.connect(proxyB, &c2); who != target.String() {
+		t.Fatalf("c2, recorded on %s, went to %s after it was disabled", target, who)
+	}
+	l.setState("web", netip.AddrPortFrom(target, 80), "enabled")
 
 	// An attacker naming a host that is no member of the pool (another
 	// pool's member, or any address) is balanced as usual.
