@@ -46,6 +46,17 @@ type VirtualStatus struct {
 	ISession *ISessionCounts `json:"isession,omitempty"`
 	// LBSP counts how lbsp persistence chose members (nil without it).
 	LBSP *LBSPCounts `json:"lbsp,omitempty"`
+	// DSR counts a dsr virtual's forwarding (nil for other types).
+	DSR *DSRCounts `json:"dsr,omitempty"`
+}
+
+// DSRCounts are a dsr virtual's packets and flows.
+type DSRCounts struct {
+	Packets   uint64            `json:"packets"`   // read from the virtual's TUN device
+	Forwarded uint64            `json:"forwarded"` // sent to members
+	NewFlows  uint64            `json:"new_flows"`
+	Flows     int               `json:"flows"` // in the flow table now
+	Drops     map[string]uint64 `json:"drops"` // by reason
 }
 
 // LBSPCounts are an lbsp virtual's connections by how the member was

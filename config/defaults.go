@@ -68,6 +68,9 @@ const (
 	// (file descriptor) and about 2 KiB, so 10,000 flows take 10,000
 	// descriptors and about 20 MiB.
 	DefaultUDPConnectionLimit = 10000
+	// DefaultDSRFlows bounds a dsr virtual's flow table (anyone can send
+	// SYNs from spoofed addresses).
+	DefaultDSRFlows = 100000
 )
 
 // Keywords with a meaning of their own.
@@ -417,6 +420,9 @@ func (v *validator) complete() {
 		}
 		if vs.Type == "udp" && !p.has(path+".connection_limit") {
 			vs.ConnectionLimit = DefaultUDPConnectionLimit
+		}
+		if vs.Type == "dsr" && !p.has(path+".connection_limit") {
+			vs.ConnectionLimit = DefaultDSRFlows
 		}
 		if vs.Enabled == nil {
 			vs.Enabled = ptr(true)

@@ -217,7 +217,7 @@ type SNATPool struct {
 // Virtual is a virtual server (F5: ltm virtual, "Standard" type).
 type Virtual struct {
 	Destination         string   `yaml:"destination"`          // IP:PORT to listen on
-	Type                string   `yaml:"type"`                 // tcp | udp | http | fastl4
+	Type                string   `yaml:"type"`                 // tcp | udp | http | fastl4 | dsr
 	Pool                string   `yaml:"pool"`                 // default pool
 	Persistence         string   `yaml:"persistence"`          // persistence profile name
 	FallbackPersistence string   `yaml:"fallback_persistence"` // used when the primary finds nothing to go on
@@ -235,6 +235,7 @@ type Virtual struct {
 	Mirror              bool     `yaml:"mirror"`               // connection mirroring to the traffic group's next-active device (F5: Connection Mirroring)
 	ISession            string   `yaml:"isession"`             // iSession profile: send connections through a tunnel to another site
 	ISessionEndpoints   string   `yaml:"isession_endpoints"`   // pool of the remote sites' iSession listener addresses
+	Interface           string   `yaml:"interface"`            // dsr: the servers' segment, where frames go to the members' MAC addresses
 
 	// TrafficGroup is the traffic group whose floating addresses hold the
 	// destination ("" when none): the virtual listens only where that group

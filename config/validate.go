@@ -954,8 +954,10 @@ func (v *validator) virtuals() {
 				v.errorf(path+".persistence", "persistence profile %q is %s, which reads HTTP: it needs a virtual of type http (this one is %s)", vs.Persistence, what, vs.Type)
 			case typeOK && only != nil && !slices.Contains(only, vs.Type):
 				v.errorf(path+".persistence", "persistence profile %q is %s, which reads the client's first bytes: it works on virtuals of type %s (this one is %s)", vs.Persistence, primary.Type, strings.Join(only, " or "), vs.Type)
-			case typeOK && primary.Type == "lbsp" && vs.Type != "tcp":
-				v.errorf(path+".persistence", "persistence profile %q is lbsp: it is built for virtuals of type tcp (full-proxy mode); single-pass packet mode (fastl4, udp) is not built yet", vs.Persistence)
+			case typeOK && primary.Type == "lbsp" && vs.Type != "tcp" && vs.Type != "dsr":
+				v.errorf(path+".persistence", "persistence profile %q is lbsp: it works on virtuals of type tcp (full proxy) and dsr (single pass); not on %s", vs.Persistence, vs.Type)
+			case typeOK && vs.Type == "dsr" && primary.Type != "lbsp":
+				v.errorf(path+".persistence", "a dsr virtual takes only lbsp persistence (it chooses from the first packet; %q is %s)", vs.Persistence, primary.Type)
 			case typeOK && primary.Type == "lbsp" && !ipv6Destination(vs.Destination):
 				v.errorf(path+".persistence", "persistence profile %q is lbsp, carried in an IPv6 Destination Option: the virtual's destination must be an IPv6 address", vs.Persistence)
 			case primary.Type == "lbsp" && vs.ClientSSL != "":
@@ -989,6 +991,7 @@ func (v *validator) virtuals() {
 			}
 		}
 		v.virtualTCP(name, vs)
+		v.virtualDSR(name, vs, pool)
 
 		// A pool that hashes on HTTP data cannot serve an L4 virtual.
 		if pool != nil && typeOK && vs.Type != "http" && pool.LBMethod == "consistent-hash" {
@@ -1000,7 +1003,7 @@ func (v *validator) virtuals() {
 }
 
 // VirtualTypes lists the virtual-server types, in documentation order.
-func VirtualTypes() []string { return []string{"tcp", "udp", "http", "fastl4"} }
+func VirtualTypes() []string { return []string{"tcp", "udp", "http", "fastl4", "dsr"} }
 
 // fastL4Profiles checks the fastl4 profiles. What a socket proxy cannot do
 // honestly is refused with the reason, not silently ignored.
@@ -1028,10 +1031,10 @@ func (v *validator) fastL4Profiles() {
 // adds the proxy-buffer rule notices for the pair.
 func (v *validator) virtualTCP(name string, vs *Virtual) {
 	path := "virtuals." + name
-	if vs.Type == "udp" {
+	if vs.Type == "udp" || vs.Type == "dsr" {
 		for _, key := range []string{"clientside_tcp", "serverside_tcp"} {
 			if v.p.has(path + "." + key) {
-				v.errorf(path+"."+key, "a udp virtual has no TCP profile: remove %s", key)
+				v.errorf(path+"."+key, "a %s virtual has no TCP profile (it terminates no TCP): remove %s", vs.Type, key)
 			}
 		}
 		return
@@ -1101,8 +1104,8 @@ func (v *validator) listeners() {
 			continue
 		}
 		ap, err := ParseDestination(vs.Destination)
-		if err != nil || !slices.Contains(VirtualTypes(), vs.Type) {
-			continue
+		if err != nil || !slices.Contains(VirtualTypes(), vs.Type) || vs.Type == "dsr" {
+			continue // a dsr virtual opens no socket (virtualDSR checks its own clashes)
 		}
 		path := "virtuals." + name
 		ls = append(ls, listener{"virtual " + strconv.Quote(name), path + ".destination", vs.Type == "udp", ap, false, v.p.lineFor(path)})

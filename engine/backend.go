@@ -13,8 +13,10 @@ import (
 	"github.com/fulcrum-adc/fulcrum/api"
 	"github.com/fulcrum-adc/fulcrum/config"
 	"github.com/fulcrum-adc/fulcrum/conntrack"
+	"github.com/fulcrum-adc/fulcrum/packetlb"
 	"github.com/fulcrum-adc/fulcrum/persist"
 	"github.com/fulcrum-adc/fulcrum/pool"
+	"github.com/fulcrum-adc/fulcrum/virtual"
 )
 
 // This file implements api.Backend: read-only views built from the owners'
@@ -76,6 +78,9 @@ func (e *Engine) Virtuals() []api.VirtualStatus {
 				vs.ISession = &api.ISessionCounts{Profile: v.ISession, Tunneled: is.Tunneled.Load(),
 					LocalFallback: is.LocalFallback.Load(), Refused: is.Refused.Load()}
 			}
+			if v.Type == "dsr" {
+				vs.DSR = e.dsrCounts(v.Destination)
+			}
 			if pp := cfg.Profiles.Persistence[v.Persistence]; pp != nil && pp.Type == "lbsp" {
 				l := &st.LBSP
 				vs.LBSP = &api.LBSPCounts{ByServer: l.ByServer.Load(), ByIdentity: l.ByIdentity.Load(), Balanced: l.Balanced.Load(),
@@ -132,6 +137,26 @@ func (e *Engine) poolStatus(name string, p *pool.Pool) api.PoolStatus {
 			})
 		}
 		out.Members = append(out.Members, m)
+	}
+	return out
+}
+
+// dsrCounts reads a dsr virtual's forwarder (nil when it is not running).
+func (e *Engine) dsrCounts(destination string) *api.DSRCounts {
+	dest, err := config.ParseDestination(destination)
+	if err != nil {
+		return nil
+	}
+	e.mu.Lock()
+	d, _ := e.listeners[listenerKey("dsr", dest)].(*virtual.DSR)
+	e.mu.Unlock()
+	if d == nil {
+		return nil
+	}
+	st := d.Forwarding()
+	out := &api.DSRCounts{Packets: st.Packets, Forwarded: st.Sent, NewFlows: st.NewFlows, Flows: st.Flows, Drops: map[string]uint64{}}
+	for i, n := range st.Drops {
+		out.Drops[packetlb.DropName(i)] = n
 	}
 	return out
 }

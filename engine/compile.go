@@ -34,8 +34,11 @@ type compiled struct {
 }
 
 func listenerKey(typ string, dest netip.AddrPort) string {
-	if typ == "udp" {
+	switch typ {
+	case "udp":
 		return "udp|" + dest.String()
+	case "dsr":
+		return "dsr|" + dest.String()
 	}
 	return "tcp|" + dest.String()
 }
@@ -153,6 +156,7 @@ func (e *Engine) compile(cfg *config.Config) (*compiled, error) {
 		if v.Mirror {
 			plan.Mirror, plan.Guard = engineMirror{e}, engineGuard{e}
 		}
+		plan.DSRInterface = v.Interface
 		if v.Type != "udp" {
 			plan.Clientside, plan.Serverside = cfg.TCP[v.ClientsideTCP], cfg.TCP[v.ServersideTCP]
 			if plan.Clientside == nil || plan.Serverside == nil {

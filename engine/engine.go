@@ -20,6 +20,7 @@ import (
 	"github.com/fulcrum-adc/fulcrum/locate"
 	"github.com/fulcrum-adc/fulcrum/mirror"
 	"github.com/fulcrum-adc/fulcrum/monitor"
+	"github.com/fulcrum-adc/fulcrum/packetlb"
 	"github.com/fulcrum-adc/fulcrum/persist"
 	"github.com/fulcrum-adc/fulcrum/pool"
 	"github.com/fulcrum-adc/fulcrum/virtual"
@@ -84,6 +85,7 @@ type Engine struct {
 
 	isession isessionState // tunnel pools and listener (isession.go); guarded by mu
 	net      netState      // VLANs, bridges, EtherIP tunnels, self IPs (network.go); guarded by mu
+	dsr      packetlb.Mux  // dsr virtuals' forwarders, one per address
 
 	connMirror atomic.Pointer[ConnMirror]        // SetConnMirror
 	flowGuard  atomic.Pointer[virtual.FlowGuard] // SetFlowGuard
@@ -416,7 +418,7 @@ func (e *Engine) Apply(cfg *config.Config) error {
 			next[key] = l
 			continue
 		}
-		l, err := virtual.Listen(plan)
+		l, err := e.openVirtual(plan)
 		if err != nil {
 			for _, o := range opened {
 				o.Close()
@@ -472,6 +474,15 @@ func (e *Engine) Apply(cfg *config.Config) error {
 	return nil
 }
 
+// openVirtual starts a virtual server: a listening socket, or for a dsr
+// virtual its port of its address's packet forwarder.
+func (e *Engine) openVirtual(plan *virtual.Plan) (virtual.Server, error) {
+	if plan.Type == "dsr" {
+		return virtual.OpenDSR(plan, &e.dsr, config.DSRTUN(plan.Destination.Addr().String()), plan.DSRInterface, plan.ConnectionLimit)
+	}
+	return virtual.Listen(plan)
+}
+
 // haChanged reports whether the device-group settings differ: the ha
 // Manager reads them once, at start.
 func haChanged(a, b *config.Config) bool {
@@ -500,7 +511,7 @@ func (e *Engine) SetTrafficGroupActive(group string, active bool) error {
 			if plan.TrafficGroup != group {
 				continue
 			}
-			l, err := virtual.Listen(plan)
+			l, err := e.openVirtual(plan)
 			if err != nil {
 				for _, o := range opened {
 					o.Close()

@@ -28,10 +28,7 @@ import (
 func BenchmarkModes(b *testing.B) {
 	l := newPktLab(b)
 	dir := b.TempDir()
-	bin := filepath.Join(dir, "fulcrum")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/fulcrum-adc/fulcrum/cmd/fulcrum").CombinedOutput(); err != nil {
-		b.Fatalf("build: %v %s", err, out)
-	}
+	bin := buildFulcrum(b)
 	// Full proxy: VIP fd00:4::100 on the lb, members at the servers' own
 	// addresses.
 	for i, s := range l.servers {
@@ -57,24 +54,7 @@ pools:
 virtuals:
   full: {destination: "[fd00:4::100]:80", type: tcp, pool: web, persistence: lb}
 `), 0o600)
-	cmd := l.lb.Command(context.Background(), bin, "run", cfg)
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
-	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, n, a string) (net.Conn, error) {
-		return l.lb.Dial(ctx, &net.Dialer{}, n, a)
-	}}}
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if r, err := hc.Get("http://127.0.0.1:9090/api/v1/virtuals"); err == nil {
-			r.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatal("fulcrum did not start")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	startFulcrum(b, l, bin, cfg)
 	var rr atomic.Int64
 	var f *Forwarder
 	if err := l.lb.Do(func() error {
@@ -132,5 +112,52 @@ func serveName(ln net.Listener, name string) {
 		}
 		c.Write([]byte(name))
 		c.Close()
+	}
+}
+
+// buildFulcrum builds the fulcrum binary for a test.
+func buildFulcrum(tb testing.TB) string {
+	bin := filepath.Join(tb.TempDir(), "fulcrum")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/fulcrum-adc/fulcrum/cmd/fulcrum").CombinedOutput(); err != nil {
+		tb.Fatalf("build: %v %s", err, out)
+	}
+	return bin
+}
+
+// startFulcrum runs bin with cfg in the lab's load balancer namespace
+// and waits for its API.
+func startFulcrum(tb testing.TB, l *pktLab, bin, cfg string) *http.Client {
+	logPath := cfg + ".log"
+	logf, err := os.Create(logPath)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd := l.lb.Command(context.Background(), bin, "run", cfg)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	logf.Close()
+	tb.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if tb.Failed() {
+			b, _ := os.ReadFile(logPath)
+			tb.Logf("fulcrum log:\n%s", b)
+		}
+	})
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, n, a string) (net.Conn, error) {
+		return l.lb.Dial(ctx, &net.Dialer{}, n, a)
+	}}}
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		if r, err := hc.Get("http://127.0.0.1:9090/api/v1/virtuals"); err == nil {
+			r.Body.Close()
+			return hc
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(logPath)
+			tb.Fatalf("fulcrum did not start:\n%s", b)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -17,10 +17,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Config is one packet-mode virtual.
+// Config is one virtual address in packet mode.
 type Config struct {
-	// VIP is the virtual address and port (IPv6). Members answer on the
-	// same port: direct server return does not translate.
+	// VIP is the virtual address and its first port (IPv6). Members
+	// answer on the same port: direct server return does not translate.
+	// More ports of the address are added with AddPort.
 	VIP netip.AddrPort
 	// TUN is the name of the TUN device the VIP is routed into.
 	TUN string
@@ -31,9 +32,41 @@ type Config struct {
 	// a flow without packets for this long.
 	MaxFlows int
 	Idle     time.Duration
-	// Choose picks the member of a new flow from its first packet. release
-	// is called when the flow ends (nil: nothing to release).
-	Choose func(p Packet) (member netip.Addr, release func(), err error)
+	// Choose picks the member of a new flow to VIP's port from its first
+	// packet. release is called when the flow ends (nil: nothing to
+	// release).
+	Choose ChooseFunc
+}
+
+// ChooseFunc picks a new flow's member.
+type ChooseFunc func(p Packet) (member netip.Addr, release func(), err error)
+
+// AddPort forwards another port of the VIP's address, choosing with
+// choose (it replaces the port's chooser if there was one).
+func (f *Forwarder) AddPort(port uint16, choose ChooseFunc) {
+	f.portMu.Lock()
+	defer f.portMu.Unlock()
+	m := map[uint16]ChooseFunc{}
+	for k, v := range *f.ports.Load() {
+		m[k] = v
+	}
+	m[port] = choose
+	f.ports.Store(&m)
+}
+
+// RemovePort stops forwarding port and reports how many ports are left.
+// Flows to it already in the table go on until they end.
+func (f *Forwarder) RemovePort(port uint16) int {
+	f.portMu.Lock()
+	defer f.portMu.Unlock()
+	m := map[uint16]ChooseFunc{}
+	for k, v := range *f.ports.Load() {
+		if k != port {
+			m[k] = v
+		}
+	}
+	f.ports.Store(&m)
+	return len(m)
 }
 
 // Drop reasons, indexes of Stats.Drops.
@@ -84,6 +117,8 @@ type Stats struct {
 // Forwarder forwards a VIP's packets to members, single pass.
 type Forwarder struct {
 	cfg     Config
+	ports   atomic.Pointer[map[uint16]ChooseFunc]
+	portMu  sync.Mutex
 	tun     *os.File
 	pkt     int // AF_PACKET socket (send only)
 	udp     int // for neighbour resolution
@@ -123,6 +158,7 @@ func New(cfg Config) (*Forwarder, error) {
 	defer runtime.UnlockOSThread()
 	f := &Forwarder{cfg: cfg, flows: newTable(cfg.MaxFlows, cfg.Idle), neigh: map[netip.Addr]net.HardwareAddr{},
 		resolved: map[netip.Addr]time.Time{}, stop: make(chan struct{}), pkt: -1, udp: -1}
+	f.ports.Store(&map[uint16]ChooseFunc{cfg.VIP.Port(): cfg.Choose})
 	ok := false
 	defer func() {
 		if !ok {
@@ -227,22 +263,27 @@ func (f *Forwarder) handle(b []byte, now time.Time) {
 		}
 		return
 	}
-	if p.Key.Dst != f.cfg.VIP.Addr() || p.Key.DPort != f.cfg.VIP.Port() {
+	choose := (*f.ports.Load())[p.Key.DPort]
+	if p.Key.Dst != f.cfg.VIP.Addr() {
 		f.drops[DropNotVirtual].Add(1)
 		return
 	}
 	member, ok := f.flows.get(p.Key, p.TCPFlags, now)
 	if !ok {
+		if choose == nil {
+			f.drops[DropNotVirtual].Add(1)
+			return
+		}
 		if !p.First() {
 			f.drops[DropNoFlow].Add(1)
 			return
 		}
-		a, release, err := f.cfg.Choose(p)
+		a, release, err := choose(p)
 		if err != nil {
 			f.drops[DropNoMember].Add(1)
 			return
 		}
-		member = netip.AddrPortFrom(a, f.cfg.VIP.Port())
+		member = netip.AddrPortFrom(a, p.Key.DPort)
 		if !f.flows.add(p.Key, member, release, now) {
 			if release != nil {
 				release()
@@ -348,3 +389,70 @@ func (f *Forwarder) release() {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// Mux shares one Forwarder (one TUN device, one route) per virtual address
+// among the ports forwarded on it. The zero Mux is ready to use.
+type Mux struct {
+	mu  sync.Mutex
+	fwd map[netip.Addr]*Forwarder
+}
+
+// Port is one forwarded port of a virtual address (a Mux's Open).
+type Port struct {
+	m    *Mux
+	f    *Forwarder
+	port uint16
+	once sync.Once
+}
+
+// Open forwards cfg.VIP. The first port of an address creates its
+// Forwarder with cfg (in the calling goroutine's network namespace);
+// later ones join it, and must name the same Interface.
+func (m *Mux) Open(cfg Config) (*Port, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a := cfg.VIP.Addr()
+	if f := m.fwd[a]; f != nil {
+		if f.cfg.Interface != cfg.Interface {
+			return nil, fmt.Errorf("packetlb: %s is forwarded to %s already, not %s", a, f.cfg.Interface, cfg.Interface)
+		}
+		if _, taken := (*f.ports.Load())[cfg.VIP.Port()]; taken {
+			return nil, fmt.Errorf("packetlb: %s is forwarded already", cfg.VIP)
+		}
+		f.AddPort(cfg.VIP.Port(), cfg.Choose)
+		return &Port{m: m, f: f, port: cfg.VIP.Port()}, nil
+	}
+	f, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if m.fwd == nil {
+		m.fwd = map[netip.Addr]*Forwarder{}
+	}
+	m.fwd[a] = f
+	return &Port{m: m, f: f, port: cfg.VIP.Port()}, nil
+}
+
+// SetChoose replaces the port's chooser.
+func (p *Port) SetChoose(c ChooseFunc) { p.f.AddPort(p.port, c) }
+
+// Stats are the counters of the port's virtual address (shared by its
+// ports).
+func (p *Port) Stats() Stats { return p.f.Stats() }
+
+// Resolve starts resolving members' link-layer addresses (Forwarder.Resolve).
+func (p *Port) Resolve(members ...netip.Addr) { p.f.Resolve(members...) }
+
+// Close stops forwarding the port; the address's last port closes its
+// Forwarder (route, TUN device, flows).
+func (p *Port) Close() error {
+	p.once.Do(func() {
+		p.m.mu.Lock()
+		defer p.m.mu.Unlock()
+		if p.f.RemovePort(p.port) == 0 {
+			delete(p.m.fwd, p.f.cfg.VIP.Addr())
+			p.f.Close()
+		}
+	})
+	return nil
+}

@@ -40,7 +40,11 @@ func ipIn(t testing.TB, ns *testnet.NS, args ...string) {
 // newPktLab: client — lb (router, the forwarder's TUN) — bridge — three
 // servers, each holding the VIP on its loopback and routing back through
 // the lb.
-func newPktLab(t testing.TB) *pktLab {
+func newPktLab(t testing.TB) *pktLab { return newPktLabWith(t, []netip.AddrPort{pVIP}) }
+
+// newPktLabWith builds the lab with the servers listening on every one of
+// listen (VIP and port: each VIP goes on their loopback).
+func newPktLabWith(t testing.TB, listen []netip.AddrPort) *pktLab {
 	l := &pktLab{client: testnet.TempNS(t, "pk-cl"), lb: testnet.TempNS(t, "pk-lb"),
 		seen: map[string][]lbsp.Option{}, remotes: map[string][]string{}}
 	if err := testnet.AddVeth(l.client, "eth0", l.lb, "c0", testnet.VethOptions{}); err != nil {
@@ -55,7 +59,13 @@ func newPktLab(t testing.TB) *pktLab {
 		}
 		ipIn(t, l.lb, "link", "set", fmt.Sprintf("s%d", i+1), "master", "br-s", "up")
 		ipIn(t, s, "link", "set", "lo", "up")
-		ipIn(t, s, "addr", "add", pVIP.Addr().String()+"/128", "dev", "lo", "nodad")
+		vips := map[netip.Addr]bool{}
+		for _, ap := range listen {
+			if !vips[ap.Addr()] {
+				vips[ap.Addr()] = true
+				ipIn(t, s, "addr", "add", ap.Addr().String()+"/128", "dev", "lo", "nodad")
+			}
+		}
 		ipIn(t, s, "addr", "add", pServer[i].String()+"/64", "dev", "eth0", "nodad")
 		ipIn(t, s, "link", "set", "eth0", "up")
 		ipIn(t, s, "-6", "route", "add", "default", "via", "fd00:2::1")
@@ -73,38 +83,19 @@ func newPktLab(t testing.TB) *pktLab {
 	ipIn(t, l.client, "-6", "route", "add", "fd00:3::/64", "via", "fd00:1::1")
 	for i, s := range l.servers {
 		name := pServer[i].String()
-		var ln net.Listener
-		if err := s.Do(func() error {
-			lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error { return lbsp.EnableRecvDestOptsRaw(c) }}
-			var err error
-			ln, err = lc.Listen(context.Background(), "tcp6", pVIP.String())
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				if hdrs, err := lbsp.TCPDestOpts(c.(*net.TCPConn)); err == nil {
-					for _, h := range hdrs {
-						if r, err := (lbsp.Parser{Type: lbsp.DefaultType, KernelChecked: true}).Parse(h); err == nil && r.Found {
-							l.mu.Lock()
-							l.seen[name] = append(l.seen[name], r.Option)
-							l.mu.Unlock()
-						}
-					}
-				}
-				l.mu.Lock()
-				l.remotes[name] = append(l.remotes[name], c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().String())
-				l.mu.Unlock()
-				c.Write([]byte(name))
-				c.Close()
+		for _, ap := range listen {
+			var ln net.Listener
+			if err := s.Do(func() error {
+				lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error { return lbsp.EnableRecvDestOptsRaw(c) }}
+				var err error
+				ln, err = lc.Listen(context.Background(), "tcp6", ap.String())
+				return err
+			}); err != nil {
+				t.Fatal(err)
 			}
-		}()
+			t.Cleanup(func() { ln.Close() })
+			go l.serve(ln, name)
+		}
 	}
 	return l
 }
@@ -126,18 +117,48 @@ func chooser(n *atomic.Int64) func(p Packet) (netip.Addr, func(), error) {
 	}
 }
 
+// serve answers each connection with name, recording the client's
+// address and option.
+func (l *pktLab) serve(ln net.Listener, name string) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		if hdrs, err := lbsp.TCPDestOpts(c.(*net.TCPConn)); err == nil {
+			for _, h := range hdrs {
+				if r, err := (lbsp.Parser{Type: lbsp.DefaultType, KernelChecked: true}).Parse(h); err == nil && r.Found {
+					l.mu.Lock()
+					l.seen[name] = append(l.seen[name], r.Option)
+					l.mu.Unlock()
+				}
+			}
+		}
+		l.mu.Lock()
+		l.remotes[name] = append(l.remotes[name], c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().String())
+		l.mu.Unlock()
+		c.Write([]byte(name))
+		c.Close()
+	}
+}
+
 func (l *pktLab) connect(t *testing.T, o *lbsp.Option) string {
+	return l.connectTo(t, pVIP, pClient, o)
+}
+
+// connectTo connects from src (an address of the client) to to.
+func (l *pktLab) connectTo(t *testing.T, to netip.AddrPort, src netip.Addr, o *lbsp.Option) string {
 	t.Helper()
 	var c net.Conn
 	if err := l.client.Do(func() error {
-		d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), Control: func(_, _ string, rc syscall.RawConn) error {
 			if o == nil {
 				return nil
 			}
 			return lbsp.SetDestOptsRaw(rc, lbsp.BuildDestOpts(0, o.Append(nil, lbsp.DefaultType)))
 		}}
 		var err error
-		c, err = d.Dial("tcp6", pVIP.String())
+		c, err = d.Dial("tcp6", to.String())
 		return err
 	}); err != nil {
 		t.Fatal(err)

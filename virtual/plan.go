@@ -35,8 +35,10 @@ type Plan struct {
 	// HashKey extracts the consistent-hash key for the pool's method (nil: none).
 	HashKey HashKey
 
-	Persist      *persist.Profile // nil: no persistence
-	LBSPType     byte             // lbsp persistence: the Destination Option type
+	Persist  *persist.Profile // nil: no persistence
+	LBSPType byte             // lbsp persistence: the Destination Option type
+	// DSRInterface is a dsr virtual's servers' segment.
+	DSRInterface string
 	Fallback     *persist.Profile // nil: no fallback
 	PersistTable *persist.Table
 	Conns        *conntrack.Table
