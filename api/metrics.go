@@ -1,6 +1,8 @@
 package api
 
 import (
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -93,7 +95,7 @@ type backendCollector struct {
 	b Backend
 
 	vActive, vTotal, vRequests, vBytesIn, vBytesOut, vErrors, vClientErrors, vPersistFallbacks, vAvailable *prometheus.Desc
-	vLBSP                                                                                                  *prometheus.Desc
+	vLBSP, vDSRPackets, vDSRDrops                                                                          *prometheus.Desc
 
 	pAvailable, pTotal, pActive, pConns, pRequests, pBytesIn, pBytesOut, pErrors *prometheus.Desc
 
@@ -118,6 +120,8 @@ func newBackendCollector(b Backend) *backendCollector {
 		vClientErrors:     d("virtual_client_errors_total", "Requests the client broke (truncated, malformed or stalled body, gone mid-response); never charged to a member.", v),
 		vPersistFallbacks: d("virtual_persist_fallbacks_total", "Connections or datagrams whose first bytes gave a msrdp, sip or ssl persistence profile no key (nothing in time, garbage, no cookie, Call-ID or session ID); they were balanced without it.", v),
 		vAvailable:        d("virtual_available", "1 when the virtual server is enabled and its pool has an available member.", v),
+		vDSRPackets:       d("virtual_dsr_packets_total", "Packets a dsr virtual's address received (shared by the dsr virtuals of one address), by what became of them: forwarded or dropped.", []string{"virtual", "outcome"}),
+		vDSRDrops:         d("virtual_dsr_drops_total", "Packets a dsr virtual's address dropped, by reason (malformed, not_virtual, no_flow, no_member, table_full, no_neighbor, send_error, other_protocol).", []string{"virtual", "reason"}),
 		vLBSP: d("virtual_lbsp_connections_total", "Connections of a virtual with lbsp persistence, by how the member was chosen (server_option, client_identity, balanced, no_option) or why an option was ignored (not_member, malformed, unreadable).",
 			[]string{"virtual", "outcome"}),
 
@@ -146,7 +150,7 @@ func newBackendCollector(b Backend) *backendCollector {
 
 func (c *backendCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.vActive, c.vTotal, c.vRequests, c.vBytesIn, c.vBytesOut, c.vErrors, c.vClientErrors, c.vPersistFallbacks, c.vAvailable, c.vLBSP,
+		c.vActive, c.vTotal, c.vRequests, c.vBytesIn, c.vBytesOut, c.vErrors, c.vClientErrors, c.vPersistFallbacks, c.vAvailable, c.vLBSP, c.vDSRPackets, c.vDSRDrops,
 		c.pAvailable, c.pTotal, c.pActive, c.pConns, c.pRequests, c.pBytesIn, c.pBytesOut, c.pErrors,
 		c.mUp, c.mState, c.mActive, c.mTotal, c.mRequests, c.mBytesIn, c.mBytesOut, c.mErrors, c.mPassive, c.mLatency, c.mMonitorUp,
 	} {
@@ -171,6 +175,17 @@ func (c *backendCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.vClientErrors, v.ClientErrors, v.Name)
 		counter(c.vPersistFallbacks, v.PersistFallbacks, v.Name)
 		gauge(c.vAvailable, b2f(v.Availability == "available"), v.Name)
+		if d := v.DSR; d != nil {
+			counter(c.vDSRPackets, d.Forwarded, v.Name, "forwarded")
+			var dropped uint64
+			for _, n := range d.Drops {
+				dropped += n
+			}
+			counter(c.vDSRPackets, dropped, v.Name, "dropped")
+			for _, r := range slices.Sorted(maps.Keys(d.Drops)) {
+				counter(c.vDSRDrops, d.Drops[r], v.Name, r)
+			}
+		}
 		if l := v.LBSP; l != nil {
 			for _, o := range []struct {
 				name string

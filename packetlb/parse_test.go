@@ -131,4 +131,12 @@ func TestTable(t *testing.T) {
 	if n := tb.sweep(now.Add(2 * time.Minute)); n != 1 || tb.len() != 0 || released != 3 {
 		t.Fatalf("idle flow: swept %d, len %d, released %d", n, tb.len(), released)
 	}
+	// A SYN nobody follows up (a spoofed flood) gives its slots back after
+	// synWait, not after the idle timeout; a flow that went on does not.
+	tb.add(k1, m1, rel, now)
+	tb.add(k2, m1, rel, now)
+	tb.get(k2, FlagACK, now)
+	if n := tb.sweep(now.Add(synWait + time.Second)); n != 1 || tb.len() != 1 || released != 4 {
+		t.Fatalf("half-open flow: swept %d, len %d, released %d", n, tb.len(), released)
+	}
 }

@@ -8,10 +8,11 @@ import (
 
 // flow is one flow's member, and what to call when it ends.
 type flow struct {
-	member  netip.AddrPort
-	release func()
-	last    time.Time
-	closing bool // a FIN or RST went by: ends after closeWait
+	member      netip.AddrPort
+	release     func()
+	last        time.Time
+	closing     bool // a FIN or RST went by: ends after closeWait
+	established bool // a packet after the first went by
 }
 
 // table is the flow table: bounded, idle flows swept.
@@ -26,6 +27,11 @@ type table struct {
 // ACKs and retransmissions.
 const closeWait = 5 * time.Second
 
+// synWait is how long a flow that has seen only its first packet (a SYN
+// nobody followed up: a scan, a spoofed flood) holds its slot and its
+// member's connection slot.
+const synWait = 10 * time.Second
+
 func newTable(max int, idle time.Duration) *table {
 	return &table{m: map[Key]*flow{}, max: max, idle: idle}
 }
@@ -39,6 +45,9 @@ func (t *table) get(k Key, flags uint8, now time.Time) (netip.AddrPort, bool) {
 		return netip.AddrPort{}, false
 	}
 	f.last = now
+	if flags&(FlagSYN|FlagACK) != FlagSYN { // not a retransmitted SYN
+		f.established = true
+	}
 	if flags&(FlagFIN|FlagRST) != 0 {
 		f.closing = true
 	}
@@ -53,7 +62,6 @@ func (t *table) add(k Key, member netip.AddrPort, release func(), now time.Time)
 	if old := t.m[k]; old != nil {
 		// A SYN again (retransmitted, or a new connection on a reused
 		// port): keep the flow's member.
-		old.last = now
 		if release != nil {
 			release()
 		}
@@ -71,7 +79,7 @@ func (t *table) sweep(now time.Time) int {
 	t.mu.Lock()
 	var ended []*flow
 	for k, f := range t.m {
-		if now.Sub(f.last) > t.idle || (f.closing && now.Sub(f.last) > closeWait) {
+		if now.Sub(f.last) > t.idle || (f.closing && now.Sub(f.last) > closeWait) || (!f.established && now.Sub(f.last) > synWait) {
 			delete(t.m, k)
 			ended = append(ended, f)
 		}
