@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fulcrum-adc/fulcrum/internal/testnet"
 	"github.com/fulcrum-adc/fulcrum/lbsp"
 )
 
@@ -84,40 +84,15 @@ virtuals:
   fullbulk: {destination: "[fd00:4::100]:9000", type: tcp, pool: bulk}
 `), 0o600)
 	startFulcrum(b, l, bin, cfg)
-	var rr atomic.Int64
-	var f *Forwarder
-	if err := l.lb.Do(func() error {
-		var err error
-		f, err = New(Config{VIP: pVIP, TUN: "pk-vip", Interface: "br-s", MaxFlows: 100000, Idle: time.Minute, Choose: chooser(&rr)})
-		return err
-	}); err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	f.Resolve(pServer...)
-	time.Sleep(200 * time.Millisecond)
+	f := l.startForwarder(b)
 
 	const conns = 2000
 	opt := lbsp.Option{Client: lbsp.ClientFromAddr(pClient)}
 	run := func(to string) float64 {
+		ap := netip.MustParseAddrPort(to)
 		start := time.Now()
-		var cn net.Conn
 		for range conns {
-			if err := l.client.Do(func() error {
-				d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
-					return lbsp.SetDestOptsRaw(rc, lbsp.BuildDestOpts(0, opt.Append(nil, lbsp.DefaultType)))
-				}}
-				var err error
-				cn, err = d.Dial("tcp6", to)
-				return err
-			}); err != nil {
-				b.Fatal(err)
-			}
-			cn.SetDeadline(time.Now().Add(5 * time.Second))
-			if _, err := io.ReadAll(cn); err != nil {
-				b.Fatal(err)
-			}
-			cn.Close()
+			l.connectTo(b, ap, pClient, &opt)
 		}
 		return conns / time.Since(start).Seconds()
 	}
@@ -230,11 +205,29 @@ func serveName(ln net.Listener, name string) {
 
 // buildFulcrum builds the fulcrum binary for a test.
 func buildFulcrum(tb testing.TB) string {
-	bin := filepath.Join(tb.TempDir(), "fulcrum")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/fulcrum-adc/fulcrum/cmd/fulcrum").CombinedOutput(); err != nil {
-		tb.Fatalf("build: %v %s", err, out)
+	bin, err := testnet.BuildFulcrum(tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
 	}
 	return bin
+}
+
+// startForwarder starts a forwarder for pVIP in the lab's load balancer
+// with the round-robin LBSP-aware chooser, and resolves the servers.
+func (l *pktLab) startForwarder(tb testing.TB) *Forwarder {
+	var rr atomic.Int64
+	var f *Forwarder
+	if err := l.lb.Do(func() error {
+		var err error
+		f, err = New(Config{VIP: pVIP, TUN: "pk-vip", Interface: "br-s", MaxFlows: 100000, Idle: time.Minute, Choose: chooser(&rr)})
+		return err
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { f.Close() })
+	f.Resolve(pServer...)
+	time.Sleep(200 * time.Millisecond)
+	return f
 }
 
 // startFulcrum runs bin with cfg in the lab's load balancer namespace

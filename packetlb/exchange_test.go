@@ -11,7 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -55,24 +55,13 @@ func TestExchangeOnTheWire(t *testing.T) {
 		}()
 	}
 	ipIn(t, l.client, "-6", "route", "add", "fd00:2::/64", "via", "fd00:1::1") // the servers are routable
-	var rr atomic.Int64
-	var f *Forwarder
-	if err := l.lb.Do(func() error {
-		var err error
-		f, err = New(Config{VIP: pVIP, TUN: "pk-vip", Interface: "br-s", MaxFlows: 100, Idle: time.Minute, Choose: chooser(&rr)})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	f.Resolve(pServer...)
-	time.Sleep(100 * time.Millisecond)
+	f := l.startForwarder(t)
 
 	pcap := filepath.Join(t.TempDir(), "client.pcap")
 	home := t.TempDir()
 	capture := l.client.Command(context.Background(), "tshark", "-n", "-i", "eth0", "-f", "ip6", "-w", pcap)
 	capture.Env = append(os.Environ(), "HOME="+home, "XDG_CONFIG_HOME="+home)
-	var capErr bytes.Buffer
+	var capErr lockedBuffer
 	capture.Stderr = &capErr
 	if err := capture.Start(); err != nil {
 		t.Fatal(err)
@@ -166,4 +155,23 @@ func TestExchangeOnTheWire(t *testing.T) {
 		t.Fatalf("on the wire: first SYN to the VIP with C1 and no server %v; response naming %s %v; SYN straight to %s naming it %v\n%s",
 			firstSYN, learnt, response, learnt, directSYN, out)
 	}
+}
+
+// lockedBuffer is a bytes.Buffer the test may read while a command
+// writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

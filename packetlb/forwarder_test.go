@@ -142,12 +142,12 @@ func (l *pktLab) serve(ln net.Listener, name string) {
 	}
 }
 
-func (l *pktLab) connect(t *testing.T, o *lbsp.Option) string {
+func (l *pktLab) connect(t testing.TB, o *lbsp.Option) string {
 	return l.connectTo(t, pVIP, pClient, o)
 }
 
 // connectTo connects from src (an address of the client) to to.
-func (l *pktLab) connectTo(t *testing.T, to netip.AddrPort, src netip.Addr, o *lbsp.Option) string {
+func (l *pktLab) connectTo(t testing.TB, to netip.AddrPort, src netip.Addr, o *lbsp.Option) string {
 	t.Helper()
 	var c net.Conn
 	if err := l.client.Do(func() error {
@@ -177,18 +177,7 @@ func (l *pktLab) connectTo(t *testing.T, to netip.AddrPort, src netip.Addr, o *l
 // server named in the option serves; without one, the chooser balances.
 func TestSinglePassDSR(t *testing.T) {
 	l := newPktLab(t)
-	var rr atomic.Int64
-	var f *Forwarder
-	if err := l.lb.Do(func() error {
-		var err error
-		f, err = New(Config{VIP: pVIP, TUN: "pk-vip", Interface: "br-s", MaxFlows: 1000, Idle: time.Minute, Choose: chooser(&rr)})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	f.Resolve(pServer...)
-	time.Sleep(100 * time.Millisecond)
+	f := l.startForwarder(t)
 	seen := map[string]int{}
 	for range 6 {
 		seen[l.connect(t, nil)]++

@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -38,9 +37,8 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		fulcrumBin = filepath.Join(dir, "fulcrum")
-		if out, err := exec.Command("go", "build", "-o", fulcrumBin, "github.com/fulcrum-adc/fulcrum/cmd/fulcrum").CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "building fulcrum: %v\n%s", err, out)
+		if fulcrumBin, err = testnet.BuildFulcrum(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		return m.Run()
