@@ -815,9 +815,11 @@ func TestSetMoreHoldsTail(t *testing.T) {
 	wire := func() uint64 { return c.Stats().WireOut }
 	for pass := range 2 {
 		before := wire()
+		st.SetMore(true) // as a relay does while its source has more
 		for off := 0; off < len(base); off += 100 {
 			st.Write(base[off:min(off+100, len(base))])
 		}
+		st.SetMore(false)
 		waitFor(t, func() bool { return c.Stats().RawOut >= uint64(1024+1024+3+(pass+1)*len(base)) }, "data sent")
 		if sent := wire() - before; pass == 1 && sent > uint64(len(base))/20 {
 			t.Fatalf("repeat sent %d wire bytes for %d: the tail flushes broke the blocks", sent, len(base))
