@@ -3,6 +3,7 @@ package packetlb
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"io"
 	"net"
@@ -12,11 +13,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/fulcrum-adc/fulcrum/internal/testnet"
 	"github.com/fulcrum-adc/fulcrum/lbsp"
+	"golang.org/x/sys/unix"
 )
 
 // The seed's exchange figures on the wire, checked with tshark on the
@@ -57,23 +60,12 @@ func TestExchangeOnTheWire(t *testing.T) {
 	ipIn(t, l.client, "-6", "route", "add", "fd00:2::/64", "via", "fd00:1::1") // the servers are routable
 	f := l.startForwarder(t)
 
+	// Capture the client's link with a packet socket in its namespace (both
+	// directions, IPv6 packets as they are), then let tshark decode the
+	// pcap: no waiting for a capture process to attach.
 	pcap := filepath.Join(t.TempDir(), "client.pcap")
 	home := t.TempDir()
-	capture := l.client.Command(context.Background(), "tshark", "-n", "-i", "eth0", "-f", "ip6", "-w", pcap)
-	capture.Env = append(os.Environ(), "HOME="+home, "XDG_CONFIG_HOME="+home)
-	var capErr lockedBuffer
-	capture.Stderr = &capErr
-	if err := capture.Start(); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(capErr.String(), "Capturing on"); {
-		if time.Now().After(deadline) {
-			capture.Process.Kill()
-			t.Fatalf("tshark did not start: %s", capErr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	time.Sleep(time.Second) // "Capturing on" comes before dumpcap is attached
+	capture := captureIPv6(t, l.client, "eth0")
 
 	c1 := lbsp.ClientFromAddr(pClient)
 	cl := &lbsp.Client{Identity: c1, Direct: true}
@@ -109,8 +101,7 @@ func TestExchangeOnTheWire(t *testing.T) {
 		t.Fatalf("served by %v", served)
 	}
 	time.Sleep(200 * time.Millisecond)
-	capture.Process.Signal(syscall.SIGINT)
-	capture.Wait()
+	writePcap(t, pcap, capture())
 	if st := f.Stats(); st.NewFlows != 1 {
 		t.Errorf("the load balancer saw %d flows, want only the first connection", st.NewFlows)
 	}
@@ -122,7 +113,7 @@ func TestExchangeOnTheWire(t *testing.T) {
 	cmd.Stderr = &rerr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("tshark -r: %v: %s (capture: %s)", err, rerr.String(), capErr.String())
+		t.Fatalf("tshark -r: %v: %s", err, rerr.String())
 	}
 	want := func(a netip.Addr) string {
 		c, s := c1, [16]byte{}
@@ -157,21 +148,72 @@ func TestExchangeOnTheWire(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer the test may read while a command
-// writes it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+// captureIPv6 captures the IPv6 packets crossing ifname (in ns) in both
+// directions until the returned function is called, which returns them.
+func captureIPv6(t *testing.T, ns *testnet.NS, ifname string) func() [][]byte {
+	t.Helper()
+	var fd int
+	if err := ns.Do(func() error {
+		ifi, err := net.InterfaceByName(ifname)
+		if err != nil {
+			return err
+		}
+		// ETH_P_ALL: the kernel shows outgoing frames only to such taps.
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+		if err != nil {
+			return err
+		}
+		unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 50000})
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu   sync.Mutex
+		pkts [][]byte
+		stop atomic.Bool
+		done = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		buf := make([]byte, 65536)
+		for !stop.Load() {
+			n, from, err := unix.Recvfrom(fd, buf, 0)
+			if err != nil {
+				continue // the receive timeout: look at stop again
+			}
+			if ll, ok := from.(*unix.SockaddrLinklayer); !ok || ll.Protocol != htons(unix.ETH_P_IPV6) {
+				continue
+			}
+			mu.Lock()
+			pkts = append(pkts, append([]byte(nil), buf[:n]...))
+			mu.Unlock()
+		}
+	}()
+	return func() [][]byte {
+		stop.Store(true)
+		<-done
+		unix.Close(fd)
+		mu.Lock()
+		defer mu.Unlock()
+		return pkts
+	}
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+// writePcap writes IPv6 packets as a pcap file (LINKTYPE_RAW).
+func writePcap(t *testing.T, path string, pkts [][]byte) {
+	t.Helper()
+	var b bytes.Buffer
+	for _, v := range []any{uint32(0xa1b2c3d4), uint16(2), uint16(4), int32(0), uint32(0), uint32(65535), uint32(101)} {
+		binary.Write(&b, binary.LittleEndian, v)
+	}
+	for i, p := range pkts {
+		for _, v := range []uint32{uint32(1700000000 + i), 0, uint32(len(p)), uint32(len(p))} {
+			binary.Write(&b, binary.LittleEndian, v)
+		}
+		b.Write(p)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

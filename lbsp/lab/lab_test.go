@@ -353,7 +353,7 @@ func TestFullProxy(t *testing.T) {
 	after, err := l.counts()
 	must(t, err)
 	if d := after.IgnoredNotMember - before.IgnoredNotMember; d != 9 {
-		t.Errorf("ignored_not_member rose by %d, want 9", d)
+		t.Errorf("ignored_not_member rose by %d, want 9 (before %+v, after %+v)", d, before, after)
 	}
 	if after.NoOption < 6 || after.ByServer < 4 || after.ByIdentity < 6 || after.Balanced < 10 {
 		t.Errorf("counters %+v", after)
