@@ -79,7 +79,7 @@ func (e *Engine) Virtuals() []api.VirtualStatus {
 					LocalFallback: is.LocalFallback.Load(), Refused: is.Refused.Load()}
 			}
 			if v.Type == "dsr" {
-				vs.DSR = e.dsrCounts(v.Destination)
+				vs.DSR = e.dsrCounts(v.Destination, v.Interface)
 			}
 			if pp := cfg.Profiles.Persistence[v.Persistence]; pp != nil && pp.Type == "lbsp" {
 				l := &st.LBSP
@@ -142,13 +142,13 @@ func (e *Engine) poolStatus(name string, p *pool.Pool) api.PoolStatus {
 }
 
 // dsrCounts reads a dsr virtual's forwarder (nil when it is not running).
-func (e *Engine) dsrCounts(destination string) *api.DSRCounts {
+func (e *Engine) dsrCounts(destination, iface string) *api.DSRCounts {
 	dest, err := config.ParseDestination(destination)
 	if err != nil {
 		return nil
 	}
 	e.mu.Lock()
-	d, _ := e.listeners[listenerKey("dsr", dest)].(*virtual.DSR)
+	d, _ := e.listeners[listenerKey("dsr", dest)+"|"+iface].(*virtual.DSR)
 	e.mu.Unlock()
 	if d == nil {
 		return nil

@@ -242,7 +242,12 @@ func (e *Engine) compile(cfg *config.Config) (*compiled, error) {
 			plan.Pool, plan.HashKey = c.pools[v.ISessionEndpoints], poolHashKey(cfg, v.ISessionEndpoints)
 			plan.ISession = is
 		}
-		c.plans[listenerKey(v.Type, dest)] = plan
+		key := listenerKey(v.Type, dest)
+		if v.Type == "dsr" {
+			// A new interface is a new forwarder, not a plan swap.
+			key += "|" + v.Interface
+		}
+		c.plans[key] = plan
 	}
 	return c, nil
 }

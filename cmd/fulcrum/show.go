@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"net/netip"
@@ -517,6 +518,16 @@ func printVirtuals(w io.Writer, vs []api.VirtualStatus) {
 	}
 	tw.Flush()
 	for _, v := range vs {
+		if d := v.DSR; d != nil {
+			var drops []string
+			for _, r := range slices.Sorted(maps.Keys(d.Drops)) {
+				if d.Drops[r] > 0 {
+					drops = append(drops, fmt.Sprintf("%s %d", r, d.Drops[r]))
+				}
+			}
+			fmt.Fprintf(w, "%s dsr: packets %d, forwarded %d, flows %d (%d new); drops: %s\n",
+				v.Name, d.Packets, d.Forwarded, d.Flows, d.NewFlows, orDash(strings.Join(drops, ", ")))
+		}
 		if l := v.LBSP; l != nil {
 			fmt.Fprintf(w, "%s lbsp: by server option %d, by client identity %d, balanced %d, no option %d; ignored: not a member %d, malformed %d, unreadable %d\n",
 				v.Name, l.ByServer, l.ByIdentity, l.Balanced, l.NoOption, l.IgnoredNotMember, l.Malformed, l.Unreadable)
