@@ -972,7 +972,14 @@ func TestConnMirrorUDP(t *testing.T) {
 					plain = append(plain, f)
 				}
 			}
-			time.Sleep(200 * time.Millisecond) // the flows' entries reach the standby
+			// The flows' entries reach the standby: wait until it holds
+			// them (a loaded machine may take longer than the 200 ms
+			// that suffice on a quiet one), then a little more.
+			eventually(5*time.Second, func() bool {
+				st, err := l.mirrorStatus("b")
+				return err == nil && st.Connections.Shadows >= n
+			})
+			time.Sleep(200 * time.Millisecond)
 			failOver(t, l, kind, "a", "b")
 			kept, plainKept := 0, 0
 			for _, f := range mirrored {
