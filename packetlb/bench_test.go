@@ -2,7 +2,6 @@ package packetlb
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -83,7 +81,7 @@ virtuals:
   cookie: {destination: "[fd00:4::100]:8080", type: http, pool: webhttp, persistence: ck}
   fullbulk: {destination: "[fd00:4::100]:9000", type: tcp, pool: bulk}
 `), 0o600)
-	startFulcrum(b, l, bin, cfg)
+	testnet.StartFulcrum(b, l.lb, bin, cfg)
 	f := l.startForwarder(b)
 
 	const conns = 2000
@@ -228,42 +226,4 @@ func (l *pktLab) startForwarder(tb testing.TB) *Forwarder {
 	f.Resolve(pServer...)
 	time.Sleep(200 * time.Millisecond)
 	return f
-}
-
-// startFulcrum runs bin with cfg in the lab's load balancer namespace
-// and waits for its API.
-func startFulcrum(tb testing.TB, l *pktLab, bin, cfg string) *http.Client {
-	logPath := cfg + ".log"
-	logf, err := os.Create(logPath)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cmd := l.lb.Command(context.Background(), bin, "run", cfg)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	logf.Close()
-	tb.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		if tb.Failed() {
-			b, _ := os.ReadFile(logPath)
-			tb.Logf("fulcrum log:\n%s", b)
-		}
-	})
-	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, n, a string) (net.Conn, error) {
-		return l.lb.Dial(ctx, &net.Dialer{}, n, a)
-	}}}
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		if r, err := hc.Get("http://127.0.0.1:9090/api/v1/virtuals"); err == nil {
-			r.Body.Close()
-			return hc
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logPath)
-			tb.Fatalf("fulcrum did not start:\n%s", b)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -2,12 +2,14 @@ package packetlb
 
 import (
 	"encoding/json"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/fulcrum-adc/fulcrum/api"
+	"github.com/fulcrum-adc/fulcrum/internal/testnet"
 	"github.com/fulcrum-adc/fulcrum/lbsp"
 )
 
@@ -29,7 +31,7 @@ virtuals:
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	hc := startFulcrum(t, l, bin, cfg)
+	hc := testnet.StartFulcrum(t, l.lb, bin, cfg)
 
 	// Without an option: balanced (round-robin) over the three.
 	seen := map[string]int{}
@@ -58,15 +60,7 @@ virtuals:
 	bad := lbsp.Option{Client: lbsp.RandomClient(), Server: pClient}
 	l.connect(t, &bad)
 
-	r, err := hc.Get("http://127.0.0.1:9090/api/v1/virtuals")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Body.Close()
-	var vs []api.VirtualStatus
-	if err := json.NewDecoder(r.Body).Decode(&vs); err != nil {
-		t.Fatal(err)
-	}
+	vs := virtuals(t, hc)
 	if len(vs) != 1 || vs[0].DSR == nil || vs[0].LBSP == nil {
 		t.Fatalf("virtual status %+v", vs)
 	}
@@ -121,19 +115,10 @@ virtuals:
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	hc := startFulcrum(t, l, buildFulcrum(t), cfg)
+	hc := testnet.StartFulcrum(t, l.lb, buildFulcrum(t), cfg)
 	counts := func() map[string]api.LBSPCounts {
-		r, err := hc.Get("http://127.0.0.1:9090/api/v1/virtuals")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Body.Close()
-		var vs []api.VirtualStatus
-		if err := json.NewDecoder(r.Body).Decode(&vs); err != nil {
-			t.Fatal(err)
-		}
 		out := map[string]api.LBSPCounts{}
-		for _, v := range vs {
+		for _, v := range virtuals(t, hc) {
 			if v.LBSP != nil {
 				out[v.Name] = *v.LBSP
 			}
@@ -181,4 +166,19 @@ virtuals:
 		}
 		t.Logf("row %d: %s -> [%s]:%d LBSPOD-2 %s: %s by %s, one pass", i+1, row.source, row.vip, row.port, row.lbspod2, row.assigned, basis)
 	}
+}
+
+// virtuals reads GET /api/v1/virtuals.
+func virtuals(t *testing.T, hc *http.Client) []api.VirtualStatus {
+	t.Helper()
+	r, err := hc.Get("http://127.0.0.1:9090/api/v1/virtuals")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	var vs []api.VirtualStatus
+	if err := json.NewDecoder(r.Body).Decode(&vs); err != nil {
+		t.Fatal(err)
+	}
+	return vs
 }

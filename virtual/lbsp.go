@@ -2,6 +2,7 @@ package virtual
 
 import (
 	"context"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -86,7 +87,7 @@ func (p *Plan) lbspServer(r lbspResult, exclude []*pool.Member) *pool.Member {
 	addr := r.opt.Server.Unmap()
 	pools := []*pool.Pool{p.Pool}
 	if p.Persist != nil && p.Persist.Config().MatchAcrossPools {
-		for _, name := range sortedPoolNames(p.Pools) {
+		for _, name := range slices.Sorted(maps.Keys(p.Pools)) {
 			if pl := p.Pools[name]; pl != p.Pool {
 				pools = append(pools, pl)
 			}
@@ -105,15 +106,6 @@ func (p *Plan) lbspServer(r lbspResult, exclude []*pool.Member) *pool.Member {
 	}
 	p.Stats.LBSP.IgnoredNotMember.Add(1)
 	return nil
-}
-
-func sortedPoolNames(m map[string]*pool.Pool) []string {
-	out := make([]string, 0, len(m))
-	for n := range m {
-		out = append(out, n)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // lbspHeader is a Destination Options header carrying o.

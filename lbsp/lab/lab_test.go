@@ -26,25 +26,7 @@ import (
 
 var fulcrumBin string
 
-func TestMain(m *testing.M) {
-	code := func() int {
-		if os.Geteuid() != 0 {
-			return m.Run()
-		}
-		dir, err := os.MkdirTemp("", "fulcrum-lbsplab-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		if fulcrumBin, err = testnet.BuildFulcrum(dir); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		return m.Run()
-	}()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testnet.MainWithFulcrum(m, &fulcrumBin)) }
 
 func must(t *testing.T, err error) {
 	t.Helper()
@@ -92,6 +74,7 @@ func (m *member) serve(ln net.Listener) {
 type lab struct {
 	t       *testing.T
 	ns      *testnet.NS
+	api     *http.Client // Fulcrum's management API
 	members map[netip.Addr]*member
 }
 
@@ -139,39 +122,7 @@ func newLab(t *testing.T, config string, ports ...int) *lab {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "f.yaml")
 	must(t, os.WriteFile(cfg, []byte(config), 0o600))
-	logPath := filepath.Join(dir, "f.log")
-	logf, err := os.Create(logPath)
-	must(t, err)
-	cmd := ns.Command(context.Background(), fulcrumBin, "run", cfg)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	must(t, cmd.Start())
-	logf.Close()
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("fulcrum log:\n%s", b)
-		}
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if _, err := l.allCounts(); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("fulcrum did not start:\n%s", b)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	l.api = testnet.StartFulcrum(t, ns, fulcrumBin, cfg)
 	return l
 }
 
@@ -189,10 +140,7 @@ func (l *lab) counts() (*api.LBSPCounts, error) {
 // setState sets a member's state through the API.
 func (l *lab) setState(pool string, m netip.AddrPort, state string) {
 	l.t.Helper()
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return l.ns.Dial(ctx, &net.Dialer{}, network, addr)
-	}}}
-	defer c.CloseIdleConnections()
+	c := l.api
 	req, _ := http.NewRequest(http.MethodPatch, "http://127.0.0.1:9090/api/v1/pools/"+pool+"/members/"+url.PathEscape(m.String()),
 		strings.NewReader(`{"state":"`+state+`"}`))
 	req.Header.Set("Content-Type", "application/json")
@@ -206,10 +154,7 @@ func (l *lab) setState(pool string, m netip.AddrPort, state string) {
 
 // allCounts returns every lbsp virtual's counters.
 func (l *lab) allCounts() (map[string]*api.LBSPCounts, error) {
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return l.ns.Dial(ctx, &net.Dialer{}, network, addr)
-	}}}
-	defer c.CloseIdleConnections()
+	c := l.api
 	resp, err := c.Get("http://127.0.0.1:9090/api/v1/virtuals")
 	if err != nil {
 		return nil, err

@@ -15,10 +15,8 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,25 +27,7 @@ import (
 
 var fulcrumBin string
 
-func TestMain(m *testing.M) {
-	code := func() int {
-		if os.Geteuid() != 0 {
-			return m.Run() // every test skips
-		}
-		dir, err := os.MkdirTemp("", "fulcrum-eiplab-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		if fulcrumBin, err = testnet.BuildFulcrum(dir); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		return m.Run()
-	}()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testnet.MainWithFulcrum(m, &fulcrumBin)) }
 
 func must(t *testing.T, err error) {
 	t.Helper()
@@ -70,10 +50,9 @@ var (
 )
 
 type device struct {
-	name, config, log string
-	ns                *testnet.NS
-	cmd               *exec.Cmd
-	done              chan struct{}
+	name, config string
+	ns           *testnet.NS
+	api          *http.Client // its management API
 }
 
 type lab struct {
@@ -109,8 +88,8 @@ func newLab(t *testing.T, v6 bool) *lab {
 	if v6 {
 		local, remote = l.wan.ClientAddr6, l.wan.ServerAddr6
 	}
-	l.dc1 = &device{name: "dc1", ns: l.wan.Client, config: filepath.Join(dir, "dc1.yaml"), log: filepath.Join(dir, "dc1.log")}
-	l.dc2 = &device{name: "dc2", ns: l.wan.Server, config: filepath.Join(dir, "dc2.yaml"), log: filepath.Join(dir, "dc2.log")}
+	l.dc1 = &device{name: "dc1", ns: l.wan.Client, config: filepath.Join(dir, "dc1.yaml")}
+	l.dc2 = &device{name: "dc2", ns: l.wan.Server, config: filepath.Join(dir, "dc2.yaml")}
 	must(t, os.WriteFile(l.dc1.config, []byte(fmt.Sprintf(`
 management: {address: "127.0.0.1:9090"}
 vlans:
@@ -167,55 +146,10 @@ self_ips:
 	return l
 }
 
-func (l *lab) start(d *device) {
-	t := l.t
-	logf, err := os.OpenFile(d.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	must(t, err)
-	d.cmd = d.ns.Command(context.Background(), fulcrumBin, "run", d.config)
-	d.cmd.Stdout, d.cmd.Stderr = logf, logf
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	must(t, d.cmd.Start())
-	logf.Close()
-	d.done = make(chan struct{})
-	go func() { d.cmd.Wait(); close(d.done) }()
-	t.Cleanup(func() {
-		d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.done:
-		case <-time.After(10 * time.Second):
-			d.cmd.Process.Kill()
-			<-d.done
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(d.log)
-			t.Logf("%s log:\n%s", d.name, b)
-		}
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if _, err := l.get(d, "/api/v1/tunnels"); err == nil {
-			return
-		}
-		select {
-		case <-d.done:
-			b, _ := os.ReadFile(d.log)
-			t.Fatalf("%s exited at start:\n%s", d.name, b)
-		default:
-		}
-		if time.Now().After(deadline) {
-			b, _ := os.ReadFile(d.log)
-			t.Fatalf("%s: API not up after 15s:\n%s", d.name, b)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+func (l *lab) start(d *device) { d.api = testnet.StartFulcrum(l.t, d.ns, fulcrumBin, d.config) }
 
 func (l *lab) get(d *device, path string) ([]byte, error) {
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return d.ns.Dial(ctx, &net.Dialer{}, network, addr)
-	}}}
-	defer c.CloseIdleConnections()
-	resp, err := c.Get("http://127.0.0.1:9090" + path)
+	resp, err := d.api.Get("http://127.0.0.1:9090" + path)
 	if err != nil {
 		return nil, err
 	}
