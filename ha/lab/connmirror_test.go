@@ -949,14 +949,10 @@ func TestConnMirrorUDP(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			l, srvNS := newConnLab(t, "cu"+kind[:1], ciSettings)
 			startUDPEcho(t, srvNS)
-			l.start("a")
-			l.start("b")
-			if !eventually(5*time.Second, func() bool {
-				st, err := l.mirrorStatus("a")
-				return err == nil && l.group("a").State == "active" && st.Connected != ""
-			}) {
-				t.Fatal("a is not active with its mirror channel up")
-			}
+			// The connection-mirroring channel must stream before the
+			// flows start: a flow made while it is down stays unmirrored
+			// (the persistence channel being connected is not enough).
+			l.startMirrored(t)
 			const n = 20
 			type flow struct {
 				c      net.Conn
